@@ -1,0 +1,115 @@
+"""The ASGI application: `/v2`, `/service/token`, and the middleware around them."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from dockyard import logging as dockyard_logging
+from dockyard.auth import routes as token_routes
+from dockyard.config import Settings
+from dockyard.registry import routes as registry_routes
+from dockyard.registry.errors import ERROR_CODES, RegistryError
+from dockyard.services import build_services
+
+log = logging.getLogger("dockyard.access")
+
+SETTINGS_ENV = "DOCKYARD_INTERNAL_SETTINGS"
+
+
+def create_app(settings: Settings) -> Starlette:
+    """Build the application for `settings`; services start with the lifespan."""
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        services = build_services(settings)
+        app.state.services = services
+        try:
+            yield
+        finally:
+            await services.close()
+
+    app = Starlette(
+        routes=[*registry_routes.ROUTES, *token_routes.ROUTES],
+        exception_handlers={
+            RegistryError: registry_routes.handle_registry_error,
+            token_routes.TokenRequestError: token_routes.handle_token_error,
+            HTTPException: _handle_http_exception,
+            Exception: _handle_unexpected,
+        },
+        lifespan=lifespan,
+    )
+    app.add_middleware(RequestLogMiddleware)
+    return app
+
+
+def app_from_environment() -> Starlette:
+    """Factory for worker processes: settings were validated by `dockyard serve`
+    and handed over in the environment (without secrets)."""
+    settings = Settings.model_validate(json.loads(os.environ[SETTINGS_ENV]))
+    dockyard_logging.configure_logging(settings.log_level)
+    return create_app(settings)
+
+
+async def _handle_http_exception(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    code = {404: "NOT_FOUND", 405: "UNSUPPORTED"}.get(exc.status_code, "UNSUPPORTED")
+    body = {"errors": [{"code": code, "message": ERROR_CODES[code][1]}]}
+    return JSONResponse(body, status_code=exc.status_code)
+
+
+async def _handle_unexpected(request: Request, exc: Exception) -> Response:
+    log.error("request_failed path=%s", request.url.path, exc_info=exc)
+    body = {"errors": [{"code": "UNKNOWN", "message": "internal server error"}]}
+    return JSONResponse(body, status_code=500)
+
+
+class RequestLogMiddleware:
+    """One INFO line per request; binds the request id; marks `/v2` answers
+    with `Docker-Distribution-API-Version`."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        rid = secrets.token_hex(8)
+        token = dockyard_logging.request_id.set(rid)
+        is_registry = scope["path"].startswith("/v2")
+        status = 500
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                headers = message.setdefault("headers", [])
+                headers.append((b"x-request-id", rid.encode()))
+                if is_registry:
+                    headers.append((b"docker-distribution-api-version", b"registry/2.0"))
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            log.info(
+                "request method=%s path=%s status=%d duration_ms=%.1f",
+                scope["method"],
+                scope["path"],
+                status,
+                (time.perf_counter() - started) * 1000,
+            )
+            dockyard_logging.request_id.reset(token)

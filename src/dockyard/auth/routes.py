@@ -1,0 +1,131 @@
+"""`/service/token`: the Docker registry token service.
+
+GET (Docker token spec): anonymous or HTTP Basic; one `scope` parameter per
+scope or space-separated; `offline_token=true` adds a refresh token.
+POST (OAuth2 form, as containerd and the docker CLI send it):
+`grant_type=password` with username/password, or `grant_type=refresh_token`.
+
+The token holds the intersection of what was asked and what the caller may
+do; asking for more than allowed is not an error, the registry says no later.
+Bad credentials are 401, in the registry's error format.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime
+import logging
+from typing import TYPE_CHECKING
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from dockyard.auth.principals import ANONYMOUS, Principal
+from dockyard.auth.scopes import parse_scopes
+from dockyard.auth.tokens import InvalidToken
+
+if TYPE_CHECKING:
+    from dockyard.services import Services
+
+log = logging.getLogger(__name__)
+
+
+class TokenRequestError(Exception):
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+async def get_token(request: Request) -> Response:
+    svc: "Services" = request.app.state.services
+    params = request.query_params
+    principal = await _basic_principal(svc, request.headers.get("authorization"))
+    offline = params.get("offline_token", "").lower() == "true"
+    return await _token_response(svc, principal, params.getlist("scope"), offline)
+
+
+async def post_token(request: Request) -> Response:
+    svc: "Services" = request.app.state.services
+    form = await request.form()
+    grant = form.get("grant_type")
+    if grant == "password":
+        principal = await _login(svc, str(form.get("username", "")), str(form.get("password", "")))
+        offline = form.get("access_type") == "offline"
+    elif grant == "refresh_token":
+        principal = await _refreshed_principal(svc, str(form.get("refresh_token", "")))
+        offline = False
+    else:
+        raise TokenRequestError(400, "UNSUPPORTED", "grant_type must be password or refresh_token")
+    scopes = [str(value) for value in form.getlist("scope")]
+    return await _token_response(svc, principal, scopes, offline)
+
+
+async def _token_response(
+    svc: "Services", principal: Principal, scope_params: list[str], offline: bool
+) -> Response:
+    granted = await svc.policy.grant(principal, parse_scopes(scope_params))
+    issued = svc.authority.issue_access_token(principal.username, granted)
+    body = {
+        "token": issued.token,
+        "access_token": issued.token,
+        "expires_in": issued.expires_in,
+        "issued_at": _rfc3339(issued.issued_at),
+    }
+    if offline and not principal.anonymous:
+        user = await svc.users.find_user(principal.username)
+        if user is not None:
+            refresh = svc.authority.issue_refresh_token(principal.username, user["password_version"])
+            body["refresh_token"] = refresh.token
+    return JSONResponse(body, headers={"cache-control": "no-store"})
+
+
+async def _basic_principal(svc: "Services", header: str | None) -> Principal:
+    if not header:
+        return ANONYMOUS
+    kind, _, value = header.partition(" ")
+    if kind.lower() != "basic":
+        raise TokenRequestError(401, "UNAUTHORIZED", "only Basic credentials are accepted here")
+    try:
+        username, _, password = base64.b64decode(value.strip(), validate=True).decode().partition(":")
+    except (binascii.Error, UnicodeDecodeError) as exc:
+        raise TokenRequestError(401, "UNAUTHORIZED", "malformed Basic credentials") from exc
+    return await _login(svc, username, password)
+
+
+async def _login(svc: "Services", username: str, password: str) -> Principal:
+    principal = await svc.users.authenticate(username, password) if username else None
+    if principal is None:
+        raise TokenRequestError(401, "UNAUTHORIZED", "authentication failed")
+    return principal
+
+
+async def _refreshed_principal(svc: "Services", token: str) -> Principal:
+    try:
+        username, password_version = svc.authority.verify_refresh_token(token)
+    except InvalidToken as exc:
+        log.warning("refresh_token_refused reason=%s", exc)
+        raise TokenRequestError(401, "UNAUTHORIZED", "invalid refresh token") from exc
+    user = await svc.users.find_user(username)
+    # A password change retires every refresh token issued before it.
+    if user is None or user["password_version"] != password_version:
+        raise TokenRequestError(401, "UNAUTHORIZED", "invalid refresh token")
+    return Principal(user["id"], user["username"], bool(user["sysadmin"]))
+
+
+def _rfc3339(timestamp: int) -> str:
+    moment = datetime.datetime.fromtimestamp(timestamp, datetime.UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+async def handle_token_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, TokenRequestError)
+    body = {"errors": [{"code": exc.code, "message": exc.message}]}
+    return JSONResponse(body, status_code=exc.status)
+
+
+ROUTES = [
+    Route("/service/token", get_token, methods=["GET"]),
+    Route("/service/token", post_token, methods=["POST"]),
+]

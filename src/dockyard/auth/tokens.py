@@ -1,0 +1,159 @@
+"""Bearer tokens: RS256 JWTs in the Docker registry token format.
+
+An access token carries `access: [{type, name, actions}]` and is what `/v2`
+accepts. A refresh token (Docker's `offline_token`, OAuth2 refresh grant)
+carries `token_use: "refresh"` and only buys new access tokens; each kind is
+refused where the other is expected.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+import jwt
+
+from dockyard.auth.keys import SigningKey
+from dockyard.auth.scopes import Scope
+
+_ALGORITHM = "RS256"
+_REFRESH = "refresh"
+# Verified access tokens are cached so that a client's every request does not
+# pay for an RSA verification. Bounded; entries die with their token.
+_CACHE_SIZE = 4096
+# Clock skew allowed between the token service and verifiers, in seconds.
+_LEEWAY = 30
+
+
+class InvalidToken(Exception):
+    """The token is malformed, forged, expired, or of the wrong kind."""
+
+
+@dataclass(frozen=True, slots=True)
+class AccessToken:
+    subject: str
+    issued_at: float
+    expires_at: float
+    access: tuple[Scope, ...]
+
+    def actions_for(self, kind: str, name: str) -> frozenset[str]:
+        for scope in self.access:
+            if scope.type == kind and scope.name == name:
+                return scope.actions
+        return frozenset()
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedToken:
+    token: str
+    issued_at: int
+    expires_in: int
+
+
+class TokenAuthority:
+    """Issues and verifies tokens for one service with one signing key."""
+
+    def __init__(
+        self,
+        key: SigningKey,
+        *,
+        issuer: str,
+        service: str,
+        expiration: int,
+        refresh_expiration: int,
+    ) -> None:
+        self.key = key
+        self.issuer = issuer
+        self.service = service
+        self.expiration = expiration
+        self.refresh_expiration = refresh_expiration
+        self._verified: OrderedDict[str, AccessToken] = OrderedDict()
+
+    def issue_access_token(self, subject: str, access: list[Scope]) -> IssuedToken:
+        claims = {"access": [scope.to_claim() for scope in access]}
+        return self._sign(subject, self.expiration, claims)
+
+    def issue_refresh_token(self, subject: str, password_version: int) -> IssuedToken:
+        claims = {"token_use": _REFRESH, "pwv": password_version}
+        return self._sign(subject, self.refresh_expiration, claims)
+
+    def verify_access_token(self, token: str) -> AccessToken:
+        """Return the token's contents; raise `InvalidToken` if it must be refused."""
+        cached = self._verified.get(token)
+        if cached is not None:
+            if cached.expires_at + _LEEWAY > time.time():
+                return cached
+            del self._verified[token]
+        claims = self._decode(token)
+        if claims.get("token_use") == _REFRESH:
+            raise InvalidToken("a refresh token cannot be used as an access token")
+        verified = AccessToken(
+            subject=str(claims.get("sub", "")),
+            issued_at=float(claims["iat"]),
+            expires_at=float(claims["exp"]),
+            access=_parse_access(claims.get("access")),
+        )
+        self._remember(token, verified)
+        return verified
+
+    def verify_refresh_token(self, token: str) -> tuple[str, int]:
+        """Return (subject, password version); raise `InvalidToken` if refused."""
+        claims = self._decode(token)
+        if claims.get("token_use") != _REFRESH:
+            raise InvalidToken("not a refresh token")
+        return str(claims.get("sub", "")), int(claims.get("pwv", -1))
+
+    def _sign(self, subject: str, lifetime: int, extra: dict[str, Any]) -> IssuedToken:
+        now = int(time.time())
+        claims = {
+            "iss": self.issuer,
+            "sub": subject,
+            "aud": self.service,
+            "exp": now + lifetime,
+            "nbf": now - 1,
+            "iat": now,
+            "jti": secrets.token_urlsafe(16),
+            **extra,
+        }
+        token = jwt.encode(
+            claims,
+            self.key.private_key,
+            algorithm=_ALGORITHM,
+            headers={"kid": self.key.key_id, "typ": "JWT"},
+        )
+        return IssuedToken(token=token, issued_at=now, expires_in=lifetime)
+
+    def _decode(self, token: str) -> dict[str, Any]:
+        try:
+            return jwt.decode(
+                token,
+                self.key.public_key,
+                algorithms=[_ALGORITHM],
+                audience=self.service,
+                issuer=self.issuer,
+                leeway=_LEEWAY,
+                options={"require": ["exp", "iat", "iss", "aud", "sub"]},
+            )
+        except jwt.PyJWTError as exc:
+            raise InvalidToken(str(exc)) from exc
+
+    def _remember(self, token: str, verified: AccessToken) -> None:
+        self._verified[token] = verified
+        if len(self._verified) > _CACHE_SIZE:
+            self._verified.popitem(last=False)
+
+
+def _parse_access(value: Any) -> tuple[Scope, ...]:
+    if not isinstance(value, list):
+        return ()
+    scopes = []
+    for entry in value:
+        if not isinstance(entry, dict):
+            continue
+        actions = entry.get("actions")
+        if isinstance(actions, list) and all(isinstance(a, str) for a in actions):
+            scopes.append(Scope(str(entry.get("type")), str(entry.get("name")), frozenset(actions)))
+    return tuple(scopes)

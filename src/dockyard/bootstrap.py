@@ -1,0 +1,68 @@
+"""First start: the schema, the admin user, the `library` project, the token key.
+
+Safe to run on every start: each step does nothing when already done. The
+admin password comes from the settings or is generated, printed once, and
+kept in `<data_dir>/admin-password` (mode 0600); it never reaches a log.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+from pathlib import Path
+
+from dockyard.auth.keys import load_or_create_signing_key
+from dockyard.config import Settings
+from dockyard.db.migrate import upgrade_database
+from dockyard.projects import ProjectExists
+from dockyard.services import Services
+
+log = logging.getLogger(__name__)
+
+ADMIN_USERNAME = "admin"
+DEFAULT_PROJECT = "library"
+ADMIN_PASSWORD_FILE = "admin-password"
+
+
+def prepare_data_dir(settings: Settings) -> None:
+    """Create the data directory, the token key pair and the schema."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    load_or_create_signing_key(settings.data_dir / "keys", settings.token.issuer)
+    upgrade_database(settings.sqlalchemy_url)
+
+
+async def create_initial_content(services: Services) -> str | None:
+    """Create the admin user and the public `library` project if absent.
+
+    Return the admin password when it was generated here (to print once).
+    """
+    settings = services.settings
+    generated = None
+    if await services.users.find_user(ADMIN_USERNAME) is None:
+        if settings.admin_password is not None:
+            password = settings.admin_password.get_secret_value()
+        else:
+            password = generated = _generate_password()
+            _write_secret(settings.data_dir / ADMIN_PASSWORD_FILE, password)
+        await services.users.create_user(
+            ADMIN_USERNAME, password, sysadmin=True, enforce_policy=False
+        )
+        log.info("admin_created username=%s", ADMIN_USERNAME)
+    try:
+        await services.projects.create_project(DEFAULT_PROJECT, public=True)
+        log.info("project_created project=%s public=true", DEFAULT_PROJECT)
+    except ProjectExists:
+        pass
+    return generated
+
+
+def _generate_password() -> str:
+    # Meets the password policy whatever the random part holds.
+    return "Dy1" + secrets.token_urlsafe(18)
+
+
+def _write_secret(path: Path, value: str) -> None:
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(value + "\n")

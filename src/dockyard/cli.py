@@ -1,0 +1,204 @@
+"""The `dockyard` command: serve, migrate, and admin operations.
+
+A thin layer over the same services the server uses. Exit codes: 0 success,
+1 an operation was refused (the message says why), 2 bad configuration or usage.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Annotated, TypeVar
+
+import typer
+
+from dockyard.auth.passwords import PasswordTooWeak
+from dockyard.auth.roles import Role
+from dockyard.auth.users import UserError
+from dockyard.bootstrap import create_initial_content, prepare_data_dir
+from dockyard.config import ConfigError, Settings, load_settings
+from dockyard.logging import configure_logging
+from dockyard.projects import ProjectError
+from dockyard.services import Services, build_services
+
+log = logging.getLogger(__name__)
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help="Dockyard registry.")
+admin_app = typer.Typer(no_args_is_help=True, help="Manage users, projects, members.")
+user_app = typer.Typer(no_args_is_help=True, help="Local user accounts.")
+project_app = typer.Typer(no_args_is_help=True, help="Projects.")
+member_app = typer.Typer(no_args_is_help=True, help="Project members.")
+app.add_typer(admin_app, name="admin")
+admin_app.add_typer(user_app, name="user")
+admin_app.add_typer(project_app, name="project")
+admin_app.add_typer(member_app, name="member")
+
+ConfigOption = Annotated[
+    Path | None, typer.Option("--config", help="YAML settings file.", envvar="DOCKYARD_CONFIG")
+]
+DataDirOption = Annotated[Path | None, typer.Option("--data-dir", help="Data directory.")]
+
+T = TypeVar("T")
+
+_OPERATION_ERRORS = (UserError, ProjectError, PasswordTooWeak, ValueError)
+
+
+def main() -> None:
+    app()
+
+
+def _settings(config: Path | None, **overrides: object) -> Settings:
+    try:
+        return load_settings(config, **overrides)
+    except ConfigError as exc:
+        typer.echo(f"error: invalid configuration: {exc}", err=True)
+        raise typer.Exit(2) from exc
+
+
+@app.command()
+def serve(
+    config: ConfigOption = None,
+    data_dir: DataDirOption = None,
+    listen: Annotated[str | None, typer.Option("--listen", help="HOST:PORT to listen on.")] = None,
+    workers: Annotated[int | None, typer.Option("--workers", help="Worker processes.")] = None,
+) -> None:
+    """Run the registry on the configured (or embedded default) stores."""
+    settings = _settings(config, data_dir=data_dir, listen=listen, workers=workers)
+    configure_logging(settings.log_level)
+    prepare_data_dir(settings)
+    generated = asyncio.run(_with_services(settings, create_initial_content))
+    if generated:
+        # Printed once, on the terminal only; also kept in the 0600 file.
+        print(f"Generated admin password (saved in {settings.data_dir}/admin-password): {generated}")
+        sys.stdout.flush()
+    _log_settings(settings)
+    _run_server(settings)
+
+
+def _run_server(settings: Settings) -> None:
+    from granian import Granian
+
+    os.environ["DOCKYARD_INTERNAL_SETTINGS"] = settings.model_dump_json(exclude={"admin_password"})
+    Granian(
+        "dockyard.app:app_from_environment",
+        factory=True,
+        address=settings.host,
+        port=settings.port,
+        interface="asgi",
+        workers=settings.workers,
+        log_access=False,
+        backlog=2048,
+    ).serve()
+
+
+def _log_settings(settings: Settings) -> None:
+    shown = settings.model_dump(mode="json", exclude={"admin_password", "database_url"})
+    shown["database"] = "postgresql" if not settings.sqlalchemy_url.startswith("sqlite") else "sqlite"
+    log.info("starting settings=%s", json.dumps(shown, sort_keys=True))
+
+
+@app.command()
+def migrate(config: ConfigOption = None, data_dir: DataDirOption = None) -> None:
+    """Bring the database schema up to date."""
+    settings = _settings(config, data_dir=data_dir)
+    prepare_data_dir(settings)
+    typer.echo("database is up to date")
+
+
+@admin_app.callback()
+def admin(ctx: typer.Context, config: ConfigOption = None, data_dir: DataDirOption = None) -> None:
+    """Operate directly on the data directory's database."""
+    settings = _settings(config, data_dir=data_dir)
+    configure_logging("warning")
+    prepare_data_dir(settings)
+    ctx.obj = settings
+
+
+def _run(ctx: typer.Context, operation: Callable[[Services], Awaitable[T]]) -> T:
+    try:
+        return asyncio.run(_with_services(ctx.obj, operation))
+    except _OPERATION_ERRORS as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
+
+
+async def _with_services(settings: Settings, operation: Callable[[Services], Awaitable[T]]) -> T:
+    services = build_services(settings)
+    try:
+        return await operation(services)
+    finally:
+        await services.close()
+
+
+def _read_password(password_stdin: bool) -> str:
+    if password_stdin:
+        return sys.stdin.readline().rstrip("\n")
+    return typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+
+
+@user_app.command("create")
+def user_create(
+    ctx: typer.Context,
+    name: str,
+    password_stdin: Annotated[bool, typer.Option("--password-stdin")] = False,
+    is_admin: Annotated[bool, typer.Option("--admin", help="Make a system admin.")] = False,
+    email: Annotated[str | None, typer.Option("--email")] = None,
+) -> None:
+    """Create a local user."""
+    password = _read_password(password_stdin)
+    _run(ctx, lambda s: s.users.create_user(name, password, sysadmin=is_admin, email=email))
+    typer.echo(f"user {name} created")
+
+
+@user_app.command("passwd")
+def user_passwd(
+    ctx: typer.Context,
+    name: str,
+    password_stdin: Annotated[bool, typer.Option("--password-stdin")] = False,
+) -> None:
+    """Set a user's password."""
+    password = _read_password(password_stdin)
+    _run(ctx, lambda s: s.users.set_password(name, password))
+    typer.echo(f"password of {name} changed")
+
+
+@user_app.command("set-admin")
+def user_set_admin(ctx: typer.Context, name: str) -> None:
+    """Make a user a system admin."""
+    _run(ctx, lambda s: s.users.set_sysadmin(name, True))
+    typer.echo(f"{name} is a system admin")
+
+
+@user_app.command("unset-admin")
+def user_unset_admin(ctx: typer.Context, name: str) -> None:
+    """Take the system admin flag from a user."""
+    _run(ctx, lambda s: s.users.set_sysadmin(name, False))
+    typer.echo(f"{name} is no longer a system admin")
+
+
+@project_app.command("create")
+def project_create(
+    ctx: typer.Context,
+    name: str,
+    private: Annotated[bool, typer.Option("--private", help="Only members may pull.")] = False,
+) -> None:
+    """Create a project (public unless --private)."""
+    _run(ctx, lambda s: s.projects.create_project(name, public=not private))
+    typer.echo(f"project {name} created ({'private' if private else 'public'})")
+
+
+@member_app.command("add")
+def member_add(ctx: typer.Context, project: str, user: str, role: str) -> None:
+    """Give USER ROLE in PROJECT: projectAdmin, maintainer, developer, guest, limitedGuest."""
+    try:
+        parsed = Role.from_key(role)
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    _run(ctx, lambda s: s.projects.add_member(project, user, parsed))
+    typer.echo(f"{user} is {role} of {project}")

@@ -1,0 +1,149 @@
+"""Settings: one typed object read from a YAML file and `DOCKYARD_*` variables.
+
+Precedence, highest first: command-line options (applied by the CLI), the
+environment, the YAML file, the defaults below. Nested sections are reached in
+the environment with a double underscore: `DOCKYARD_TOKEN__SERVICE`; the most
+used knobs also have flat names (`DOCKYARD_EXTERNAL_URL`, ...).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import yaml
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; the message says which setting and why."""
+
+
+class TokenSettings(BaseModel):
+    service: str = "dockyard"
+    issuer: str = "dockyard-token-issuer"
+    # Harbor's default token lifetime.
+    expiration_seconds: int = Field(default=1800, ge=60, le=86400)
+    refresh_expiration_seconds: int = Field(default=30 * 86400, ge=3600)
+
+
+class Settings(BaseSettings):
+    """Every setting Dockyard reads. Validated once at start-up."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="DOCKYARD_", env_nested_delimiter="__", extra="forbid"
+    )
+
+    data_dir: Path = Path("dockyard-data")
+    listen: str = "127.0.0.1:5000"
+    external_url: str | None = None
+    admin_password: SecretStr | None = None
+    database_url: str | None = None
+    workers: int = Field(default=1, ge=1, le=64)
+    log_level: str = "info"
+    # Build absolute URLs from X-Forwarded-* only behind a proxy we trust.
+    trust_forwarded_headers: bool = False
+    max_manifest_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
+    token: TokenSettings = TokenSettings()
+
+    @field_validator("listen")
+    @classmethod
+    def _check_listen(cls, value: str) -> str:
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or int(port) > 65535:
+            raise ValueError("listen must be HOST:PORT, e.g. 127.0.0.1:5000")
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _check_log_level(cls, value: str) -> str:
+        if value.lower() not in {"debug", "info", "warning", "error"}:
+            raise ValueError("log_level must be debug, info, warning or error")
+        return value.lower()
+
+    @field_validator("external_url")
+    @classmethod
+    def _check_external_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError("external_url must be an http(s) URL")
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _absolute_data_dir(self) -> "Settings":
+        self.data_dir = self.data_dir.expanduser().resolve()
+        return self
+
+    @property
+    def host(self) -> str:
+        return self.listen.rpartition(":")[0]
+
+    @property
+    def port(self) -> int:
+        return int(self.listen.rpartition(":")[2])
+
+    @property
+    def base_url(self) -> str:
+        """The URL clients use to reach Dockyard, without a trailing slash."""
+        return self.external_url or f"http://{self.listen}"
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        return self.database_url or f"sqlite+aiosqlite:///{self.data_dir / 'dockyard.db'}"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings)
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
+    """Read the YAML file (if any), the environment and `overrides`; validate.
+
+    Raise `ConfigError` with a readable message when anything is wrong.
+    """
+    file_values = _read_yaml(config_file or _config_file_from_env())
+    env_names = {name for name in os.environ if name.startswith("DOCKYARD_")}
+    # The environment outranks the file: drop file keys the environment sets.
+    for key in list(file_values):
+        if f"DOCKYARD_{key.upper()}" in env_names:
+            del file_values[key]
+    values = {**file_values, **{k: v for k, v in overrides.items() if v is not None}}
+    try:
+        return Settings(**values)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
+
+
+def _config_file_from_env() -> Path | None:
+    value = os.environ.get("DOCKYARD_CONFIG")
+    return Path(value) if value else None
+
+
+def _read_yaml(path: Path | None) -> dict[str, Any]:
+    if path is None:
+        return {}
+    try:
+        loaded = yaml.safe_load(path.read_text()) or {}
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of settings")
+    return loaded

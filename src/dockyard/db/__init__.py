@@ -1,0 +1,1 @@
+"""Metadata: tables (`schema`), engines and transactions (`database`), migrations."""

@@ -1,0 +1,112 @@
+"""Projects and their members.
+
+A project owns every repository whose name starts with the project's name
+and a slash. Public projects can be pulled by anyone; the rest only by
+members, with the role deciding what else they may do.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import delete, insert, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from dockyard.auth.roles import Role
+from dockyard.db.database import Database
+from dockyard.db.schema import members, projects, users
+
+# Harbor's rule for project names (a single repository path component).
+_PROJECT_NAME_RE = re.compile(r"^[a-z0-9]+(?:[._-][a-z0-9]+)*$")
+
+
+class ProjectError(Exception):
+    """A project operation cannot be done; the message says why."""
+
+
+class ProjectExists(ProjectError):
+    pass
+
+
+class ProjectNotFound(ProjectError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Project:
+    id: int
+    name: str
+    public: bool
+    created_at: float
+
+
+class ProjectService:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def create_project(
+        self, name: str, *, public: bool, owner_id: int | None = None
+    ) -> Project:
+        if len(name) > 255 or not _PROJECT_NAME_RE.match(name):
+            raise ProjectError(
+                "a project name is lower case letters, digits and '.', '_', '-' "
+                "between them"
+            )
+        created_at = time.time()
+        row = {
+            "name": name,
+            "public": public,
+            "owner_id": owner_id,
+            "created_at": created_at,
+            "updated_at": datetime.now(UTC),
+        }
+        try:
+            async with self.db.write() as conn:
+                result = await conn.execute(insert(projects).values(**row))
+                project_id = int(result.inserted_primary_key[0])
+                if owner_id is not None:
+                    await _put_member(conn, project_id, owner_id, Role.PROJECT_ADMIN)
+        except IntegrityError as exc:
+            raise ProjectExists(f"project {name!r} already exists") from exc
+        return Project(project_id, name, public, created_at)
+
+    async def find_project(self, name: str) -> Project | None:
+        async with self.db.read() as conn:
+            return await find_project(conn, name)
+
+    async def add_member(self, project_name: str, username: str, role: Role) -> None:
+        """Give `username` `role` in the project, replacing any role it had."""
+        async with self.db.write() as conn:
+            project = await find_project(conn, project_name)
+            if project is None:
+                raise ProjectNotFound(f"no project {project_name!r}")
+            user_id = await conn.scalar(select(users.c.id).where(users.c.username == username))
+            if user_id is None:
+                raise ProjectError(f"no user {username!r}")
+            await _put_member(conn, project.id, user_id, role)
+
+
+async def find_project(conn: AsyncConnection, name: str) -> Project | None:
+    row = (
+        await conn.execute(
+            select(
+                projects.c.id, projects.c.name, projects.c.public, projects.c.created_at
+            ).where(projects.c.name == name)
+        )
+    ).first()
+    return Project(row.id, row.name, bool(row.public), row.created_at) if row else None
+
+
+async def _put_member(conn: AsyncConnection, project_id: int, user_id: int, role: Role) -> None:
+    await conn.execute(
+        delete(members).where(
+            (members.c.project_id == project_id) & (members.c.user_id == user_id)
+        )
+    )
+    await conn.execute(
+        insert(members).values(project_id=project_id, user_id=user_id, role=int(role))
+    )

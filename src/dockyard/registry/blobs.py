@@ -1,0 +1,86 @@
+"""Blobs as a repository sees them.
+
+Content is stored once per digest (`storage`), but a repository may read a
+blob only once it is linked to it (`repository_blobs`): by an upload into the
+repository, or by a mount from a repository the caller may pull. Without the
+link, knowing a digest would be enough to read another project's layers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from sqlalchemy import delete, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from dockyard.db.database import Database, insert_or_ignore
+from dockyard.db.schema import blobs, repositories, repository_blobs
+from dockyard.registry.errors import BlobUnknown
+from dockyard.registry.repositories import ensure_repository, repository_id
+from dockyard.storage.base import BlobStorage
+
+
+@dataclass(frozen=True, slots=True)
+class BlobInfo:
+    digest: str
+    size: int
+    path: Path
+
+
+class BlobService:
+    def __init__(self, db: Database, storage: BlobStorage) -> None:
+        self.db = db
+        self.storage = storage
+
+    async def stat_blob(self, repository: str, digest: str) -> BlobInfo:
+        """Size and path of a blob linked to `repository`; `BlobUnknown` if not."""
+        query = (
+            select(blobs.c.size)
+            .select_from(repository_blobs)
+            .join(repositories, repositories.c.id == repository_blobs.c.repository_id)
+            .join(blobs, blobs.c.digest == repository_blobs.c.digest)
+            .where((repositories.c.name == repository) & (repository_blobs.c.digest == digest))
+        )
+        async with self.db.read() as conn:
+            size = await conn.scalar(query)
+        if size is None:
+            raise BlobUnknown(digest=digest)
+        return BlobInfo(digest, int(size), self.storage.blob_path(digest))
+
+    async def delete_blob(self, repository: str, digest: str) -> None:
+        """Unlink a blob from `repository`. Its bytes go when garbage collection
+        finds nothing else pointing at them."""
+        async with self.db.write() as conn:
+            repo_id = await repository_id(conn, repository)
+            result = await conn.execute(
+                delete(repository_blobs).where(
+                    (repository_blobs.c.repository_id == repo_id)
+                    & (repository_blobs.c.digest == digest)
+                )
+            )
+        if result.rowcount == 0:
+            raise BlobUnknown(digest=digest)
+
+    async def mount_blob(self, repository: str, source: str, digest: str) -> int | None:
+        """Link a blob of `source` into `repository`; its size, or None if
+        `source` has no such blob. The caller must have checked pull on `source`."""
+        try:
+            info = await self.stat_blob(source, digest)
+        except BlobUnknown:
+            return None
+        async with self.db.write() as conn:
+            await link_blob(conn, await ensure_repository(conn, repository), digest, info.size)
+        return info.size
+
+
+async def link_blob(conn: AsyncConnection, repo_id: int, digest: str, size: int) -> None:
+    """Record the blob (if new) and link it to the repository (if not yet)."""
+    now = datetime.now(UTC)
+    await conn.execute(insert_or_ignore(conn, blobs, digest=digest, size=size, created_at=now))
+    await conn.execute(
+        insert_or_ignore(
+            conn, repository_blobs, repository_id=repo_id, digest=digest, created_at=now
+        )
+    )

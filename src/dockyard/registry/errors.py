@@ -1,0 +1,129 @@
+"""OCI error codes, their HTTP statuses, and the domain exceptions that carry them.
+
+This module is the only place that maps a code to a status. Services raise the
+exceptions below with the facts of the failure; one handler in
+`registry.routes` renders every one of them in the OCI error body:
+
+    {"errors": [{"code": "BLOB_UNKNOWN", "message": "...", "detail": {...}}]}
+
+    RegistryError
+      BlobUnknown, BlobUploadInvalid, BlobUploadUnknown, DigestInvalid,
+      ManifestBlobUnknown, ManifestInvalid, ManifestUnknown, NameInvalid,
+      NameUnknown, SizeInvalid, Unauthorized, Denied, Unsupported,
+      TooManyRequests, RangeInvalid, ManifestTooLarge
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+# code -> (HTTP status, default message). Codes and messages follow the
+# distribution spec's error code table.
+ERROR_CODES: dict[str, tuple[int, str]] = {
+    "BLOB_UNKNOWN": (404, "blob unknown to registry"),
+    "BLOB_UPLOAD_INVALID": (400, "blob upload invalid"),
+    "BLOB_UPLOAD_UNKNOWN": (404, "blob upload unknown to registry"),
+    "DIGEST_INVALID": (400, "provided digest did not match uploaded content"),
+    "MANIFEST_BLOB_UNKNOWN": (400, "manifest references a manifest or blob unknown to registry"),
+    "MANIFEST_INVALID": (400, "manifest invalid"),
+    "MANIFEST_UNKNOWN": (404, "manifest unknown to registry"),
+    "NAME_INVALID": (400, "invalid repository name"),
+    "NAME_UNKNOWN": (404, "repository name not known to registry"),
+    "SIZE_INVALID": (400, "provided length did not match content length"),
+    "UNAUTHORIZED": (401, "authentication required"),
+    "DENIED": (403, "requested access to the resource is denied"),
+    "UNSUPPORTED": (405, "the operation is unsupported"),
+    "TOOMANYREQUESTS": (429, "too many requests"),
+    # Not in the spec's table, but the statuses the spec asks for.
+    "NOT_FOUND": (404, "no such endpoint"),
+    "PAGINATION_NUMBER_INVALID": (400, "invalid number of results requested"),
+    "RANGE_INVALID": (416, "requested range not satisfiable"),
+    "MANIFEST_TOO_LARGE": (413, "manifest exceeds the size limit"),
+}
+
+
+class RegistryError(Exception):
+    """A failure a registry client must see as an OCI error body."""
+
+    code: ClassVar[str] = "UNSUPPORTED"
+
+    def __init__(self, message: str | None = None, **detail: Any) -> None:
+        self.message = message or ERROR_CODES[self.code][1]
+        self.detail = detail
+        super().__init__(self.message)
+
+    @property
+    def status(self) -> int:
+        return ERROR_CODES[self.code][0]
+
+    def to_body(self) -> dict[str, Any]:
+        error: dict[str, Any] = {"code": self.code, "message": self.message}
+        if self.detail:
+            error["detail"] = self.detail
+        return {"errors": [error]}
+
+
+class BlobUnknown(RegistryError):
+    code = "BLOB_UNKNOWN"
+
+
+class BlobUploadInvalid(RegistryError):
+    code = "BLOB_UPLOAD_INVALID"
+
+
+class BlobUploadUnknown(RegistryError):
+    code = "BLOB_UPLOAD_UNKNOWN"
+
+
+class DigestInvalid(RegistryError):
+    code = "DIGEST_INVALID"
+
+
+class ManifestBlobUnknown(RegistryError):
+    code = "MANIFEST_BLOB_UNKNOWN"
+
+
+class ManifestInvalid(RegistryError):
+    code = "MANIFEST_INVALID"
+
+
+class ManifestUnknown(RegistryError):
+    code = "MANIFEST_UNKNOWN"
+
+
+class NameInvalid(RegistryError):
+    code = "NAME_INVALID"
+
+
+class NameUnknown(RegistryError):
+    code = "NAME_UNKNOWN"
+
+
+class SizeInvalid(RegistryError):
+    code = "SIZE_INVALID"
+
+
+class Unauthorized(RegistryError):
+    code = "UNAUTHORIZED"
+
+
+class Denied(RegistryError):
+    code = "DENIED"
+
+
+class Unsupported(RegistryError):
+    code = "UNSUPPORTED"
+
+
+class TooManyRequests(RegistryError):
+    code = "TOOMANYREQUESTS"
+
+
+class RangeInvalid(RegistryError):
+    """A chunk or read range that does not fit what is stored (416)."""
+
+    code = "RANGE_INVALID"
+
+
+class ManifestTooLarge(RegistryError):
+    code = "MANIFEST_TOO_LARGE"

@@ -1,0 +1,70 @@
+"""Repositories: created on first push, listed in the catalog."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import insert, or_, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from dockyard.auth.principals import Principal
+from dockyard.db.database import Database
+from dockyard.db.schema import members, projects, repositories
+from dockyard.registry.errors import NameUnknown
+from dockyard.registry.reference import project_of
+
+
+async def repository_id(conn: AsyncConnection, name: str) -> int | None:
+    return await conn.scalar(select(repositories.c.id).where(repositories.c.name == name))
+
+
+async def ensure_repository(conn: AsyncConnection, name: str) -> int:
+    """The id of repository `name`, created in its project if new.
+
+    Raise `NameUnknown` if the project does not exist (callers have already
+    been authorised, so this only happens when the project was just deleted).
+    """
+    existing = await repository_id(conn, name)
+    if existing is not None:
+        return existing
+    project_id = await conn.scalar(
+        select(projects.c.id).where(projects.c.name == project_of(name))
+    )
+    if project_id is None:
+        raise NameUnknown("the repository's project does not exist", name=name)
+    now = datetime.now(UTC)
+    result = await conn.execute(
+        insert(repositories).values(
+            project_id=project_id, name=name, created_at=now, updated_at=now, pull_count=0
+        )
+    )
+    return int(result.inserted_primary_key[0])
+
+
+class Catalog:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def list_repositories(
+        self, principal: Principal, limit: int | None, last: str | None
+    ) -> list[str]:
+        """Names the principal may pull, in lexical order, after `last`, at most `limit`."""
+        query = select(repositories.c.name).order_by(repositories.c.name)
+        if last:
+            query = query.where(repositories.c.name > last)
+        if not principal.sysadmin:
+            query = query.join(projects, projects.c.id == repositories.c.project_id)
+            visible = [projects.c.public.is_(True)]
+            if principal.user_id is not None:
+                visible.append(
+                    projects.c.id.in_(
+                        select(members.c.project_id).where(
+                            members.c.user_id == principal.user_id
+                        )
+                    )
+                )
+            query = query.where(or_(*visible))
+        if limit is not None:
+            query = query.limit(limit)
+        async with self.db.read() as conn:
+            return list((await conn.scalars(query)).all())

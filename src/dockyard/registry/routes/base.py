@@ -1,0 +1,30 @@
+"""`GET /v2/` (the API version check) and `GET /v2/_catalog`."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from dockyard.registry.routes.common import (
+    DEFAULT_CATALOG_PAGE,
+    next_link,
+    page_params,
+    services,
+)
+
+
+async def version_check(request: Request) -> Response:
+    await services(request).guard.authenticate(request)
+    return JSONResponse({})
+
+
+async def catalog(request: Request) -> Response:
+    svc = services(request)
+    credentials = await svc.guard.authenticate(request, "registry:catalog:*")
+    principal = await svc.guard.principal_of(credentials)
+    limit, last = page_params(request, DEFAULT_CATALOG_PAGE)
+
+    names = await svc.catalog.list_repositories(principal, limit, last)
+
+    headers = next_link("/v2/_catalog", limit, names, {})
+    return JSONResponse({"repositories": names}, headers=headers)

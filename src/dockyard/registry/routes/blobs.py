@@ -1,0 +1,35 @@
+"""`HEAD`/`GET`/`DELETE /v2/<name>/blobs/<digest>`."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from dockyard.auth.roles import DELETE, PULL
+from dockyard.registry.digest import parse_digest
+from dockyard.registry.routes.common import repository_name, services
+from dockyard.registry.routes.responses import BlobResponse, parse_range
+
+
+async def get_blob(request: Request) -> Response:
+    svc = services(request)
+    name = repository_name(request)
+    await svc.guard.authorize(request, name, PULL)
+    digest = str(parse_digest(request.path_params["digest"]))
+
+    blob = await svc.blobs.stat_blob(name, digest)
+
+    byte_range = parse_range(request.headers.get("range"), blob.size)
+    headers = {"docker-content-digest": digest, "etag": f'"{digest}"'}
+    return BlobResponse(blob.path, blob.size, headers, byte_range)
+
+
+async def delete_blob(request: Request) -> Response:
+    svc = services(request)
+    name = repository_name(request)
+    await svc.guard.authorize(request, name, DELETE)
+    digest = str(parse_digest(request.path_params["digest"]))
+
+    await svc.blobs.delete_blob(name, digest)
+
+    return Response(status_code=202, headers={"docker-content-digest": digest})

@@ -1,0 +1,151 @@
+"""Authentication and authorisation of `/v2` requests.
+
+Bearer tokens from the token service carry the actions they grant; HTTP Basic
+credentials are checked against the access policy directly. A request that
+lacks what it needs gets 401 with a challenge naming the token service and
+the scope to ask for, and `error="insufficient_scope"` when the caller did
+present a valid token that simply does not grant the action.
+
+The answer to a caller who may not see a repository never depends on whether
+the repository exists: authorisation runs before any lookup.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from dataclasses import dataclass
+
+from starlette.requests import Request
+
+from dockyard.auth.access import AccessPolicy
+from dockyard.auth.principals import ANONYMOUS, Principal
+from dockyard.auth.roles import DELETE, PULL, PUSH
+from dockyard.auth.tokens import AccessToken, InvalidToken, TokenAuthority
+from dockyard.auth.users import UserService
+from dockyard.config import Settings
+from dockyard.projects import ProjectService
+from dockyard.registry.errors import Unauthorized
+from dockyard.registry.reference import project_of
+
+
+class Challenge(Unauthorized):
+    """401 with a `WWW-Authenticate` header; carries what the header needs."""
+
+    def __init__(self, scope: str | None, error: str | None = None, message: str | None = None) -> None:
+        super().__init__(message)
+        self.scope = scope
+        self.error = error
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    principal: Principal | None = None
+    token: AccessToken | None = None
+
+
+class RegistryGuard:
+    def __init__(
+        self,
+        settings: Settings,
+        authority: TokenAuthority,
+        users: UserService,
+        projects: ProjectService,
+        policy: AccessPolicy,
+    ) -> None:
+        self.settings = settings
+        self.authority = authority
+        self.users = users
+        self.projects = projects
+        self.policy = policy
+
+    async def authenticate(self, request: Request, scope: str | None = None) -> Credentials:
+        """Whoever the request proves to be; a challenge if it proves nothing."""
+        header = request.headers.get("authorization")
+        if not header:
+            raise Challenge(scope)
+        kind, _, value = header.partition(" ")
+        kind = kind.lower()
+        if kind == "bearer":
+            try:
+                return Credentials(token=self.authority.verify_access_token(value.strip()))
+            except InvalidToken as exc:
+                raise Challenge(scope, "invalid_token", "invalid bearer token") from exc
+        if kind == "basic":
+            username, password = _decode_basic(value)
+            principal = await self.users.authenticate(username, password)
+            if principal is not None:
+                return Credentials(principal=principal)
+        raise Challenge(scope, message="invalid credentials")
+
+    async def authorize(self, request: Request, repository: str, action: str) -> Credentials:
+        """Allow `action` on `repository` or raise a challenge."""
+        scope = f"repository:{repository}:{_ASKED[action]}"
+        credentials = await self.authenticate(request, scope)
+        if credentials.token is not None:
+            allowed = await self._token_actions(credentials.token, repository)
+        else:
+            allowed = await self.policy.allowed_actions(credentials.principal, repository)
+        if action not in allowed:
+            raise Challenge(scope, "insufficient_scope", "access to the resource is denied")
+        return credentials
+
+    async def may_pull(self, credentials: Credentials, repository: str) -> bool:
+        """Whether the already authenticated caller may pull `repository` (mounts)."""
+        if credentials.token is not None:
+            return PULL in await self._token_actions(credentials.token, repository)
+        return PULL in await self.policy.allowed_actions(credentials.principal, repository)
+
+    async def principal_of(self, credentials: Credentials) -> Principal:
+        if credentials.principal is not None:
+            return credentials.principal
+        subject = credentials.token.subject if credentials.token else ""
+        user = await self.users.find_user(subject) if subject else None
+        if user is None:
+            return ANONYMOUS
+        return Principal(user["id"], user["username"], bool(user["sysadmin"]))
+
+    async def _token_actions(self, token: AccessToken, repository: str) -> frozenset[str]:
+        actions = token.actions_for("repository", repository)
+        if not actions:
+            return actions
+        project = await self.projects.find_project(project_of(repository))
+        # A project created after the token was issued is not the project the
+        # token was issued for (iat has one-second resolution).
+        if project is None or project.created_at >= token.issued_at + 1:
+            return frozenset()
+        return actions
+
+    def challenge_header(self, request: Request, challenge: Challenge) -> str:
+        realm = f"{self.base_url(request)}/service/token"
+        parts = [f'realm="{realm}"', f'service="{self.settings.token.service}"']
+        if challenge.scope:
+            parts.append(f'scope="{challenge.scope}"')
+        if challenge.error:
+            parts.append(f'error="{challenge.error}"')
+        return "Bearer " + ",".join(parts)
+
+    def base_url(self, request: Request) -> str:
+        """Dockyard's external URL: configured, or as the client reached it."""
+        if self.settings.external_url:
+            return self.settings.external_url
+        headers = request.headers
+        scheme = request.url.scheme
+        host = headers.get("host") or self.settings.listen
+        if self.settings.trust_forwarded_headers:
+            scheme = headers.get("x-forwarded-proto", scheme).split(",")[0].strip()
+            host = headers.get("x-forwarded-host", host).split(",")[0].strip()
+        return f"{scheme}://{host}"
+
+
+# What a client should ask the token service for, per action checked.
+_ASKED = {PULL: "pull", PUSH: "pull,push", DELETE: "delete"}
+
+
+def _decode_basic(value: str) -> tuple[str, str]:
+    try:
+        decoded = base64.b64decode(value.strip(), validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError):
+        return "", ""
+    username, _, password = decoded.partition(":")
+    return username, password

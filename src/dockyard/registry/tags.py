@@ -1,0 +1,25 @@
+"""Tags: names that point at manifests, listed in lexical order."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from dockyard.db.database import Database
+from dockyard.db.schema import tags
+from dockyard.registry.repositories import repository_id
+
+
+async def list_tags(
+    db: Database, repository: str, limit: int | None, last: str | None
+) -> list[str] | None:
+    """Tags of `repository` in lexical order after `last`; None if no such repository."""
+    async with db.read() as conn:
+        repo_id = await repository_id(conn, repository)
+        if repo_id is None:
+            return None
+        query = select(tags.c.name).where(tags.c.repository_id == repo_id).order_by(tags.c.name)
+        if last:
+            query = query.where(tags.c.name > last)
+        if limit is not None:
+            query = query.limit(limit)
+        return list((await conn.scalars(query)).all())

@@ -1,0 +1,70 @@
+"""The services one process runs, built once from the settings.
+
+The app factory and the CLI both build a `Services`; HTTP handlers reach it
+through `request.app.state.services`. Nothing here is a module global.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from dockyard.auth.access import AccessPolicy
+from dockyard.auth.keys import load_or_create_signing_key
+from dockyard.auth.tokens import TokenAuthority
+from dockyard.auth.users import UserService
+from dockyard.config import Settings
+from dockyard.db.database import Database
+from dockyard.projects import ProjectService
+from dockyard.registry.blobs import BlobService
+from dockyard.registry.manifests import ManifestService
+from dockyard.registry.repositories import Catalog
+from dockyard.registry.routes.guard import RegistryGuard
+from dockyard.registry.uploads import UploadService
+from dockyard.storage.filesystem import FilesystemStorage
+
+
+@dataclass
+class Services:
+    settings: Settings
+    db: Database
+    users: UserService
+    projects: ProjectService
+    policy: AccessPolicy
+    authority: TokenAuthority
+    guard: RegistryGuard
+    blobs: BlobService
+    uploads: UploadService
+    manifests: ManifestService
+    catalog: Catalog
+
+    async def close(self) -> None:
+        await self.db.close()
+
+
+def build_services(settings: Settings) -> Services:
+    db = Database(settings.sqlalchemy_url)
+    storage = FilesystemStorage(settings.data_dir / "storage")
+    key = load_or_create_signing_key(settings.data_dir / "keys", settings.token.issuer)
+    authority = TokenAuthority(
+        key,
+        issuer=settings.token.issuer,
+        service=settings.token.service,
+        expiration=settings.token.expiration_seconds,
+        refresh_expiration=settings.token.refresh_expiration_seconds,
+    )
+    users = UserService(db)
+    projects = ProjectService(db)
+    policy = AccessPolicy(db)
+    return Services(
+        settings=settings,
+        db=db,
+        users=users,
+        projects=projects,
+        policy=policy,
+        authority=authority,
+        guard=RegistryGuard(settings, authority, users, projects, policy),
+        blobs=BlobService(db, storage),
+        uploads=UploadService(db, storage),
+        manifests=ManifestService(db, settings.max_manifest_bytes),
+        catalog=Catalog(db),
+    )
