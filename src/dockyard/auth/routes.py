@@ -17,6 +17,7 @@ import binascii
 import datetime
 import logging
 from typing import TYPE_CHECKING
+from urllib.parse import parse_qs
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -30,6 +31,8 @@ if TYPE_CHECKING:
     from dockyard.services import Services
 
 log = logging.getLogger(__name__)
+
+_MAX_FORM_BYTES = 64 * 1024
 
 
 class TokenRequestError(Exception):
@@ -48,7 +51,7 @@ async def get_token(request: Request) -> Response:
 
 async def post_token(request: Request) -> Response:
     svc: "Services" = request.app.state.services
-    form = await request.form()
+    form = await _read_form(request)
     grant = form.get("grant_type")
     if grant == "password":
         principal = await _login(svc, str(form.get("username", "")), str(form.get("password", "")))
@@ -60,6 +63,32 @@ async def post_token(request: Request) -> Response:
         raise TokenRequestError(400, "UNSUPPORTED", "grant_type must be password or refresh_token")
     scopes = [str(value) for value in form.getlist("scope")]
     return await _token_response(svc, principal, scopes, offline)
+
+
+class _Form:
+    """An `application/x-www-form-urlencoded` body (all OAuth2 token requests are)."""
+
+    def __init__(self, fields: dict[str, list[str]]) -> None:
+        self.fields = fields
+
+    def get(self, name: str, default: str | None = None) -> str | None:
+        values = self.fields.get(name)
+        return values[0] if values else default
+
+    def getlist(self, name: str) -> list[str]:
+        return self.fields.get(name, [])
+
+
+async def _read_form(request: Request) -> _Form:
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > _MAX_FORM_BYTES:
+            raise TokenRequestError(400, "UNSUPPORTED", "token request too large")
+    try:
+        return _Form(parse_qs(body.decode(), keep_blank_values=True))
+    except UnicodeDecodeError as exc:
+        raise TokenRequestError(400, "UNSUPPORTED", "token request is not UTF-8") from exc
 
 
 async def _token_response(

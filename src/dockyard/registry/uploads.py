@@ -34,7 +34,7 @@ from dockyard.registry.errors import (
     BlobUploadInvalid,
     BlobUploadUnknown,
     DigestInvalid,
-    RangeInvalid,
+    ChunkOutOfOrder,
     SizeInvalid,
 )
 from dockyard.registry.repositories import ensure_repository
@@ -98,9 +98,9 @@ class UploadService:
     ) -> int:
         """Append a chunk and return the new offset.
 
-        A chunk that does not start at the current offset raises `RangeInvalid`
+        A chunk that does not start at the current offset raises `ChunkOutOfOrder`
         (416); one whose length disagrees with its range or `Content-Length`
-        raises `RangeInvalid` or `SizeInvalid` and leaves the upload as it was.
+        raises `SizeInvalid` and leaves the upload as it was.
         """
         await self._check_upload(repository, upload_id)
         return await self._append(upload_id, body, chunk_range, content_length)
@@ -187,12 +187,12 @@ class UploadService:
             _lock(descriptor, upload_id)
             start = os.fstat(descriptor).st_size
             if chunk_range is not None and chunk_range.start != start:
-                raise RangeInvalid(
+                raise ChunkOutOfOrder(
                     "chunk does not start at the upload's offset", offset=start
                 )
             expected = chunk_range.length if chunk_range else content_length
             if chunk_range and content_length is not None and content_length != expected:
-                raise RangeInvalid("Content-Length disagrees with Content-Range")
+                raise SizeInvalid("Content-Length disagrees with Content-Range")
             written = await self._write_body(upload_id, descriptor, start, body)
             if expected is not None and written != expected:
                 os.ftruncate(descriptor, start)

@@ -6,7 +6,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from dockyard.registry.errors import RegistryError
+from dockyard.registry.errors import RangeNotSatisfiable, RegistryError
 from dockyard.registry.routes import base, blobs, manifests, referrers, tags, uploads
 from dockyard.registry.routes.guard import Challenge
 from dockyard.registry.routes.responses import error_response
@@ -52,6 +52,6 @@ async def handle_registry_error(request: Request, exc: Exception) -> Response:
     headers = None
     if isinstance(exc, Challenge):
         headers = {"www-authenticate": request.app.state.services.guard.challenge_header(request, exc)}
-    if exc.code == "RANGE_INVALID" and "size" in exc.detail:
+    if isinstance(exc, RangeNotSatisfiable):
         headers = {"content-range": f"bytes */{exc.detail['size']}"}
     return error_response(exc, headers)

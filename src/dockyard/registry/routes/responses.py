@@ -10,7 +10,7 @@ from pathlib import Path
 from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 
-from dockyard.registry.errors import RangeInvalid, RegistryError
+from dockyard.registry.errors import RangeNotSatisfiable, RegistryError
 
 # Bytes read per step when a range of a blob goes through Python.
 _RANGE_READ_SIZE = 1024 * 1024
@@ -25,7 +25,7 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
     """The inclusive byte range a `Range` header asks of `size` bytes.
 
     None when the header is absent or not a single byte range (the whole blob
-    is then sent, as RFC 9110 allows); `RangeInvalid` when unsatisfiable.
+    is then sent, as RFC 9110 allows); `RangeNotSatisfiable` when unsatisfiable.
     """
     match = _RANGE_RE.match(header.strip()) if header else None
     if match is None or match.group(1) == match.group(2) == "":
@@ -36,7 +36,7 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
     else:
         start, end = int(first), min(int(last), size - 1) if last else size - 1
     if start >= size or start > end:
-        raise RangeInvalid(size=size)
+        raise RangeNotSatisfiable(size=size)
     return start, end
 
 

@@ -14,7 +14,7 @@ from starlette.responses import Response
 
 from dockyard.auth.roles import PUSH
 from dockyard.registry.digest import parse_digest
-from dockyard.registry.errors import BlobUploadInvalid, NameInvalid, RangeInvalid
+from dockyard.registry.errors import BlobUploadInvalid, NameInvalid
 from dockyard.registry.reference import validate_name
 from dockyard.registry.routes.common import repository_name, services
 from dockyard.registry.uploads import ChunkRange
@@ -141,5 +141,5 @@ def _chunk_range(request: Request) -> ChunkRange | None:
         return None
     match = _CONTENT_RANGE_RE.match(value.strip())
     if match is None or int(match.group(1)) > int(match.group(2)):
-        raise RangeInvalid("invalid Content-Range", value=value[:64])
+        raise BlobUploadInvalid("invalid Content-Range", value=value[:64])
     return ChunkRange(int(match.group(1)), int(match.group(2)))

@@ -1,0 +1,272 @@
+"""The permission layer: challenges, the token service, roles, bad tokens."""
+
+import base64
+import json
+import secrets
+import time
+
+import httpx
+import jwt
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+PASSWORD = "Passw0rd-test"
+
+
+@pytest.fixture(scope="module")
+def people(dockyard):
+    """A private project with a guest and a developer, plus a non-member."""
+    suffix = secrets.token_hex(3)
+    names = {role: f"{role}-{suffix}" for role in ("guest", "developer", "outsider")}
+    for name in names.values():
+        dockyard.cli("user", "create", name, "--password-stdin", input=PASSWORD + "\n")
+    project = f"private-{suffix}"
+    dockyard.cli("project", "create", project, "--private")
+    dockyard.cli("member", "add", project, names["guest"], "guest")
+    dockyard.cli("member", "add", project, names["developer"], "developer")
+    admin = httpx.Client(base_url=dockyard.url, auth=("admin", dockyard.admin_password))
+    blob = b"private layer"
+    digest = "sha256:" + __import__("hashlib").sha256(blob).hexdigest()
+    admin.post(f"/v2/{project}/app/blobs/uploads/?digest={digest}", content=blob)
+    return {"project": project, "digest": digest, **names}
+
+
+def token(dockyard, scope, auth=None):
+    response = httpx.get(
+        f"{dockyard.url}/service/token",
+        params={"service": "dockyard", "scope": scope},
+        auth=auth,
+    )
+    assert response.status_code == 200, response.text
+    return response.json()["token"]
+
+
+def claims(token_text):
+    return jwt.decode(token_text, options={"verify_signature": False})
+
+
+def test_request_without_credentials_gets_bearer_challenge(dockyard):
+    response = httpx.get(f"{dockyard.url}/v2/library/busybox/tags/list")
+
+    assert response.status_code == 401
+    challenge = response.headers["www-authenticate"]
+    assert challenge.startswith(f'Bearer realm="{dockyard.url}/service/token",service="dockyard"')
+    assert 'scope="repository:library/busybox:pull"' in challenge
+
+
+def test_anonymous_token_for_public_project_carries_pull_only(dockyard):
+    granted = claims(token(dockyard, "repository:library/busybox:pull,push"))
+
+    assert granted["access"] == [{"type": "repository", "name": "library/busybox", "actions": ["pull"]}]
+
+
+def test_token_header_has_kid_and_rs256(dockyard):
+    header = jwt.get_unverified_header(token(dockyard, "repository:library/x:pull"))
+
+    assert header["alg"] == "RS256"
+    assert len(header["kid"].split(":")) == 12
+
+
+def test_token_service_accepts_repeated_and_space_separated_scopes(dockyard):
+    response = httpx.get(
+        f"{dockyard.url}/service/token",
+        params=[("scope", "repository:library/a:pull repository:library/b:pull"), ("scope", "repository:library/c:pull")],
+        auth=("admin", dockyard.admin_password),
+    )
+
+    names = sorted(entry["name"] for entry in claims(response.json()["token"])["access"])
+    assert names == ["library/a", "library/b", "library/c"]
+
+
+def test_token_service_with_wrong_password_returns_401(dockyard):
+    response = httpx.get(f"{dockyard.url}/service/token", auth=("admin", "wrong"))
+
+    assert response.status_code == 401
+    assert response.json()["errors"][0]["code"] == "UNAUTHORIZED"
+
+
+def test_oauth2_password_grant_returns_token_and_refresh_token(dockyard):
+    response = httpx.post(
+        f"{dockyard.url}/service/token",
+        data={
+            "grant_type": "password",
+            "username": "admin",
+            "password": dockyard.admin_password,
+            "service": "dockyard",
+            "scope": "repository:library/x:pull,push",
+            "client_id": "test",
+            "access_type": "offline",
+        },
+    )
+
+    body = response.json()
+    assert set(body) >= {"token", "access_token", "expires_in", "issued_at", "refresh_token"}
+    assert claims(body["access_token"])["access"][0]["actions"] == ["pull", "push"]
+
+
+def test_refresh_token_grant_returns_new_access_token(dockyard):
+    offline = httpx.get(
+        f"{dockyard.url}/service/token",
+        params={"offline_token": "true", "service": "dockyard"},
+        auth=("admin", dockyard.admin_password),
+    ).json()
+
+    response = httpx.post(
+        f"{dockyard.url}/service/token",
+        data={
+            "grant_type": "refresh_token",
+            "refresh_token": offline["refresh_token"],
+            "scope": "repository:library/x:pull",
+            "service": "dockyard",
+        },
+    )
+
+    assert response.status_code == 200
+    assert claims(response.json()["token"])["sub"] == "admin"
+
+
+def test_refresh_token_is_refused_as_access_token(dockyard):
+    offline = httpx.get(
+        f"{dockyard.url}/service/token",
+        params={"offline_token": "true"},
+        auth=("admin", dockyard.admin_password),
+    ).json()
+
+    response = httpx.get(
+        f"{dockyard.url}/v2/",
+        headers={"authorization": f"Bearer {offline['refresh_token']}"},
+    )
+
+    assert response.status_code == 401
+
+
+def test_token_lacking_action_gets_insufficient_scope(dockyard):
+    pull_only = token(dockyard, "repository:library/scope-test:pull")
+
+    response = httpx.post(
+        f"{dockyard.url}/v2/library/scope-test/blobs/uploads/",
+        headers={"authorization": f"Bearer {pull_only}"},
+    )
+
+    assert response.status_code == 401
+    assert 'error="insufficient_scope"' in response.headers["www-authenticate"]
+
+
+def test_private_project_anonymous_pull_gets_challenge(dockyard, people):
+    anonymous = token(dockyard, f"repository:{people['project']}/app:pull")
+
+    response = httpx.get(
+        f"{dockyard.url}/v2/{people['project']}/app/blobs/{people['digest']}",
+        headers={"authorization": f"Bearer {anonymous}"},
+    )
+
+    assert response.status_code == 401
+    assert claims(anonymous)["access"] == []
+
+
+def test_private_project_guest_pulls_but_cannot_push(dockyard, people):
+    auth = (people["guest"], PASSWORD)
+    granted = token(dockyard, f"repository:{people['project']}/app:pull,push", auth)
+    headers = {"authorization": f"Bearer {granted}"}
+
+    pulled = httpx.get(f"{dockyard.url}/v2/{people['project']}/app/blobs/{people['digest']}", headers=headers)
+    pushed = httpx.post(f"{dockyard.url}/v2/{people['project']}/app/blobs/uploads/", headers=headers)
+
+    assert pulled.status_code == 200
+    assert pushed.status_code == 401
+
+
+def test_private_project_developer_pushes(dockyard, people):
+    response = httpx.post(
+        f"{dockyard.url}/v2/{people['project']}/app/blobs/uploads/",
+        auth=(people["developer"], PASSWORD),
+    )
+
+    assert response.status_code == 202
+
+
+def test_private_project_outsider_answer_does_not_reveal_existence(dockyard, people):
+    auth = (people["outsider"], PASSWORD)
+    project = people["project"]
+
+    existing = httpx.get(f"{dockyard.url}/v2/{project}/app/tags/list", auth=auth)
+    missing = httpx.get(f"{dockyard.url}/v2/{project}/nothing-here/tags/list", auth=auth)
+
+    assert existing.status_code == missing.status_code == 401
+    assert existing.json() == missing.json()
+
+
+def test_catalog_hides_private_repositories_from_outsiders(dockyard, people):
+    visible = httpx.get(f"{dockyard.url}/v2/_catalog", auth=(people["outsider"], PASSWORD))
+    member = httpx.get(f"{dockyard.url}/v2/_catalog", auth=(people["guest"], PASSWORD))
+
+    assert f"{people['project']}/app" not in visible.json()["repositories"]
+    assert f"{people['project']}/app" in member.json()["repositories"]
+
+
+def test_push_into_missing_project_is_refused(dockyard):
+    response = httpx.post(
+        f"{dockyard.url}/v2/no-such-project/app/blobs/uploads/",
+        auth=("admin", dockyard.admin_password),
+    )
+
+    assert response.status_code == 401
+
+
+def forge(dockyard, key, **overrides):
+    now = int(time.time())
+    payload = {
+        "iss": "dockyard-token-issuer",
+        "sub": "admin",
+        "aud": "dockyard",
+        "iat": now,
+        "nbf": now,
+        "exp": now + 300,
+        "access": [{"type": "repository", "name": "library/forged", "actions": ["pull", "push"]}],
+        **overrides,
+    }
+    return jwt.encode(payload, key, algorithm="RS256")
+
+
+def own_key(dockyard):
+    pem = (dockyard.data_dir / "keys" / "token.key").read_bytes()
+    return serialization.load_pem_private_key(pem, None)
+
+
+def push_with(dockyard, token_text):
+    return httpx.post(
+        f"{dockyard.url}/v2/library/forged/blobs/uploads/",
+        headers={"authorization": f"Bearer {token_text}"},
+    )
+
+
+def test_token_signed_with_own_key_is_accepted(dockyard):
+    assert push_with(dockyard, forge(dockyard, own_key(dockyard))).status_code == 202
+
+
+def test_token_signed_by_another_key_is_refused(dockyard):
+    other = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+    response = push_with(dockyard, forge(dockyard, other))
+
+    assert response.status_code == 401
+    assert 'error="invalid_token"' in response.headers["www-authenticate"]
+
+
+def test_expired_token_is_refused(dockyard):
+    past = int(time.time()) - 3600
+
+    response = push_with(dockyard, forge(dockyard, own_key(dockyard), iat=past, nbf=past, exp=past + 60))
+
+    assert response.status_code == 401
+
+
+def test_unsigned_alg_none_token_is_refused(dockyard):
+    header = base64.urlsafe_b64encode(json.dumps({"alg": "none", "typ": "JWT"}).encode()).rstrip(b"=")
+    payload = jwt.decode(forge(dockyard, own_key(dockyard)), options={"verify_signature": False})
+    body = base64.urlsafe_b64encode(json.dumps(payload).encode()).rstrip(b"=")
+
+    response = push_with(dockyard, f"{header.decode()}.{body.decode()}.")
+
+    assert response.status_code == 401
