@@ -186,14 +186,14 @@ def test_private_project_developer_pushes(dockyard, people):
     assert response.status_code == 202
 
 
-def test_private_project_outsider_answer_does_not_reveal_existence(dockyard, people):
+def test_private_project_outsider_gets_same_denial_for_existing_and_missing_repository(dockyard, people):
     auth = (people["outsider"], PASSWORD)
     project = people["project"]
 
     existing = httpx.get(f"{dockyard.url}/v2/{project}/app/tags/list", auth=auth)
     missing = httpx.get(f"{dockyard.url}/v2/{project}/nothing-here/tags/list", auth=auth)
 
-    assert existing.status_code == missing.status_code == 401
+    assert existing.status_code == missing.status_code == 403
     assert existing.json() == missing.json()
 
 
@@ -211,7 +211,8 @@ def test_push_into_missing_project_is_refused(dockyard):
         auth=("admin", dockyard.admin_password),
     )
 
-    assert response.status_code == 401
+    assert response.status_code == 403
+    assert response.json()["errors"][0]["code"] == "DENIED"
 
 
 def forge(dockyard, key, **overrides):
@@ -270,3 +271,30 @@ def test_unsigned_alg_none_token_is_refused(dockyard):
     response = push_with(dockyard, f"{header.decode()}.{body.decode()}.")
 
     assert response.status_code == 401
+
+
+def test_outsider_token_gets_same_challenge_for_existing_and_missing_repository(dockyard, people):
+    auth = (people["outsider"], PASSWORD)
+    project = people["project"]
+
+    def pull(name):
+        granted = token(dockyard, f"repository:{name}:pull", auth)
+        return httpx.get(f"{dockyard.url}/v2/{name}/tags/list", headers={"authorization": f"Bearer {granted}"})
+
+    existing, missing = pull(f"{project}/app"), pull(f"{project}/nothing-here")
+
+    assert existing.status_code == missing.status_code == 401
+    assert existing.json() == missing.json()
+
+
+def test_repeated_failed_logins_are_throttled_with_toomanyrequests(dockyard):
+    username = f"victim-{secrets.token_hex(3)}"
+    for _ in range(10):
+        httpx.get(f"{dockyard.url}/v2/", auth=(username, "wrong"))
+
+    response = httpx.get(f"{dockyard.url}/v2/", auth=(username, "wrong"))
+    token_response = httpx.get(f"{dockyard.url}/service/token", auth=(username, "wrong"))
+
+    assert response.status_code == 429
+    assert response.json()["errors"][0]["code"] == "TOOMANYREQUESTS"
+    assert token_response.status_code == 429

@@ -26,6 +26,7 @@ from starlette.routing import Route
 from dockyard.auth.principals import ANONYMOUS, Principal
 from dockyard.auth.scopes import parse_scopes
 from dockyard.auth.tokens import InvalidToken
+from dockyard.auth.users import LoginThrottled
 
 if TYPE_CHECKING:
     from dockyard.services import Services
@@ -44,7 +45,7 @@ class TokenRequestError(Exception):
 async def get_token(request: Request) -> Response:
     svc: "Services" = request.app.state.services
     params = request.query_params
-    principal = await _basic_principal(svc, request.headers.get("authorization"))
+    principal = await _basic_principal(svc, request)
     offline = params.get("offline_token", "").lower() == "true"
     return await _token_response(svc, principal, params.getlist("scope"), offline)
 
@@ -54,7 +55,8 @@ async def post_token(request: Request) -> Response:
     form = await _read_form(request)
     grant = form.get("grant_type")
     if grant == "password":
-        principal = await _login(svc, str(form.get("username", "")), str(form.get("password", "")))
+        username, password = str(form.get("username", "")), str(form.get("password", ""))
+        principal = await _login(svc, request, username, password)
         offline = form.get("access_type") == "offline"
     elif grant == "refresh_token":
         principal = await _refreshed_principal(svc, str(form.get("refresh_token", "")))
@@ -110,7 +112,8 @@ async def _token_response(
     return JSONResponse(body, headers={"cache-control": "no-store"})
 
 
-async def _basic_principal(svc: "Services", header: str | None) -> Principal:
+async def _basic_principal(svc: "Services", request: Request) -> Principal:
+    header = request.headers.get("authorization")
     if not header:
         return ANONYMOUS
     kind, _, value = header.partition(" ")
@@ -120,11 +123,15 @@ async def _basic_principal(svc: "Services", header: str | None) -> Principal:
         username, _, password = base64.b64decode(value.strip(), validate=True).decode().partition(":")
     except (binascii.Error, UnicodeDecodeError) as exc:
         raise TokenRequestError(401, "UNAUTHORIZED", "malformed Basic credentials") from exc
-    return await _login(svc, username, password)
+    return await _login(svc, request, username, password)
 
 
-async def _login(svc: "Services", username: str, password: str) -> Principal:
-    principal = await svc.users.authenticate(username, password) if username else None
+async def _login(svc: "Services", request: Request, username: str, password: str) -> Principal:
+    client = request.client.host if request.client else "-"
+    try:
+        principal = await svc.users.authenticate(username, password, client) if username else None
+    except LoginThrottled as exc:
+        raise TokenRequestError(429, "TOOMANYREQUESTS", str(exc)) from exc
     if principal is None:
         raise TokenRequestError(401, "UNAUTHORIZED", "authentication failed")
     return principal

@@ -28,6 +28,10 @@ log = logging.getLogger(__name__)
 
 _LOGIN_CACHE_SECONDS = 60
 _LOGIN_CACHE_SIZE = 1024
+# Failed logins allowed per (username, client) within the window before
+# further attempts are refused without checking the password.
+_MAX_FAILURES = 10
+_FAILURE_WINDOW_SECONDS = 300
 
 
 class UserError(Exception):
@@ -42,10 +46,15 @@ class UserNotFound(UserError):
     pass
 
 
+class LoginThrottled(UserError):
+    """Too many failed logins for this user from this client; try later."""
+
+
 class UserService:
     def __init__(self, db: Database) -> None:
         self.db = db
         self._recent_logins: dict[bytes, tuple[float, Principal]] = {}
+        self._failures: dict[tuple[str, str], list[float]] = {}
 
     async def create_user(
         self,
@@ -98,23 +107,43 @@ class UserService:
             ).mappings().first()
         return dict(row) if row else None
 
-    async def authenticate(self, username: str, password: str) -> Principal | None:
-        """The user these credentials prove, or None. Failures are logged."""
+    async def authenticate(
+        self, username: str, password: str, client: str = "-"
+    ) -> Principal | None:
+        """The user these credentials prove, or None. Failures are logged;
+        `LoginThrottled` once a client failed too often for one username."""
         key = hashlib.sha256(f"{username}\0{password}".encode()).digest()
         cached = self._recent_logins.get(key)
         if cached and cached[0] > time.monotonic():
             return cached[1]
+        self._check_throttle(username, client)
         user = await self.find_user(username)
         if user is None or not verify_password(user["password_hash"], password):
             log.warning(
-                "login_failed username=%s reason=%s",
+                "login_failed username=%s client=%s reason=%s",
                 username[:64],
+                client,
                 "unknown user" if user is None else "wrong password",
             )
+            self._record_failure(username, client)
             return None
         principal = Principal(user["id"], user["username"], bool(user["sysadmin"]))
         self._remember_login(key, principal)
         return principal
+
+    def _check_throttle(self, username: str, client: str) -> None:
+        recent = self._failures.get((username, client))
+        if not recent:
+            return
+        horizon = time.monotonic() - _FAILURE_WINDOW_SECONDS
+        recent[:] = [moment for moment in recent if moment > horizon]
+        if len(recent) >= _MAX_FAILURES:
+            raise LoginThrottled("too many failed logins; try again later")
+
+    def _record_failure(self, username: str, client: str) -> None:
+        if len(self._failures) >= _LOGIN_CACHE_SIZE:
+            self._failures.clear()
+        self._failures.setdefault((username, client), []).append(time.monotonic())
 
     def _remember_login(self, key: bytes, principal: Principal) -> None:
         if len(self._recent_logins) >= _LOGIN_CACHE_SIZE:

@@ -4,7 +4,8 @@ Bearer tokens from the token service carry the actions they grant; HTTP Basic
 credentials are checked against the access policy directly. A request that
 lacks what it needs gets 401 with a challenge naming the token service and
 the scope to ask for, and `error="insufficient_scope"` when the caller did
-present a valid token that simply does not grant the action.
+present a valid token that simply does not grant the action. Valid Basic
+credentials that lack the action get 403 DENIED.
 
 The answer to a caller who may not see a repository never depends on whether
 the repository exists: authorisation runs before any lookup.
@@ -22,10 +23,10 @@ from dockyard.auth.access import AccessPolicy
 from dockyard.auth.principals import ANONYMOUS, Principal
 from dockyard.auth.roles import DELETE, PULL, PUSH
 from dockyard.auth.tokens import AccessToken, InvalidToken, TokenAuthority
-from dockyard.auth.users import UserService
+from dockyard.auth.users import LoginThrottled, UserService
 from dockyard.config import Settings
 from dockyard.projects import ProjectService
-from dockyard.registry.errors import Unauthorized
+from dockyard.registry.errors import Denied, TooManyRequests, Unauthorized
 from dockyard.registry.reference import project_of
 
 
@@ -73,7 +74,12 @@ class RegistryGuard:
                 raise Challenge(scope, "invalid_token", "invalid bearer token") from exc
         if kind == "basic":
             username, password = _decode_basic(value)
-            principal = await self.users.authenticate(username, password)
+            try:
+                principal = await self.users.authenticate(
+                    username, password, _client(request)
+                )
+            except LoginThrottled as exc:
+                raise TooManyRequests(str(exc)) from exc
             if principal is not None:
                 return Credentials(principal=principal)
         raise Challenge(scope, message="invalid credentials")
@@ -86,9 +92,12 @@ class RegistryGuard:
             allowed = await self._token_actions(credentials.token, repository)
         else:
             allowed = await self.policy.allowed_actions(credentials.principal, repository)
-        if action not in allowed:
-            raise Challenge(scope, "insufficient_scope", "access to the resource is denied")
-        return credentials
+        if action in allowed:
+            return credentials
+        if credentials.principal is not None:
+            # Basic credentials were good: asking again cannot help.
+            raise Denied()
+        raise Challenge(scope, "insufficient_scope", "access to the resource is denied")
 
     async def may_pull(self, credentials: Credentials, repository: str) -> bool:
         """Whether the already authenticated caller may pull `repository` (mounts)."""
@@ -140,6 +149,10 @@ class RegistryGuard:
 
 # What a client should ask the token service for, per action checked.
 _ASKED = {PULL: "pull", PUSH: "pull,push", DELETE: "delete"}
+
+
+def _client(request: Request) -> str:
+    return request.client.host if request.client else "-"
 
 
 def _decode_basic(value: str) -> tuple[str, str]:
