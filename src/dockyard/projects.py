@@ -75,8 +75,23 @@ class ProjectService:
         return Project(project_id, name, public, created_at)
 
     async def find_project(self, name: str) -> Project | None:
-        async with self.db.read() as conn:
-            return await find_project(conn, name)
+        async def load() -> Project | None:
+            async with self.db.read() as conn:
+                return await find_project(conn, name)
+
+        return await self.db.cache.get_or_load(("project", name), load)
+
+    async def member_role(self, project_id: int, user_id: int) -> Role | None:
+        async def load() -> Role | None:
+            async with self.db.read() as conn:
+                role = await conn.scalar(
+                    select(members.c.role).where(
+                        (members.c.project_id == project_id) & (members.c.user_id == user_id)
+                    )
+                )
+            return Role(role) if role is not None else None
+
+        return await self.db.cache.get_or_load(("member", project_id, user_id), load)
 
     async def add_member(self, project_name: str, username: str, role: Role) -> None:
         """Give `username` `role` in the project, replacing any role it had."""

@@ -54,7 +54,7 @@ def build_services(settings: Settings) -> Services:
     )
     users = UserService(db)
     projects = ProjectService(db)
-    policy = AccessPolicy(db)
+    policy = AccessPolicy(projects)
     return Services(
         settings=settings,
         db=db,

@@ -7,14 +7,10 @@ directly for requests authenticated with HTTP Basic.
 
 from __future__ import annotations
 
-from sqlalchemy import select
-
 from dockyard.auth.principals import Principal
-from dockyard.auth.roles import ADMIN_ACTIONS, PULL, ROLE_ACTIONS, Role
+from dockyard.auth.roles import ADMIN_ACTIONS, PULL, ROLE_ACTIONS
 from dockyard.auth.scopes import Scope
-from dockyard.db.database import Database
-from dockyard.db.schema import members
-from dockyard.projects import find_project
+from dockyard.projects import ProjectService
 from dockyard.registry.reference import project_of
 
 NO_ACTIONS: frozenset[str] = frozenset()
@@ -22,8 +18,8 @@ CATALOG_SCOPE = ("registry", "catalog")
 
 
 class AccessPolicy:
-    def __init__(self, db: Database) -> None:
-        self.db = db
+    def __init__(self, projects: ProjectService) -> None:
+        self.projects = projects
 
     async def allowed_actions(self, principal: Principal, repository: str) -> frozenset[str]:
         """The registry actions `principal` may take on `repository`.
@@ -31,22 +27,16 @@ class AccessPolicy:
         Nothing is allowed in a project that does not exist, not even to an
         admin: a repository cannot live outside a project.
         """
-        async with self.db.read() as conn:
-            project = await find_project(conn, project_of(repository))
-            if project is None:
-                return NO_ACTIONS
-            if principal.sysadmin:
-                return ADMIN_ACTIONS
-            allowed = {PULL} if project.public else set()
-            if principal.user_id is not None:
-                role = await conn.scalar(
-                    select(members.c.role).where(
-                        (members.c.project_id == project.id)
-                        & (members.c.user_id == principal.user_id)
-                    )
-                )
-                if role is not None:
-                    allowed |= ROLE_ACTIONS[Role(role)]
+        project = await self.projects.find_project(project_of(repository))
+        if project is None:
+            return NO_ACTIONS
+        if principal.sysadmin:
+            return ADMIN_ACTIONS
+        allowed = {PULL} if project.public else set()
+        if principal.user_id is not None:
+            role = await self.projects.member_role(project.id, principal.user_id)
+            if role is not None:
+                allowed |= ROLE_ACTIONS[role]
         return frozenset(allowed)
 
     async def grant(self, principal: Principal, requested: list[Scope]) -> list[Scope]:

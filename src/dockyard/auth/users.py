@@ -101,11 +101,14 @@ class UserService:
         self._recent_logins.clear()
 
     async def find_user(self, username: str) -> dict | None:
-        async with self.db.read() as conn:
-            row = (
-                await conn.execute(select(users).where(users.c.username == username))
-            ).mappings().first()
-        return dict(row) if row else None
+        async def load() -> dict | None:
+            async with self.db.read() as conn:
+                row = (
+                    await conn.execute(select(users).where(users.c.username == username))
+                ).mappings().first()
+            return dict(row) if row else None
+
+        return await self.db.cache.get_or_load(("user", username), load)
 
     async def authenticate(
         self, username: str, password: str, client: str = "-"

@@ -17,12 +17,16 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, Engine, Insert, Table, create_engine, event
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from dockyard.db.cache import ReadCache
 
 # How long a SQLite writer waits for the lock before giving up, in ms.
 _SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -36,6 +40,10 @@ class Database:
         self.is_sqlite = url.startswith("sqlite")
         self._writer = self._create_engine()
         self._sync_reader = self._create_sqlite_reader() if self.is_sqlite else None
+        self.cache = ReadCache(self._sqlite_path() if self.is_sqlite else None)
+
+    def _sqlite_path(self) -> Path:
+        return Path(make_url(self.url).database or ":memory:")
 
     def _create_engine(self) -> AsyncEngine:
         if not self.is_sqlite:
@@ -81,6 +89,7 @@ class Database:
             yield connection
 
     async def close(self) -> None:
+        self.cache.close()
         await self._writer.dispose()
         if self._sync_reader is not None:
             self._sync_reader.dispose()

@@ -36,6 +36,14 @@ class BlobService:
 
     async def stat_blob(self, repository: str, digest: str) -> BlobInfo:
         """Size and path of a blob linked to `repository`; `BlobUnknown` if not."""
+        size = await self.db.cache.get_or_load(
+            ("blob", repository, digest), lambda: self._load_size(repository, digest)
+        )
+        if size is None:
+            raise BlobUnknown(digest=digest)
+        return BlobInfo(digest, size, self.storage.blob_path(digest))
+
+    async def _load_size(self, repository: str, digest: str) -> int | None:
         query = (
             select(blobs.c.size)
             .select_from(repository_blobs)
@@ -45,9 +53,7 @@ class BlobService:
         )
         async with self.db.read() as conn:
             size = await conn.scalar(query)
-        if size is None:
-            raise BlobUnknown(digest=digest)
-        return BlobInfo(digest, int(size), self.storage.blob_path(digest))
+        return int(size) if size is not None else None
 
     async def delete_blob(self, repository: str, digest: str) -> None:
         """Unlink a blob from `repository`. Its bytes go when garbage collection

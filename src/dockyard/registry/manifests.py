@@ -83,6 +83,15 @@ class ManifestService:
 
     async def get_manifest(self, repository: str, reference: str) -> StoredManifest:
         """The manifest a tag or digest names in `repository`; `ManifestUnknown` if none."""
+        manifest = await self.db.cache.get_or_load(
+            ("manifest", repository, reference),
+            lambda: self._load_manifest(repository, reference),
+        )
+        if manifest is None:
+            raise ManifestUnknown(reference=reference)
+        return manifest
+
+    async def _load_manifest(self, repository: str, reference: str) -> StoredManifest | None:
         query = select(
             manifests.c.digest,
             manifests.c.media_type,
@@ -100,7 +109,7 @@ class ManifestService:
         async with self.db.read() as conn:
             row = (await conn.execute(query)).first()
         if row is None:
-            raise ManifestUnknown(reference=reference)
+            return None
         return StoredManifest(row.digest, row.media_type, row.content, row.subject_digest)
 
     async def delete_manifest(self, repository: str, reference: str) -> None:
