@@ -123,5 +123,7 @@ async def _put_member(conn: AsyncConnection, project_id: int, user_id: int, role
         )
     )
     await conn.execute(
-        insert(members).values(project_id=project_id, user_id=user_id, role=int(role))
+        insert(members).values(
+            project_id=project_id, user_id=user_id, role=int(role), created_at=datetime.now(UTC)
+        )
     )

@@ -298,3 +298,54 @@ def test_repeated_failed_logins_are_throttled_with_toomanyrequests(dockyard):
     assert response.status_code == 429
     assert response.json()["errors"][0]["code"] == "TOOMANYREQUESTS"
     assert token_response.status_code == 429
+
+
+def test_mount_challenge_also_asks_for_pull_on_the_source(dockyard):
+    response = httpx.post(
+        f"{dockyard.url}/v2/library/dest/blobs/uploads/?mount=sha256:{'a' * 64}&from=library/src"
+    )
+
+    assert response.status_code == 401
+    assert 'scope="repository:library/dest:pull,push repository:library/src:pull"' in response.headers[
+        "www-authenticate"
+    ]
+
+
+def test_mount_with_token_lacking_readable_source_gets_challenge_for_it(dockyard):
+    admin = ("admin", dockyard.admin_password)
+    blob = b"mountable"
+    digest = "sha256:" + __import__("hashlib").sha256(blob).hexdigest()
+    httpx.post(f"{dockyard.url}/v2/library/src-m/blobs/uploads/?digest={digest}", content=blob, auth=admin)
+    dest_only = token(dockyard, "repository:library/dest-m:pull,push", admin)
+    both = token(dockyard, "repository:library/dest-m:pull,push repository:library/src-m:pull", admin)
+    url = f"{dockyard.url}/v2/library/dest-m/blobs/uploads/?mount={digest}&from=library/src-m"
+
+    first = httpx.post(url, headers={"authorization": f"Bearer {dest_only}"})
+    second = httpx.post(url, headers={"authorization": f"Bearer {both}"})
+
+    assert first.status_code == 401
+    assert 'error="insufficient_scope"' in first.headers["www-authenticate"]
+    assert second.status_code == 201
+
+
+def test_mount_from_unreadable_source_falls_back_to_upload(dockyard, people):
+    secret_project = f"secret-{secrets.token_hex(3)}"
+    dockyard.cli("project", "create", secret_project, "--private")
+    admin = httpx.Client(base_url=dockyard.url, auth=("admin", dockyard.admin_password))
+    blob = b"secret layer"
+    digest = "sha256:" + __import__("hashlib").sha256(blob).hexdigest()
+    admin.post(f"/v2/{secret_project}/app/blobs/uploads/?digest={digest}", content=blob)
+    dest = f"{people['project']}/dest"
+    granted = token(
+        dockyard,
+        f"repository:{dest}:pull,push repository:{secret_project}/app:pull",
+        (people["developer"], PASSWORD),
+    )
+
+    response = httpx.post(
+        f"{dockyard.url}/v2/{dest}/blobs/uploads/?mount={digest}&from={secret_project}/app",
+        headers={"authorization": f"Bearer {granted}"},
+    )
+
+    assert response.status_code == 202
+    assert admin.head(f"/v2/{dest}/blobs/{digest}").status_code == 404

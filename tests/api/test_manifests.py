@@ -181,3 +181,12 @@ def test_manifest_with_media_type_differing_from_content_type_is_invalid(registr
     response = registry.put_manifest("v1", body, media_type=DOCKER_MANIFEST)
 
     assert error_code(response) == "MANIFEST_INVALID"
+
+
+def test_get_manifest_with_reference_that_cannot_be_a_tag_returns_manifest_unknown(registry):
+    registry.put_manifest("v1", registry.image_manifest())
+
+    response = registry.client.get(registry.url("manifests/.INVALID_MANIFEST_NAME"))
+
+    assert response.status_code == 404
+    assert error_code(response) == "MANIFEST_UNKNOWN"

@@ -9,6 +9,7 @@ manifest to what it references, and uploads in flight.
     repositories n-m blobs            (repository_blobs: blobs a repository may read)
     manifests 1-n manifest_references (blobs and child manifests it points at)
     users n-m projects                (members, with a role)
+    audit_logs                        (who did what to which resource, when)
 """
 
 from __future__ import annotations
@@ -71,9 +72,12 @@ projects = Table(
 members = Table(
     "members",
     metadata,
-    Column("project_id", ForeignKey("projects.id", ondelete="CASCADE"), primary_key=True),
-    Column("user_id", ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    Column("id", Integer, primary_key=True),
+    Column("project_id", ForeignKey("projects.id", ondelete="CASCADE"), nullable=False),
+    Column("user_id", ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
     Column("role", Integer, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("project_id", "user_id"),
 )
 
 repositories = Table(
@@ -161,6 +165,22 @@ tags = Table(
     Column("updated_at", DateTime(timezone=True), nullable=False),
     UniqueConstraint("repository_id", "name"),
     Index(None, "manifest_id"),
+)
+
+audit_logs = Table(
+    "audit_logs",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("project_id", Integer),
+    Column("username", String(255), nullable=False),
+    # What was acted on, e.g. "library/busybox:1.36" or "project library".
+    Column("resource", String(512), nullable=False),
+    Column("resource_type", String(64), nullable=False),
+    Column("operation", String(64), nullable=False),
+    Column("result", Boolean, nullable=False, default=True),
+    Column("op_time", DateTime(timezone=True), nullable=False),
+    Index(None, "op_time"),
+    Index(None, "project_id", "op_time"),
 )
 
 uploads = Table(

@@ -27,7 +27,7 @@ from dockyard.registry.errors import (
     ManifestTooLarge,
     ManifestUnknown,
 )
-from dockyard.registry.reference import validate_tag
+from dockyard.registry.reference import is_valid_tag, validate_tag
 from dockyard.registry.repositories import ensure_repository, repository_id
 
 # Layers that clients fetch from elsewhere (`urls`), never pushed to a registry.
@@ -82,7 +82,10 @@ class ManifestService:
         return StoredManifest(digest, parsed.media_type, content, parsed.subject)
 
     async def get_manifest(self, repository: str, reference: str) -> StoredManifest:
-        """The manifest a tag or digest names in `repository`; `ManifestUnknown` if none."""
+        """The manifest a tag or digest names in `repository`; `ManifestUnknown` if none
+        (also for a reference that cannot name anything: nothing is stored there)."""
+        if not is_digest(reference) and not is_valid_tag(reference):
+            raise ManifestUnknown(reference=reference[:128])
         manifest = await self.db.cache.get_or_load(
             ("manifest", repository, reference),
             lambda: self._load_manifest(repository, reference),
@@ -101,7 +104,6 @@ class ManifestService:
         if is_digest(reference):
             query = query.where(manifests.c.digest == str(parse_digest(reference)))
         else:
-            validate_tag(reference)
             query = query.join(tags, tags.c.manifest_id == manifests.c.id).where(
                 tags.c.name == reference
             )

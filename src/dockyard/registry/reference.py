@@ -23,6 +23,10 @@ def validate_name(name: str) -> str:
     return name
 
 
+def is_valid_tag(tag: str) -> bool:
+    return _TAG_RE.match(tag) is not None
+
+
 def validate_tag(tag: str) -> str:
     """Return `tag` if it is a valid tag, else raise `ManifestInvalid`."""
     if not _TAG_RE.match(tag):

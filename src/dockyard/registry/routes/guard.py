@@ -84,9 +84,17 @@ class RegistryGuard:
                 return Credentials(principal=principal)
         raise Challenge(scope, message="invalid credentials")
 
-    async def authorize(self, request: Request, repository: str, action: str) -> Credentials:
-        """Allow `action` on `repository` or raise a challenge."""
+    async def authorize(
+        self, request: Request, repository: str, action: str, also_ask: str | None = None
+    ) -> Credentials:
+        """Allow `action` on `repository` or raise a challenge.
+
+        `also_ask` is a scope a challenge should ask for besides the one
+        checked (the source of a mount), so that the next token can carry it.
+        """
         scope = f"repository:{repository}:{_ASKED[action]}"
+        if also_ask:
+            scope = f"{scope} {also_ask}"
         credentials = await self.authenticate(request, scope)
         if credentials.token is not None:
             allowed = await self._token_actions(credentials.token, repository)
@@ -104,6 +112,14 @@ class RegistryGuard:
         if credentials.token is not None:
             return PULL in await self._token_actions(credentials.token, repository)
         return PULL in await self.policy.allowed_actions(credentials.principal, repository)
+
+    async def token_could_cover(self, credentials: Credentials, repository: str) -> bool:
+        """Whether the caller holds a token without pull on `repository` although
+        a new token would carry it (so a challenge is worth sending)."""
+        if credentials.token is None:
+            return False
+        principal = await self.principal_of(credentials)
+        return PULL in await self.policy.allowed_actions(principal, repository)
 
     async def principal_of(self, credentials: Credentials) -> Principal:
         if credentials.principal is not None:

@@ -17,6 +17,7 @@ from dockyard.registry.digest import parse_digest
 from dockyard.registry.errors import BlobUploadInvalid, NameInvalid
 from dockyard.registry.reference import validate_name
 from dockyard.registry.routes.common import repository_name, services
+from dockyard.registry.routes.guard import Challenge
 from dockyard.registry.uploads import ChunkRange
 
 _CONTENT_RANGE_RE = re.compile(r"^(?:bytes[ =])?(\d+)-(\d+)(?:/(?:\d+|\*))?$")
@@ -25,18 +26,23 @@ _CONTENT_RANGE_RE = re.compile(r"^(?:bytes[ =])?(\d+)-(\d+)(?:/(?:\d+|\*))?$")
 async def start_upload(request: Request) -> Response:
     svc = services(request)
     name = repository_name(request)
-    credentials = await svc.guard.authorize(request, name, PUSH)
     params = request.query_params
+    mount, source = params.get("mount"), params.get("from")
+    source = source if source and _valid_name(source) else None
+    also_ask = f"repository:{source}:pull" if mount and source else None
+    credentials = await svc.guard.authorize(request, name, PUSH, also_ask)
 
     if "digest" in params:
         digest = str(parse_digest(params["digest"]))
         await svc.uploads.upload_blob(name, digest, request.stream(), _content_length(request))
         return _blob_created(name, digest)
-    mount, source = params.get("mount"), params.get("from")
-    if mount and source and await _may_mount(request, credentials, source):
+    if mount and source and await svc.guard.may_pull(credentials, source):
         digest = str(parse_digest(mount))
         if await svc.blobs.mount_blob(name, source, digest) is not None:
             return _blob_created(name, digest)
+    elif mount and source and await svc.guard.token_could_cover(credentials, source):
+        # The caller may read the source, but this token was not asked for it.
+        raise Challenge(f"repository:{name}:pull,push {also_ask}", "insufficient_scope")
     upload_id = await svc.uploads.start_upload(name)
 
     return _upload_accepted(name, upload_id, 0)
@@ -101,12 +107,12 @@ async def cancel_upload(request: Request) -> Response:
     return Response(status_code=204)
 
 
-async def _may_mount(request: Request, credentials, source: str) -> bool:  # type: ignore[no-untyped-def]
+def _valid_name(name: str) -> bool:
     try:
-        validate_name(source)
+        validate_name(name)
     except NameInvalid:
         return False
-    return await services(request).guard.may_pull(credentials, source)
+    return True
 
 
 def _blob_created(name: str, digest: str) -> Response:

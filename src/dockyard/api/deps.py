@@ -1,0 +1,113 @@
+"""What every API handler needs: the services, the caller, the page asked for.
+
+Callers authenticate with HTTP Basic; without an `Authorization` header they
+are anonymous, and handlers decide what an anonymous caller may see. Bad
+credentials are always 401, never silently anonymous.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from dataclasses import dataclass
+from typing import Annotated, Any
+from urllib.parse import urlencode
+
+from fastapi import Depends, Query, Request
+from fastapi.responses import JSONResponse
+
+from dockyard.api.errors import Forbidden, TooManyRequests, Unauthorized
+from dockyard.auth.principals import ANONYMOUS, Principal
+from dockyard.auth.users import LoginThrottled
+from dockyard.services import Services
+
+MAX_PAGE_SIZE = 100
+
+
+def get_services(request: Request) -> Services:
+    return request.app.state.services
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]
+
+
+async def get_caller(request: Request, services: ServicesDep) -> Principal:
+    header = request.headers.get("authorization")
+    if not header:
+        return ANONYMOUS
+    kind, _, value = header.partition(" ")
+    if kind.lower() != "basic":
+        raise Unauthorized("only Basic credentials are accepted")
+    try:
+        decoded = base64.b64decode(value.strip(), validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError) as exc:
+        raise Unauthorized("malformed Basic credentials") from exc
+    username, _, password = decoded.partition(":")
+    client = request.client.host if request.client else "-"
+    try:
+        principal = await services.users.authenticate(username, password, client)
+    except LoginThrottled as exc:
+        raise TooManyRequests(str(exc)) from exc
+    if principal is None:
+        raise Unauthorized("invalid credentials")
+    return principal
+
+
+CallerDep = Annotated[Principal, Depends(get_caller)]
+
+
+async def get_user(caller: CallerDep) -> Principal:
+    if caller.anonymous:
+        raise Unauthorized("authentication required")
+    return caller
+
+
+UserDep = Annotated[Principal, Depends(get_user)]
+
+
+async def get_admin(user: UserDep) -> Principal:
+    if not user.sysadmin:
+        raise Forbidden("only system administrators may do this")
+    return user
+
+
+AdminDep = Annotated[Principal, Depends(get_admin)]
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    number: int
+    size: int
+
+    @property
+    def offset(self) -> int:
+        return (self.number - 1) * self.size
+
+
+def get_page(
+    page: Annotated[int, Query(ge=1)] = 1,
+    page_size: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = 10,
+) -> Page:
+    return Page(page, page_size)
+
+
+PageDep = Annotated[Page, Depends(get_page)]
+
+
+def paginated(request: Request, items: list[Any], total: int, page: Page) -> JSONResponse:
+    """A page of `items` with `X-Total-Count` and `Link` (prev/next) headers."""
+    headers = {"x-total-count": str(total)}
+    links = []
+    if page.number > 1:
+        links.append(_link(request, page.number - 1, page.size, "prev"))
+    if page.offset + len(items) < total:
+        links.append(_link(request, page.number + 1, page.size, "next"))
+    if links:
+        headers["link"] = ", ".join(links)
+    return JSONResponse(items, headers=headers)
+
+
+def _link(request: Request, number: int, size: int, rel: str) -> str:
+    params = dict(request.query_params)
+    params.update(page=str(number), page_size=str(size))
+    return f'<{request.url.path}?{urlencode(params)}>; rel="{rel}"'
