@@ -11,8 +11,9 @@ import hashlib
 import logging
 import time
 from datetime import UTC, datetime
+from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from dockyard.auth.passwords import (
@@ -53,7 +54,7 @@ class LoginThrottled(UserError):
 class UserService:
     def __init__(self, db: Database) -> None:
         self.db = db
-        self._recent_logins: dict[bytes, tuple[float, Principal]] = {}
+        self._recent_logins: dict[bytes, float] = {}
         self._failures: dict[tuple[str, str], list[float]] = {}
 
     async def create_user(
@@ -63,6 +64,8 @@ class UserService:
         *,
         sysadmin: bool = False,
         email: str | None = None,
+        realname: str | None = None,
+        comment: str | None = None,
         enforce_policy: bool = True,
     ) -> int:
         """Create a user and return its id; raise `UserExists` or `PasswordTooWeak`."""
@@ -75,6 +78,8 @@ class UserService:
             "username": username,
             "password_hash": hash_password(password),
             "email": email,
+            "realname": realname,
+            "comment": comment,
             "sysadmin": sysadmin,
             "created_at": now,
             "updated_at": now,
@@ -94,11 +99,66 @@ class UserService:
             password_hash=hash_password(password),
             password_version=users.c.password_version + 1,
         )
-        self._recent_logins.clear()
 
     async def set_sysadmin(self, username: str, sysadmin: bool) -> None:
         await self._update(username, sysadmin=sysadmin)
-        self._recent_logins.clear()
+
+    async def get_user(self, user_id: int) -> dict:
+        """The user row with `user_id`; `UserNotFound` if none."""
+        async with self.db.read() as conn:
+            row = (await conn.execute(select(users).where(users.c.id == user_id))).mappings().first()
+        if row is None:
+            raise UserNotFound(f"user {user_id} not found")
+        return dict(row)
+
+    async def list_users(
+        self, where: list[Any], order: list[Any], offset: int, limit: int
+    ) -> tuple[list[dict], int]:
+        """A page of users matching `where`, and how many match in all."""
+        query = select(users).where(*where)
+        async with self.db.read() as conn:
+            total = await conn.scalar(select(func.count()).select_from(query.subquery()))
+            rows = (
+                await conn.execute(query.order_by(*order, users.c.id).offset(offset).limit(limit))
+            ).mappings().all()
+        return [dict(row) for row in rows], int(total or 0)
+
+    async def update_profile(self, user_id: int, **fields: str | None) -> None:
+        await self._update_by_id(user_id, **{k: v for k, v in fields.items() if v is not None})
+
+    async def change_password(
+        self, user_id: int, new_password: str, old_password: str | None
+    ) -> None:
+        """Set a new password; when `old_password` is given it must be right.
+
+        Raise `PasswordTooWeak`, `UserError` (wrong old or unchanged password)."""
+        user = await self.get_user(user_id)
+        if old_password is not None and not verify_password(user["password_hash"], old_password):
+            raise UserError("the old password is wrong")
+        if verify_password(user["password_hash"], new_password):
+            raise UserError("the new password must differ from the old one")
+        check_password_policy(new_password)
+        await self._update_by_id(
+            user_id,
+            password_hash=hash_password(new_password),
+            password_version=users.c.password_version + 1,
+        )
+
+    async def set_sysadmin_by_id(self, user_id: int, sysadmin: bool) -> None:
+        await self._update_by_id(user_id, sysadmin=sysadmin)
+
+    async def delete_user(self, user_id: int) -> None:
+        async with self.db.write() as conn:
+            result = await conn.execute(delete(users).where(users.c.id == user_id))
+        if result.rowcount == 0:
+            raise UserNotFound(f"user {user_id} not found")
+
+    async def _update_by_id(self, user_id: int, **values: object) -> None:
+        values["updated_at"] = datetime.now(UTC)
+        async with self.db.write() as conn:
+            result = await conn.execute(update(users).where(users.c.id == user_id).values(**values))
+        if result.rowcount == 0:
+            raise UserNotFound(f"user {user_id} not found")
 
     async def find_user(self, username: str) -> dict | None:
         async def load() -> dict | None:
@@ -115,13 +175,9 @@ class UserService:
     ) -> Principal | None:
         """The user these credentials prove, or None. Failures are logged;
         `LoginThrottled` once a client failed too often for one username."""
-        key = hashlib.sha256(f"{username}\0{password}".encode()).digest()
-        cached = self._recent_logins.get(key)
-        if cached and cached[0] > time.monotonic():
-            return cached[1]
         self._check_throttle(username, client)
         user = await self.find_user(username)
-        if user is None or not verify_password(user["password_hash"], password):
+        if user is None or not self._password_matches(user, password):
             log.warning(
                 "login_failed username=%s client=%s reason=%s",
                 username[:64],
@@ -130,9 +186,23 @@ class UserService:
             )
             self._record_failure(username, client)
             return None
-        principal = Principal(user["id"], user["username"], bool(user["sysadmin"]))
-        self._remember_login(key, principal)
-        return principal
+        return Principal(user["id"], user["username"], bool(user["sysadmin"]))
+
+    def _password_matches(self, user: dict, password: str) -> bool:
+        # Keyed on the stored hash too: a changed password (in any process)
+        # makes every remembered check miss.
+        key = hashlib.sha256(
+            f"{user['username']}\0{password}\0{user['password_hash']}".encode()
+        ).digest()
+        remembered = self._recent_logins.get(key)
+        if remembered is not None and remembered > time.monotonic():
+            return True
+        if not verify_password(user["password_hash"], password):
+            return False
+        if len(self._recent_logins) >= _LOGIN_CACHE_SIZE:
+            self._recent_logins.clear()
+        self._recent_logins[key] = time.monotonic() + _LOGIN_CACHE_SECONDS
+        return True
 
     def _check_throttle(self, username: str, client: str) -> None:
         recent = self._failures.get((username, client))
@@ -147,12 +217,6 @@ class UserService:
         if len(self._failures) >= _LOGIN_CACHE_SIZE:
             self._failures.clear()
         self._failures.setdefault((username, client), []).append(time.monotonic())
-
-    def _remember_login(self, key: bytes, principal: Principal) -> None:
-        if len(self._recent_logins) >= _LOGIN_CACHE_SIZE:
-            self._recent_logins.clear()
-        expires = time.monotonic() + _LOGIN_CACHE_SECONDS
-        self._recent_logins[key] = (expires, principal)
 
     async def _update(self, username: str, **values: object) -> None:
         values["updated_at"] = datetime.now(UTC)

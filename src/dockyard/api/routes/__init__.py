@@ -1,0 +1,1 @@
+"""`/api/v2.0` resources, one module each."""
