@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import secrets
 import time
 from collections.abc import AsyncIterator
@@ -14,9 +15,11 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+from starlette.routing import Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from dockyard import logging as dockyard_logging
+from dockyard.api.app import API_PREFIX, create_api
 from dockyard.auth import routes as token_routes
 from dockyard.config import Settings
 from dockyard.registry import routes as registry_routes
@@ -31,17 +34,20 @@ SETTINGS_ENV = "DOCKYARD_INTERNAL_SETTINGS"
 def create_app(settings: Settings) -> Starlette:
     """Build the application for `settings`; services start with the lifespan."""
 
+    api = create_api()
+
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         services = build_services(settings)
         app.state.services = services
+        api.state.services = services
         try:
             yield
         finally:
             await services.close()
 
     app = Starlette(
-        routes=[*registry_routes.ROUTES, *token_routes.ROUTES],
+        routes=[*registry_routes.ROUTES, *token_routes.ROUTES, Mount(API_PREFIX, api)],
         exception_handlers={
             RegistryError: registry_routes.handle_registry_error,
             token_routes.TokenRequestError: token_routes.handle_token_error,
@@ -75,6 +81,17 @@ async def _handle_unexpected(request: Request, exc: Exception) -> Response:
     return JSONResponse(body, status_code=500)
 
 
+_REQUEST_ID_RE = re.compile(rb"^[A-Za-z0-9._-]{1,64}$")
+
+
+def _request_id(scope: Scope) -> str:
+    """The caller's `X-Request-Id` when it is a sane token, else a new one."""
+    for name, value in scope["headers"]:
+        if name == b"x-request-id" and _REQUEST_ID_RE.match(value):
+            return value.decode()
+    return secrets.token_hex(8)
+
+
 class RequestLogMiddleware:
     """One INFO line per request; binds the request id; marks `/v2` answers
     with `Docker-Distribution-API-Version`."""
@@ -87,7 +104,7 @@ class RequestLogMiddleware:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        rid = secrets.token_hex(8)
+        rid = _request_id(scope)
         token = dockyard_logging.request_id.set(rid)
         is_registry = scope["path"].startswith("/v2")
         status = 500

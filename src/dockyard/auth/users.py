@@ -11,9 +11,8 @@ import hashlib
 import logging
 import time
 from datetime import UTC, datetime
-from typing import Any
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import Select, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from dockyard.auth.passwords import (
@@ -112,14 +111,15 @@ class UserService:
         return dict(row)
 
     async def list_users(
-        self, where: list[Any], order: list[Any], offset: int, limit: int
+        self, query: Select, offset: int, limit: int
     ) -> tuple[list[dict], int]:
-        """A page of users matching `where`, and how many match in all."""
-        query = select(users).where(*where)
+        """A page of the users `query` (a select over `users`) finds, and their count."""
         async with self.db.read() as conn:
-            total = await conn.scalar(select(func.count()).select_from(query.subquery()))
+            total = await conn.scalar(
+                select(func.count()).select_from(query.order_by(None).subquery())
+            )
             rows = (
-                await conn.execute(query.order_by(*order, users.c.id).offset(offset).limit(limit))
+                await conn.execute(query.order_by(users.c.id).offset(offset).limit(limit))
             ).mappings().all()
         return [dict(row) for row in rows], int(total or 0)
 

@@ -1,0 +1,34 @@
+"""The `/api/v2.0` application: routers, error handlers, OpenAPI document."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException
+
+from dockyard import __version__
+from dockyard.api import errors
+from dockyard.api.routes import system, users
+
+API_PREFIX = "/api/v2.0"
+
+
+def create_api() -> FastAPI:
+    """The API app, mounted at `API_PREFIX`; its `state.services` is set by the
+    main app's lifespan. The OpenAPI document is served at `/api/v2.0/openapi.json`."""
+    api = FastAPI(
+        title="Dockyard API",
+        version=__version__,
+        description="Harbor API v2.0 compatible management API",
+        openapi_url="/openapi.json",
+        docs_url=None,
+        redoc_url=None,
+        exception_handlers={
+            errors.ApiError: errors.handle_api_error,
+            RequestValidationError: errors.handle_validation_error,
+            HTTPException: errors.handle_http_exception,
+        },
+    )
+    for module in (system, users):
+        api.include_router(module.router)
+    return api

@@ -1,0 +1,197 @@
+"""`/users`: local accounts, the current user, passwords, the admin flag."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request, Response
+from pydantic import BaseModel, Field
+
+from dockyard.api.deps import AdminDep, PageDep, ServicesDep, UserDep, paginated
+from dockyard.api.errors import BadRequest, Conflict, Forbidden, NotFound
+from dockyard.api.query import QueryError, apply_query, parse_q, parse_sort
+from dockyard.auth.passwords import PasswordTooWeak
+from dockyard.auth.principals import Principal
+from dockyard.auth.users import UserError, UserExists, UserNotFound
+from dockyard.db.schema import users
+
+router = APIRouter(tags=["user"])
+
+_QUERY_COLUMNS = {
+    "username": users.c.username,
+    "email": users.c.email,
+    "realname": users.c.realname,
+    "creation_time": users.c.created_at,
+    "update_time": users.c.updated_at,
+    "user_id": users.c.id,
+}
+
+
+class UserCreationReq(BaseModel):
+    username: str = Field(min_length=1, max_length=255)
+    password: str
+    email: str | None = Field(default=None, max_length=255)
+    realname: str | None = Field(default=None, max_length=255)
+    comment: str | None = Field(default=None, max_length=1024)
+
+
+class UserProfile(BaseModel):
+    email: str | None = Field(default=None, max_length=255)
+    realname: str | None = Field(default=None, max_length=255)
+    comment: str | None = Field(default=None, max_length=1024)
+
+
+class PasswordReq(BaseModel):
+    old_password: str | None = None
+    new_password: str
+
+
+class SysAdminFlag(BaseModel):
+    sysadmin_flag: bool
+
+
+def user_resp(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "user_id": row["id"],
+        "username": row["username"],
+        "email": row["email"] or "",
+        "realname": row["realname"] or "",
+        "comment": row["comment"] or "",
+        "sysadmin_flag": bool(row["sysadmin"]),
+        "admin_role_in_auth": False,
+        "oidc_user_meta": None,
+        "creation_time": harbor_time(row["created_at"]),
+        "update_time": harbor_time(row["updated_at"]),
+    }
+
+
+def harbor_time(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+@router.get("/users")
+async def list_users(
+    request: Request,
+    services: ServicesDep,
+    admin: AdminDep,
+    page: PageDep,
+    q: str | None = None,
+    sort: str | None = None,
+) -> Response:
+    try:
+        query = apply_query(users.select(), parse_q(q), parse_sort(sort), _QUERY_COLUMNS, [])
+    except QueryError as exc:
+        raise BadRequest(str(exc)) from exc
+    rows, total = await services.users.list_users(query, page.offset, page.size)
+    return paginated(request, [user_resp(row) for row in rows], total, page)
+
+
+@router.get("/users/search")
+async def search_users(
+    request: Request,
+    services: ServicesDep,
+    user: UserDep,
+    page: PageDep,
+    username: Annotated[str, Query(min_length=1)],
+) -> Response:
+    escaped = username.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    query = users.select().where(users.c.username.like(f"%{escaped}%", escape="\\"))
+    rows, total = await services.users.list_users(
+        query.order_by(users.c.username), page.offset, page.size
+    )
+    items = [{"user_id": row["id"], "username": row["username"]} for row in rows]
+    return paginated(request, items, total, page)
+
+
+@router.get("/users/current")
+async def current_user(services: ServicesDep, user: UserDep) -> dict[str, Any]:
+    return user_resp(await services.users.get_user(user.user_id))
+
+
+@router.post("/users", status_code=201)
+async def create_user(body: UserCreationReq, services: ServicesDep, admin: AdminDep) -> Response:
+    try:
+        user_id = await services.users.create_user(
+            body.username,
+            body.password,
+            email=body.email,
+            realname=body.realname,
+            comment=body.comment,
+        )
+    except UserExists as exc:
+        raise Conflict(str(exc)) from exc
+    except (UserError, PasswordTooWeak) as exc:
+        raise BadRequest(str(exc)) from exc
+    return Response(status_code=201, headers={"location": f"/api/v2.0/users/{user_id}"})
+
+
+@router.get("/users/{user_id}")
+async def get_user(user_id: int, services: ServicesDep, user: UserDep) -> dict[str, Any]:
+    _require_self_or_admin(user, user_id)
+    return user_resp(await _existing_user(services, user_id))
+
+
+@router.put("/users/{user_id}")
+async def update_user(
+    user_id: int, body: UserProfile, services: ServicesDep, user: UserDep
+) -> Response:
+    _require_self_or_admin(user, user_id)
+    await _existing_user(services, user_id)
+    await services.users.update_profile(
+        user_id, email=body.email, realname=body.realname, comment=body.comment
+    )
+    return Response(status_code=200)
+
+
+@router.delete("/users/{user_id}")
+async def delete_user(user_id: int, services: ServicesDep, admin: AdminDep) -> Response:
+    if user_id == admin.user_id:
+        raise Forbidden("you cannot delete yourself")
+    await _existing_user(services, user_id)
+    await services.users.delete_user(user_id)
+    return Response(status_code=200)
+
+
+@router.put("/users/{user_id}/password")
+async def change_password(
+    user_id: int, body: PasswordReq, services: ServicesDep, user: UserDep
+) -> Response:
+    _require_self_or_admin(user, user_id)
+    await _existing_user(services, user_id)
+    # An admin resets another user's password without knowing it.
+    old = None if (user.sysadmin and user.user_id != user_id) else body.old_password
+    if old is None and user.user_id == user_id:
+        raise BadRequest("old_password is required")
+    try:
+        await services.users.change_password(user_id, body.new_password, old)
+    except UserError as exc:
+        if "old password" in str(exc):
+            raise Forbidden(str(exc)) from exc
+        raise BadRequest(str(exc)) from exc
+    except PasswordTooWeak as exc:
+        raise BadRequest(str(exc)) from exc
+    return Response(status_code=200)
+
+
+@router.put("/users/{user_id}/sysadmin")
+async def set_sysadmin(
+    user_id: int, body: SysAdminFlag, services: ServicesDep, admin: AdminDep
+) -> Response:
+    if user_id == admin.user_id:
+        raise Forbidden("you cannot change your own admin flag")
+    await _existing_user(services, user_id)
+    await services.users.set_sysadmin_by_id(user_id, body.sysadmin_flag)
+    return Response(status_code=200)
+
+
+def _require_self_or_admin(user: Principal, user_id: int) -> None:
+    if not user.sysadmin and user.user_id != user_id:
+        raise Forbidden("you may only act on your own account")
+
+
+async def _existing_user(services: ServicesDep, user_id: int) -> dict[str, Any]:
+    try:
+        return await services.users.get_user(user_id)
+    except UserNotFound as exc:
+        raise NotFound(str(exc)) from exc
