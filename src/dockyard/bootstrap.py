@@ -39,18 +39,21 @@ async def create_initial_content(services: Services) -> str | None:
     """
     settings = services.settings
     generated = None
-    if await services.users.find_user(ADMIN_USERNAME) is None:
+    admin = await services.users.find_user(ADMIN_USERNAME)
+    if admin is None:
         if settings.admin_password is not None:
             password = settings.admin_password.get_secret_value()
         else:
             password = generated = _generate_password()
             _write_secret(settings.data_dir / ADMIN_PASSWORD_FILE, password)
-        await services.users.create_user(
+        admin_id = await services.users.create_user(
             ADMIN_USERNAME, password, sysadmin=True, enforce_policy=False
         )
         log.info("admin_created username=%s", ADMIN_USERNAME)
+    else:
+        admin_id = admin["id"]
     try:
-        await services.projects.create_project(DEFAULT_PROJECT, public=True)
+        await services.projects.create_project(DEFAULT_PROJECT, public=True, owner_id=admin_id)
         log.info("project_created project=%s public=true", DEFAULT_PROJECT)
     except ProjectExists:
         pass

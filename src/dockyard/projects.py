@@ -11,14 +11,15 @@ import re
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import Select, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from dockyard.auth.roles import Role
 from dockyard.db.database import Database
-from dockyard.db.schema import members, projects, users
+from dockyard.db.schema import members, projects, repositories, users
 
 # Harbor's rule for project names (a single repository path component).
 _PROJECT_NAME_RE = re.compile(r"^[a-z0-9]+(?:[._-][a-z0-9]+)*$")
@@ -42,6 +43,23 @@ class Project:
     name: str
     public: bool
     created_at: float
+
+
+class MemberExists(ProjectError):
+    pass
+
+
+class NotEmpty(ProjectError):
+    """The project still holds repositories."""
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    id: int
+    project_id: int
+    user_id: int
+    username: str
+    role: Role
 
 
 class ProjectService:
@@ -103,6 +121,99 @@ class ProjectService:
             if user_id is None:
                 raise ProjectError(f"no user {username!r}")
             await _put_member(conn, project.id, user_id, role)
+
+
+    async def project_by_id(self, project_id: int) -> Project | None:
+        async with self.db.read() as conn:
+            row = (
+                await conn.execute(
+                    select(
+                        projects.c.id, projects.c.name, projects.c.public, projects.c.created_at
+                    ).where(projects.c.id == project_id)
+                )
+            ).first()
+        return Project(row.id, row.name, bool(row.public), row.created_at) if row else None
+
+    async def project_details(self, query: Select) -> list[dict[str, Any]]:
+        """Rows of `query` (over `projects`) with owner name and repository count."""
+        repo_count = (
+            select(func.count(repositories.c.id))
+            .where(repositories.c.project_id == projects.c.id)
+            .scalar_subquery()
+        )
+        detailed = query.add_columns(
+            users.c.username.label("owner_name"), repo_count.label("repo_count")
+        ).outerjoin(users, users.c.id == projects.c.owner_id)
+        async with self.db.read() as conn:
+            return [dict(row) for row in (await conn.execute(detailed)).mappings().all()]
+
+    async def count(self, query: Select) -> int:
+        async with self.db.read() as conn:
+            total = await conn.scalar(
+                select(func.count()).select_from(query.order_by(None).subquery())
+            )
+        return int(total or 0)
+
+    async def set_public(self, project_id: int, public: bool) -> None:
+        async with self.db.write() as conn:
+            await conn.execute(
+                update(projects)
+                .where(projects.c.id == project_id)
+                .values(public=public, updated_at=datetime.now(UTC))
+            )
+
+    async def delete_project(self, project_id: int) -> None:
+        """Delete an empty project; `NotEmpty` while it holds repositories."""
+        async with self.db.write() as conn:
+            held = await conn.scalar(
+                select(func.count(repositories.c.id)).where(
+                    repositories.c.project_id == project_id
+                )
+            )
+            if held:
+                raise NotEmpty(f"project {project_id} still holds {held} repositories")
+            await conn.execute(delete(projects).where(projects.c.id == project_id))
+
+    async def list_members(self, project_id: int, name_filter: str | None = None) -> list[Member]:
+        query = (
+            select(members.c.id, members.c.project_id, members.c.user_id, members.c.role, users.c.username)
+            .join(users, users.c.id == members.c.user_id)
+            .where(members.c.project_id == project_id)
+            .order_by(members.c.id)
+        )
+        if name_filter:
+            query = query.where(users.c.username == name_filter)
+        async with self.db.read() as conn:
+            rows = (await conn.execute(query)).all()
+        return [Member(r.id, r.project_id, r.user_id, r.username, Role(r.role)) for r in rows]
+
+    async def get_member(self, project_id: int, member_id: int) -> Member | None:
+        found = [m for m in await self.list_members(project_id) if m.id == member_id]
+        return found[0] if found else None
+
+    async def create_member(self, project_id: int, user_id: int, role: Role) -> int:
+        """Add a user to the project; `MemberExists` if already a member."""
+        try:
+            async with self.db.write() as conn:
+                result = await conn.execute(
+                    insert(members).values(
+                        project_id=project_id,
+                        user_id=user_id,
+                        role=int(role),
+                        created_at=datetime.now(UTC),
+                    )
+                )
+        except IntegrityError as exc:
+            raise MemberExists("the user is already a member of the project") from exc
+        return int(result.inserted_primary_key[0])
+
+    async def update_member(self, member_id: int, role: Role) -> None:
+        async with self.db.write() as conn:
+            await conn.execute(update(members).where(members.c.id == member_id).values(role=int(role)))
+
+    async def delete_member(self, member_id: int) -> None:
+        async with self.db.write() as conn:
+            await conn.execute(delete(members).where(members.c.id == member_id))
 
 
 async def find_project(conn: AsyncConnection, name: str) -> Project | None:

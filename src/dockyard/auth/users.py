@@ -22,7 +22,7 @@ from dockyard.auth.passwords import (
 )
 from dockyard.auth.principals import Principal
 from dockyard.db.database import Database
-from dockyard.db.schema import users
+from dockyard.db.schema import projects, users
 
 log = logging.getLogger(__name__)
 
@@ -149,6 +149,10 @@ class UserService:
 
     async def delete_user(self, user_id: int) -> None:
         async with self.db.write() as conn:
+            # Projects outlive their creator; memberships go with the user.
+            await conn.execute(
+                update(projects).where(projects.c.owner_id == user_id).values(owner_id=None)
+            )
             result = await conn.execute(delete(users).where(users.c.id == user_id))
         if result.rowcount == 0:
             raise UserNotFound(f"user {user_id} not found")

@@ -1,0 +1,386 @@
+"""`/projects` and `/projects/{project_name_or_id}/members`.
+
+Who may do what follows Harbor's matrix: anyone lists and reads public
+projects, members read their private ones; any user creates projects (and
+becomes their project admin); project admins and system admins update and
+delete them and manage members; every member lists members.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Query, Request, Response
+from pydantic import BaseModel, Field
+from sqlalchemy import or_, select
+
+from dockyard.api.deps import CallerDep, PageDep, ServicesDep, UserDep, paginated
+from dockyard.api.errors import (
+    BadRequest,
+    Conflict,
+    Forbidden,
+    NotFound,
+    PreconditionFailed,
+    Unauthorized,
+)
+from dockyard.api.query import QueryError, apply_query, parse_q, parse_sort
+from dockyard.api.routes.users import harbor_time
+from dockyard.auth.principals import Principal
+from dockyard.auth.roles import Role
+from dockyard.auth.users import UserNotFound
+from dockyard.db.schema import members, projects
+from dockyard.projects import MemberExists, NotEmpty, Project, ProjectError, ProjectExists
+from dockyard.services import Services
+
+router = APIRouter(tags=["project"])
+
+_QUERY_COLUMNS = {
+    "name": projects.c.name,
+    "project_id": projects.c.id,
+    "public": projects.c.public,
+    "owner_id": projects.c.owner_id,
+    "creation_time": projects.c.created_at,
+    "update_time": projects.c.updated_at,
+}
+
+
+class ProjectMetadata(BaseModel):
+    # Harbor keeps project metadata as strings: "true" / "false".
+    public: str | None = None
+
+
+class ProjectReq(BaseModel):
+    project_name: str | None = Field(default=None, max_length=255)
+    public: bool | None = None
+    metadata: ProjectMetadata | None = None
+    storage_limit: int | None = None
+    registry_id: int | None = None
+
+
+class MemberUser(BaseModel):
+    user_id: int | None = None
+    username: str | None = None
+
+
+class ProjectMemberReq(BaseModel):
+    role_id: int
+    member_user: MemberUser | None = None
+    member_group: dict[str, Any] | None = None
+
+
+class RoleRequest(BaseModel):
+    role_id: int
+
+
+@router.get("/projects")
+async def list_projects(
+    request: Request,
+    services: ServicesDep,
+    caller: CallerDep,
+    page: PageDep,
+    q: str | None = None,
+    sort: str | None = None,
+    name: str | None = None,
+    public: bool | None = None,
+    owner: str | None = None,
+) -> Response:
+    query = select(projects).where(_visible_to(caller))
+    if name:
+        query = query.where(projects.c.name.contains(name, autoescape=True))
+    if public is not None:
+        query = query.where(projects.c.public.is_(public))
+    if owner:
+        owner_row = await services.users.find_user(owner)
+        query = query.where(projects.c.owner_id == (owner_row["id"] if owner_row else -1))
+    try:
+        query = apply_query(query, parse_q(q), parse_sort(sort), _QUERY_COLUMNS, [projects.c.id])
+    except QueryError as exc:
+        raise BadRequest(str(exc)) from exc
+    total = await services.projects.count(query)
+    rows = await services.projects.project_details(query.offset(page.offset).limit(page.size))
+    items = [await _project_resp(services, caller, row) for row in rows]
+    return paginated(request, items, total, page)
+
+
+@router.head("/projects")
+async def project_exists(
+    services: ServicesDep, caller: CallerDep, project_name: Annotated[str, Query()]
+) -> Response:
+    found = await services.projects.find_project(project_name)
+    return Response(status_code=200 if found else 404)
+
+
+@router.post("/projects", status_code=201)
+async def create_project(body: ProjectReq, services: ServicesDep, user: UserDep) -> Response:
+    if not body.project_name:
+        raise BadRequest("project_name is required")
+    try:
+        project = await services.projects.create_project(
+            body.project_name, public=_requested_public(body) or False, owner_id=user.user_id
+        )
+    except ProjectExists as exc:
+        raise Conflict(str(exc)) from exc
+    except ProjectError as exc:
+        raise BadRequest(str(exc)) from exc
+    return Response(status_code=201, headers={"location": f"/api/v2.0/projects/{project.id}"})
+
+
+@router.get("/projects/{project_name_or_id}")
+async def get_project(
+    project_name_or_id: str,
+    services: ServicesDep,
+    caller: CallerDep,
+    x_is_resource_name: Annotated[bool, Header()] = False,
+) -> dict[str, Any]:
+    project = await _readable_project(services, caller, project_name_or_id, x_is_resource_name)
+    rows = await services.projects.project_details(select(projects).where(projects.c.id == project.id))
+    return await _project_resp(services, caller, rows[0])
+
+
+@router.put("/projects/{project_name_or_id}")
+async def update_project(
+    project_name_or_id: str,
+    body: ProjectReq,
+    services: ServicesDep,
+    caller: CallerDep,
+    x_is_resource_name: Annotated[bool, Header()] = False,
+) -> Response:
+    project = await _administered_project(services, caller, project_name_or_id, x_is_resource_name)
+    public = _requested_public(body)
+    if public is not None:
+        await services.projects.set_public(project.id, public)
+    return Response(status_code=200)
+
+
+@router.delete("/projects/{project_name_or_id}")
+async def delete_project(
+    project_name_or_id: str,
+    services: ServicesDep,
+    caller: CallerDep,
+    x_is_resource_name: Annotated[bool, Header()] = False,
+) -> Response:
+    project = await _administered_project(services, caller, project_name_or_id, x_is_resource_name)
+    try:
+        await services.projects.delete_project(project.id)
+    except NotEmpty as exc:
+        raise PreconditionFailed(str(exc)) from exc
+    return Response(status_code=200)
+
+
+@router.get("/projects/{project_name_or_id}/_deletable")
+async def project_deletable(
+    project_name_or_id: str,
+    services: ServicesDep,
+    caller: CallerDep,
+    x_is_resource_name: Annotated[bool, Header()] = False,
+) -> dict[str, Any]:
+    project = await _administered_project(services, caller, project_name_or_id, x_is_resource_name)
+    rows = await services.projects.project_details(select(projects).where(projects.c.id == project.id))
+    if rows[0]["repo_count"]:
+        return {"deletable": False, "message": "the project contains repositories"}
+    return {"deletable": True}
+
+
+@router.get("/projects/{project_name_or_id}/members")
+async def list_members(
+    request: Request,
+    project_name_or_id: str,
+    services: ServicesDep,
+    caller: CallerDep,
+    page: PageDep,
+    entityname: str | None = None,
+    x_is_resource_name: Annotated[bool, Header()] = False,
+) -> Response:
+    project = await _member_project(services, caller, project_name_or_id, x_is_resource_name)
+    found = await services.projects.list_members(project.id, entityname)
+    window = found[page.offset : page.offset + page.size]
+    return paginated(request, [_member_resp(m) for m in window], len(found), page)
+
+
+@router.post("/projects/{project_name_or_id}/members", status_code=201)
+async def create_member(
+    project_name_or_id: str,
+    body: ProjectMemberReq,
+    services: ServicesDep,
+    caller: CallerDep,
+    x_is_resource_name: Annotated[bool, Header()] = False,
+) -> Response:
+    project = await _administered_project(services, caller, project_name_or_id, x_is_resource_name)
+    role = _role(body.role_id)
+    if body.member_user is None:
+        raise BadRequest("member_user is required (user groups are not supported yet)")
+    user_id = await _member_user_id(services, body.member_user)
+    try:
+        member_id = await services.projects.create_member(project.id, user_id, role)
+    except MemberExists as exc:
+        raise Conflict(str(exc)) from exc
+    location = f"/api/v2.0/projects/{project.id}/members/{member_id}"
+    return Response(status_code=201, headers={"location": location})
+
+
+@router.get("/projects/{project_name_or_id}/members/{mid}")
+async def get_member(
+    project_name_or_id: str,
+    mid: int,
+    services: ServicesDep,
+    caller: CallerDep,
+    x_is_resource_name: Annotated[bool, Header()] = False,
+) -> dict[str, Any]:
+    project = await _member_project(services, caller, project_name_or_id, x_is_resource_name)
+    member = await services.projects.get_member(project.id, mid)
+    if member is None:
+        raise NotFound(f"member {mid} not found")
+    return _member_resp(member)
+
+
+@router.put("/projects/{project_name_or_id}/members/{mid}")
+async def update_member(
+    project_name_or_id: str,
+    mid: int,
+    body: RoleRequest,
+    services: ServicesDep,
+    caller: CallerDep,
+    x_is_resource_name: Annotated[bool, Header()] = False,
+) -> Response:
+    project = await _administered_project(services, caller, project_name_or_id, x_is_resource_name)
+    if await services.projects.get_member(project.id, mid) is None:
+        raise NotFound(f"member {mid} not found")
+    await services.projects.update_member(mid, _role(body.role_id))
+    return Response(status_code=200)
+
+
+@router.delete("/projects/{project_name_or_id}/members/{mid}")
+async def delete_member(
+    project_name_or_id: str,
+    mid: int,
+    services: ServicesDep,
+    caller: CallerDep,
+    x_is_resource_name: Annotated[bool, Header()] = False,
+) -> Response:
+    project = await _administered_project(services, caller, project_name_or_id, x_is_resource_name)
+    if await services.projects.get_member(project.id, mid) is None:
+        raise NotFound(f"member {mid} not found")
+    await services.projects.delete_member(mid)
+    return Response(status_code=200)
+
+
+def _visible_to(caller: Principal) -> Any:
+    if caller.sysadmin:
+        return projects.c.id.is_not(None)
+    if caller.anonymous:
+        return projects.c.public.is_(True)
+    mine = select(members.c.project_id).where(members.c.user_id == caller.user_id)
+    return or_(projects.c.public.is_(True), projects.c.id.in_(mine))
+
+
+def _requested_public(body: ProjectReq) -> bool | None:
+    if body.metadata is not None and body.metadata.public is not None:
+        value = body.metadata.public.lower()
+        if value not in ("true", "false"):
+            raise BadRequest('metadata.public must be "true" or "false"')
+        return value == "true"
+    return body.public
+
+
+async def _project(services: Services, name_or_id: str, is_name: bool) -> Project:
+    if not is_name and name_or_id.isdigit():
+        project = await services.projects.project_by_id(int(name_or_id))
+    else:
+        project = await services.projects.find_project(name_or_id)
+    if project is None:
+        raise NotFound(f"project {name_or_id} not found")
+    return project
+
+
+async def _role_of(services: Services, caller: Principal, project: Project) -> Role | None:
+    if caller.user_id is None:
+        return None
+    return await services.projects.member_role(project.id, caller.user_id)
+
+
+async def _readable_project(
+    services: Services, caller: Principal, name_or_id: str, is_name: bool
+) -> Project:
+    project = await _project(services, name_or_id, is_name)
+    if project.public or caller.sysadmin or await _role_of(services, caller, project):
+        return project
+    if caller.anonymous:
+        raise Unauthorized("authentication required")
+    raise Forbidden("you are not a member of this project")
+
+
+async def _member_project(
+    services: Services, caller: Principal, name_or_id: str, is_name: bool
+) -> Project:
+    project = await _project(services, name_or_id, is_name)
+    if caller.sysadmin or await _role_of(services, caller, project):
+        return project
+    if caller.anonymous:
+        raise Unauthorized("authentication required")
+    raise Forbidden("only members may see the project's members")
+
+
+async def _administered_project(
+    services: Services, caller: Principal, name_or_id: str, is_name: bool
+) -> Project:
+    if caller.anonymous:
+        raise Unauthorized("authentication required")
+    project = await _project(services, name_or_id, is_name)
+    if caller.sysadmin or await _role_of(services, caller, project) is Role.PROJECT_ADMIN:
+        return project
+    raise Forbidden("only project admins may do this")
+
+
+async def _member_user_id(services: Services, member: MemberUser) -> int:
+    if member.user_id is not None:
+        try:
+            return int((await services.users.get_user(member.user_id))["id"])
+        except UserNotFound as exc:
+            raise NotFound(str(exc)) from exc
+    if member.username:
+        row = await services.users.find_user(member.username)
+        if row is None:
+            raise NotFound(f"user {member.username} not found")
+        return int(row["id"])
+    raise BadRequest("member_user needs user_id or username")
+
+
+def _role(role_id: int) -> Role:
+    try:
+        return Role(role_id)
+    except ValueError as exc:
+        raise BadRequest(f"unknown role_id {role_id}") from exc
+
+
+async def _project_resp(services: Services, caller: Principal, row: dict[str, Any]) -> dict[str, Any]:
+    role = None
+    if caller.user_id is not None:
+        role = await services.projects.member_role(row["id"], caller.user_id)
+    return {
+        "project_id": row["id"],
+        "name": row["name"],
+        "owner_id": row["owner_id"],
+        "owner_name": row["owner_name"] or "",
+        "registry_id": None,
+        "creation_time": harbor_time(datetime.fromtimestamp(row["created_at"], UTC)),
+        "update_time": harbor_time(row["updated_at"]),
+        "deleted": False,
+        "togglable": True,
+        "current_user_role_id": int(role) if role else 0,
+        "current_user_role_ids": [int(role)] if role else [],
+        "repo_count": row["repo_count"],
+        "metadata": {"public": "true" if row["public"] else "false"},
+    }
+
+
+def _member_resp(member: Any) -> dict[str, Any]:
+    return {
+        "id": member.id,
+        "project_id": member.project_id,
+        "entity_name": member.username,
+        "entity_id": member.user_id,
+        "entity_type": "u",
+        "role_id": int(member.role),
+        "role_name": member.role.key,
+    }
