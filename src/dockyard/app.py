@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -41,9 +43,13 @@ def create_app(settings: Settings) -> Starlette:
         services = build_services(settings)
         app.state.services = services
         api.state.services = services
+        flusher = asyncio.create_task(services.audit.run_flusher())
         try:
             yield
         finally:
+            flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await flusher
             await services.close()
 
     app = Starlette(

@@ -17,6 +17,7 @@ from sqlalchemy import Select, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from dockyard.audit import CLI_ACTOR, AuditEntry, record
 from dockyard.auth.roles import Role
 from dockyard.db.database import Database
 from dockyard.db.schema import members, projects, repositories, users
@@ -67,7 +68,7 @@ class ProjectService:
         self.db = db
 
     async def create_project(
-        self, name: str, *, public: bool, owner_id: int | None = None
+        self, name: str, *, public: bool, owner_id: int | None = None, actor: str = CLI_ACTOR
     ) -> Project:
         if len(name) > 255 or not _PROJECT_NAME_RE.match(name):
             raise ProjectError(
@@ -88,6 +89,7 @@ class ProjectService:
                 project_id = int(result.inserted_primary_key[0])
                 if owner_id is not None:
                     await _put_member(conn, project_id, owner_id, Role.PROJECT_ADMIN)
+                await record(conn, _entry(actor, project_id, name, "project", "create"))
         except IntegrityError as exc:
             raise ProjectExists(f"project {name!r} already exists") from exc
         return Project(project_id, name, public, created_at)
@@ -111,7 +113,9 @@ class ProjectService:
 
         return await self.db.cache.get_or_load(("member", project_id, user_id), load)
 
-    async def add_member(self, project_name: str, username: str, role: Role) -> None:
+    async def add_member(
+        self, project_name: str, username: str, role: Role, actor: str = CLI_ACTOR
+    ) -> None:
         """Give `username` `role` in the project, replacing any role it had."""
         async with self.db.write() as conn:
             project = await find_project(conn, project_name)
@@ -121,6 +125,7 @@ class ProjectService:
             if user_id is None:
                 raise ProjectError(f"no user {username!r}")
             await _put_member(conn, project.id, user_id, role)
+            await record(conn, _entry(actor, project.id, username, "member", "create"))
 
 
     async def project_by_id(self, project_id: int) -> Project | None:
@@ -154,17 +159,20 @@ class ProjectService:
             )
         return int(total or 0)
 
-    async def set_public(self, project_id: int, public: bool) -> None:
+    async def set_public(self, project_id: int, public: bool, actor: str) -> None:
         async with self.db.write() as conn:
             await conn.execute(
                 update(projects)
                 .where(projects.c.id == project_id)
                 .values(public=public, updated_at=datetime.now(UTC))
             )
+            name = await conn.scalar(select(projects.c.name).where(projects.c.id == project_id))
+            await record(conn, _entry(actor, project_id, name, "project", "update"))
 
-    async def delete_project(self, project_id: int) -> None:
+    async def delete_project(self, project_id: int, actor: str) -> None:
         """Delete an empty project; `NotEmpty` while it holds repositories."""
         async with self.db.write() as conn:
+            name = await conn.scalar(select(projects.c.name).where(projects.c.id == project_id))
             held = await conn.scalar(
                 select(func.count(repositories.c.id)).where(
                     repositories.c.project_id == project_id
@@ -173,6 +181,7 @@ class ProjectService:
             if held:
                 raise NotEmpty(f"project {project_id} still holds {held} repositories")
             await conn.execute(delete(projects).where(projects.c.id == project_id))
+            await record(conn, _entry(actor, project_id, name, "project", "delete"))
 
     async def list_members(self, project_id: int, name_filter: str | None = None) -> list[Member]:
         query = (
@@ -191,7 +200,7 @@ class ProjectService:
         found = [m for m in await self.list_members(project_id) if m.id == member_id]
         return found[0] if found else None
 
-    async def create_member(self, project_id: int, user_id: int, role: Role) -> int:
+    async def create_member(self, project_id: int, user_id: int, role: Role, actor: str) -> int:
         """Add a user to the project; `MemberExists` if already a member."""
         try:
             async with self.db.write() as conn:
@@ -203,17 +212,31 @@ class ProjectService:
                         created_at=datetime.now(UTC),
                     )
                 )
+                username = await conn.scalar(select(users.c.username).where(users.c.id == user_id))
+                await record(conn, _entry(actor, project_id, username, "member", "create"))
         except IntegrityError as exc:
             raise MemberExists("the user is already a member of the project") from exc
         return int(result.inserted_primary_key[0])
 
-    async def update_member(self, member_id: int, role: Role) -> None:
+    async def update_member(self, member: Member, role: Role, actor: str) -> None:
         async with self.db.write() as conn:
-            await conn.execute(update(members).where(members.c.id == member_id).values(role=int(role)))
+            await conn.execute(update(members).where(members.c.id == member.id).values(role=int(role)))
+            await record(conn, _entry(actor, member.project_id, member.username, "member", "update"))
 
-    async def delete_member(self, member_id: int) -> None:
+    async def delete_member(self, member: Member, actor: str) -> None:
         async with self.db.write() as conn:
-            await conn.execute(delete(members).where(members.c.id == member_id))
+            await conn.execute(delete(members).where(members.c.id == member.id))
+            await record(conn, _entry(actor, member.project_id, member.username, "member", "delete"))
+
+
+def _entry(actor: str, project_id: int, resource: str, kind: str, operation: str) -> AuditEntry:
+    return AuditEntry(
+        username=actor,
+        resource=resource,
+        resource_type=kind,
+        operation=operation,
+        project_id=project_id,
+    )
 
 
 async def find_project(conn: AsyncConnection, name: str) -> Project | None:

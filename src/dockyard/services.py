@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from dockyard.audit import AuditLog
 from dockyard.auth.access import AccessPolicy
 from dockyard.auth.keys import load_or_create_signing_key
 from dockyard.auth.tokens import TokenAuthority
@@ -32,6 +33,7 @@ class Services:
     policy: AccessPolicy
     authority: TokenAuthority
     guard: RegistryGuard
+    audit: AuditLog
     blobs: BlobService
     uploads: UploadService
     manifests: ManifestService
@@ -55,6 +57,7 @@ def build_services(settings: Settings) -> Services:
     users = UserService(db)
     projects = ProjectService(db)
     policy = AccessPolicy(projects)
+    audit = AuditLog(db)
     return Services(
         settings=settings,
         db=db,
@@ -63,8 +66,9 @@ def build_services(settings: Settings) -> Services:
         policy=policy,
         authority=authority,
         guard=RegistryGuard(settings, authority, users, projects, policy),
-        blobs=BlobService(db, storage),
+        audit=audit,
+        blobs=BlobService(db, storage, audit),
         uploads=UploadService(db, storage),
-        manifests=ManifestService(db, settings.max_manifest_bytes),
+        manifests=ManifestService(db, audit, settings.max_manifest_bytes),
         catalog=Catalog(db),
     )

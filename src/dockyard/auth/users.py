@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from sqlalchemy import Select, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from dockyard.audit import CLI_ACTOR, AuditEntry, record
 from dockyard.auth.passwords import (
     check_password_policy,
     hash_password,
@@ -66,6 +67,7 @@ class UserService:
         realname: str | None = None,
         comment: str | None = None,
         enforce_policy: bool = True,
+        actor: str = CLI_ACTOR,
     ) -> int:
         """Create a user and return its id; raise `UserExists` or `PasswordTooWeak`."""
         if not username or len(username) > 255 or any(c in username for c in ':/ "'):
@@ -87,6 +89,7 @@ class UserService:
         try:
             async with self.db.write() as conn:
                 result = await conn.execute(insert(users).values(**row))
+                await record(conn, _entry(actor, username, "create"))
         except IntegrityError as exc:
             raise UserExists(f"user {username!r} already exists") from exc
         return int(result.inserted_primary_key[0])
@@ -123,11 +126,12 @@ class UserService:
             ).mappings().all()
         return [dict(row) for row in rows], int(total or 0)
 
-    async def update_profile(self, user_id: int, **fields: str | None) -> None:
-        await self._update_by_id(user_id, **{k: v for k, v in fields.items() if v is not None})
+    async def update_profile(self, user_id: int, actor: str, **fields: str | None) -> None:
+        changes = {k: v for k, v in fields.items() if v is not None}
+        await self._update_by_id(user_id, actor, "update", **changes)
 
     async def change_password(
-        self, user_id: int, new_password: str, old_password: str | None
+        self, user_id: int, new_password: str, old_password: str | None, actor: str
     ) -> None:
         """Set a new password; when `old_password` is given it must be right.
 
@@ -140,29 +144,37 @@ class UserService:
         check_password_policy(new_password)
         await self._update_by_id(
             user_id,
+            actor,
+            "change_password",
             password_hash=hash_password(new_password),
             password_version=users.c.password_version + 1,
         )
 
-    async def set_sysadmin_by_id(self, user_id: int, sysadmin: bool) -> None:
-        await self._update_by_id(user_id, sysadmin=sysadmin)
+    async def set_sysadmin_by_id(self, user_id: int, sysadmin: bool, actor: str) -> None:
+        await self._update_by_id(user_id, actor, "update", sysadmin=sysadmin)
 
-    async def delete_user(self, user_id: int) -> None:
+    async def delete_user(self, user_id: int, actor: str) -> None:
         async with self.db.write() as conn:
             # Projects outlive their creator; memberships go with the user.
             await conn.execute(
                 update(projects).where(projects.c.owner_id == user_id).values(owner_id=None)
             )
-            result = await conn.execute(delete(users).where(users.c.id == user_id))
-        if result.rowcount == 0:
-            raise UserNotFound(f"user {user_id} not found")
+            name = await conn.scalar(select(users.c.username).where(users.c.id == user_id))
+            if name is None:
+                raise UserNotFound(f"user {user_id} not found")
+            await conn.execute(delete(users).where(users.c.id == user_id))
+            await record(conn, _entry(actor, name, "delete"))
 
-    async def _update_by_id(self, user_id: int, **values: object) -> None:
+    async def _update_by_id(
+        self, user_id: int, actor: str, operation: str, **values: object
+    ) -> None:
         values["updated_at"] = datetime.now(UTC)
         async with self.db.write() as conn:
-            result = await conn.execute(update(users).where(users.c.id == user_id).values(**values))
-        if result.rowcount == 0:
-            raise UserNotFound(f"user {user_id} not found")
+            name = await conn.scalar(select(users.c.username).where(users.c.id == user_id))
+            if name is None:
+                raise UserNotFound(f"user {user_id} not found")
+            await conn.execute(update(users).where(users.c.id == user_id).values(**values))
+            await record(conn, _entry(actor, name, operation))
 
     async def find_user(self, username: str) -> dict | None:
         async def load() -> dict | None:
@@ -223,10 +235,12 @@ class UserService:
         self._failures.setdefault((username, client), []).append(time.monotonic())
 
     async def _update(self, username: str, **values: object) -> None:
-        values["updated_at"] = datetime.now(UTC)
-        async with self.db.write() as conn:
-            result = await conn.execute(
-                update(users).where(users.c.username == username).values(**values)
-            )
-        if result.rowcount == 0:
+        """Change a user from the CLI (recorded as `CLI_ACTOR`)."""
+        user = await self.find_user(username)
+        if user is None:
             raise UserNotFound(f"no user {username!r}")
+        await self._update_by_id(user["id"], CLI_ACTOR, "update", **values)
+
+
+def _entry(actor: str, username: str, operation: str) -> AuditEntry:
+    return AuditEntry(username=actor, resource=username, resource_type="user", operation=operation)

@@ -15,10 +15,11 @@ from pathlib import Path
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from dockyard.audit import AuditEntry, AuditLog
 from dockyard.db.database import Database, insert_or_ignore
 from dockyard.db.schema import blobs, repositories, repository_blobs
 from dockyard.registry.errors import BlobUnknown
-from dockyard.registry.repositories import ensure_repository, repository_id
+from dockyard.registry.repositories import ensure_repository
 from dockyard.storage.base import BlobStorage
 
 
@@ -30,9 +31,10 @@ class BlobInfo:
 
 
 class BlobService:
-    def __init__(self, db: Database, storage: BlobStorage) -> None:
+    def __init__(self, db: Database, storage: BlobStorage, audit: AuditLog) -> None:
         self.db = db
         self.storage = storage
+        self.audit = audit
 
     async def stat_blob(self, repository: str, digest: str) -> BlobInfo:
         """Size and path of a blob linked to `repository`; `BlobUnknown` if not."""
@@ -55,19 +57,33 @@ class BlobService:
             size = await conn.scalar(query)
         return int(size) if size is not None else None
 
-    async def delete_blob(self, repository: str, digest: str) -> None:
+    async def delete_blob(self, repository: str, digest: str, actor: str) -> None:
         """Unlink a blob from `repository`. Its bytes go when garbage collection
         finds nothing else pointing at them."""
         async with self.db.write() as conn:
-            repo_id = await repository_id(conn, repository)
+            repo = (
+                await conn.execute(
+                    select(repositories.c.id, repositories.c.project_id).where(
+                        repositories.c.name == repository
+                    )
+                )
+            ).first()
             result = await conn.execute(
                 delete(repository_blobs).where(
-                    (repository_blobs.c.repository_id == repo_id)
+                    (repository_blobs.c.repository_id == (repo.id if repo else None))
                     & (repository_blobs.c.digest == digest)
                 )
             )
-        if result.rowcount == 0:
-            raise BlobUnknown(digest=digest)
+            if result.rowcount == 0:
+                raise BlobUnknown(digest=digest)
+            entry = AuditEntry(
+                username=actor,
+                resource=f"{repository}@{digest}",
+                resource_type="blob",
+                operation="delete",
+                project_id=repo.project_id,
+            )
+            await self.audit.record(conn, entry)
 
     async def mount_blob(self, repository: str, source: str, digest: str) -> int | None:
         """Link a blob of `source` into `repository`; its size, or None if

@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import delete, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from dockyard.audit import AuditEntry, AuditLog
 from dockyard.db.database import Database
 from dockyard.db.schema import manifest_references, manifests, repositories, repository_blobs, tags
 from dockyard.registry import mediatypes
@@ -60,12 +61,18 @@ class ParsedManifest:
 
 
 class ManifestService:
-    def __init__(self, db: Database, max_bytes: int) -> None:
+    def __init__(self, db: Database, audit: AuditLog, max_bytes: int) -> None:
         self.db = db
+        self.audit = audit
         self.max_bytes = max_bytes
 
     async def put_manifest(
-        self, repository: str, reference: str, content_type: str | None, content: bytes
+        self,
+        repository: str,
+        reference: str,
+        content_type: str | None,
+        content: bytes,
+        actor: str,
     ) -> StoredManifest:
         """Validate and store a manifest under `reference` (a tag or a digest)."""
         if len(content) > self.max_bytes:
@@ -79,6 +86,9 @@ class ManifestService:
             manifest_id = await _store(conn, repo_id, digest, parsed, content)
             if tag is not None:
                 await _put_tag(conn, repo_id, tag, manifest_id)
+            await self.audit.record(
+                conn, await _artifact_entry(conn, actor, repository, reference, "create")
+            )
         return StoredManifest(digest, parsed.media_type, content, parsed.subject)
 
     async def get_manifest(self, repository: str, reference: str) -> StoredManifest:
@@ -114,7 +124,7 @@ class ManifestService:
             return None
         return StoredManifest(row.digest, row.media_type, row.content, row.subject_digest)
 
-    async def delete_manifest(self, repository: str, reference: str) -> None:
+    async def delete_manifest(self, repository: str, reference: str, actor: str) -> None:
         """By digest, delete the manifest and every tag on it; by tag, only the tag."""
         async with self.db.write() as conn:
             repo_id = await repository_id(conn, repository)
@@ -125,8 +135,11 @@ class ManifestService:
             result = await conn.execute(
                 delete(table).where(where & (table.c.repository_id == repo_id))
             )
-        if result.rowcount == 0:
-            raise ManifestUnknown(reference=reference)
+            if result.rowcount == 0:
+                raise ManifestUnknown(reference=reference)
+            await self.audit.record(
+                conn, await _artifact_entry(conn, actor, repository, reference, "delete")
+            )
 
     async def list_referrers(
         self, repository: str, digest: str, artifact_type: str | None
@@ -152,6 +165,26 @@ class ManifestService:
         async with self.db.read() as conn:
             rows = (await conn.execute(query)).all()
         return [_descriptor(row) for row in rows]
+
+
+def artifact_resource(repository: str, reference: str) -> str:
+    """How the audit log names an artifact: `repo:tag` or `repo@digest`."""
+    return f"{repository}{'@' if is_digest(reference) else ':'}{reference}"
+
+
+async def _artifact_entry(
+    conn: AsyncConnection, actor: str, repository: str, reference: str, operation: str
+) -> AuditEntry:
+    project_id = await conn.scalar(
+        select(repositories.c.project_id).where(repositories.c.name == repository)
+    )
+    return AuditEntry(
+        username=actor,
+        resource=artifact_resource(repository, reference),
+        resource_type="artifact",
+        operation=operation,
+        project_id=project_id,
+    )
 
 
 def parse_manifest(content: bytes, content_type: str | None) -> ParsedManifest:

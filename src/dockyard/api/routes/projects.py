@@ -117,7 +117,10 @@ async def create_project(body: ProjectReq, services: ServicesDep, user: UserDep)
         raise BadRequest("project_name is required")
     try:
         project = await services.projects.create_project(
-            body.project_name, public=_requested_public(body) or False, owner_id=user.user_id
+            body.project_name,
+            public=_requested_public(body) or False,
+            owner_id=user.user_id,
+            actor=user.username,
         )
     except ProjectExists as exc:
         raise Conflict(str(exc)) from exc
@@ -149,7 +152,7 @@ async def update_project(
     project = await _administered_project(services, caller, project_name_or_id, x_is_resource_name)
     public = _requested_public(body)
     if public is not None:
-        await services.projects.set_public(project.id, public)
+        await services.projects.set_public(project.id, public, caller.username)
     return Response(status_code=200)
 
 
@@ -162,7 +165,7 @@ async def delete_project(
 ) -> Response:
     project = await _administered_project(services, caller, project_name_or_id, x_is_resource_name)
     try:
-        await services.projects.delete_project(project.id)
+        await services.projects.delete_project(project.id, caller.username)
     except NotEmpty as exc:
         raise PreconditionFailed(str(exc)) from exc
     return Response(status_code=200)
@@ -212,7 +215,7 @@ async def create_member(
         raise BadRequest("member_user is required (user groups are not supported yet)")
     user_id = await _member_user_id(services, body.member_user)
     try:
-        member_id = await services.projects.create_member(project.id, user_id, role)
+        member_id = await services.projects.create_member(project.id, user_id, role, caller.username)
     except MemberExists as exc:
         raise Conflict(str(exc)) from exc
     location = f"/api/v2.0/projects/{project.id}/members/{member_id}"
@@ -244,9 +247,10 @@ async def update_member(
     x_is_resource_name: Annotated[bool, Header()] = False,
 ) -> Response:
     project = await _administered_project(services, caller, project_name_or_id, x_is_resource_name)
-    if await services.projects.get_member(project.id, mid) is None:
+    member = await services.projects.get_member(project.id, mid)
+    if member is None:
         raise NotFound(f"member {mid} not found")
-    await services.projects.update_member(mid, _role(body.role_id))
+    await services.projects.update_member(member, _role(body.role_id), caller.username)
     return Response(status_code=200)
 
 
@@ -259,9 +263,10 @@ async def delete_member(
     x_is_resource_name: Annotated[bool, Header()] = False,
 ) -> Response:
     project = await _administered_project(services, caller, project_name_or_id, x_is_resource_name)
-    if await services.projects.get_member(project.id, mid) is None:
+    member = await services.projects.get_member(project.id, mid)
+    if member is None:
         raise NotFound(f"member {mid} not found")
-    await services.projects.delete_member(mid)
+    await services.projects.delete_member(member, caller.username)
     return Response(status_code=200)
 
 
@@ -283,7 +288,8 @@ def _requested_public(body: ProjectReq) -> bool | None:
     return body.public
 
 
-async def _project(services: Services, name_or_id: str, is_name: bool) -> Project:
+async def project_named(services: Services, name_or_id: str, is_name: bool) -> Project:
+    """The project a path names (by id unless `X-Is-Resource-Name`); 404 if none."""
     if not is_name and name_or_id.isdigit():
         project = await services.projects.project_by_id(int(name_or_id))
     else:
@@ -302,7 +308,7 @@ async def _role_of(services: Services, caller: Principal, project: Project) -> R
 async def _readable_project(
     services: Services, caller: Principal, name_or_id: str, is_name: bool
 ) -> Project:
-    project = await _project(services, name_or_id, is_name)
+    project = await project_named(services, name_or_id, is_name)
     if project.public or caller.sysadmin or await _role_of(services, caller, project):
         return project
     if caller.anonymous:
@@ -313,7 +319,7 @@ async def _readable_project(
 async def _member_project(
     services: Services, caller: Principal, name_or_id: str, is_name: bool
 ) -> Project:
-    project = await _project(services, name_or_id, is_name)
+    project = await project_named(services, name_or_id, is_name)
     if caller.sysadmin or await _role_of(services, caller, project):
         return project
     if caller.anonymous:
@@ -326,7 +332,7 @@ async def _administered_project(
 ) -> Project:
     if caller.anonymous:
         raise Unauthorized("authentication required")
-    project = await _project(services, name_or_id, is_name)
+    project = await project_named(services, name_or_id, is_name)
     if caller.sysadmin or await _role_of(services, caller, project) is Role.PROJECT_ADMIN:
         return project
     raise Forbidden("only project admins may do this")

@@ -118,6 +118,7 @@ async def create_user(body: UserCreationReq, services: ServicesDep, admin: Admin
             email=body.email,
             realname=body.realname,
             comment=body.comment,
+            actor=admin.username,
         )
     except UserExists as exc:
         raise Conflict(str(exc)) from exc
@@ -139,7 +140,7 @@ async def update_user(
     _require_self_or_admin(user, user_id)
     await _existing_user(services, user_id)
     await services.users.update_profile(
-        user_id, email=body.email, realname=body.realname, comment=body.comment
+        user_id, user.username, email=body.email, realname=body.realname, comment=body.comment
     )
     return Response(status_code=200)
 
@@ -149,7 +150,7 @@ async def delete_user(user_id: int, services: ServicesDep, admin: AdminDep) -> R
     if user_id == admin.user_id:
         raise Forbidden("you cannot delete yourself")
     await _existing_user(services, user_id)
-    await services.users.delete_user(user_id)
+    await services.users.delete_user(user_id, admin.username)
     return Response(status_code=200)
 
 
@@ -164,7 +165,7 @@ async def change_password(
     if old is None and user.user_id == user_id:
         raise BadRequest("old_password is required")
     try:
-        await services.users.change_password(user_id, body.new_password, old)
+        await services.users.change_password(user_id, body.new_password, old, user.username)
     except UserError as exc:
         if "old password" in str(exc):
             raise Forbidden(str(exc)) from exc
@@ -181,7 +182,7 @@ async def set_sysadmin(
     if user_id == admin.user_id:
         raise Forbidden("you cannot change your own admin flag")
     await _existing_user(services, user_id)
-    await services.users.set_sysadmin_by_id(user_id, body.sysadmin_flag)
+    await services.users.set_sysadmin_by_id(user_id, body.sysadmin_flag, admin.username)
     return Response(status_code=200)
 
 

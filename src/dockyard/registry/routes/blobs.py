@@ -27,9 +27,9 @@ async def get_blob(request: Request) -> Response:
 async def delete_blob(request: Request) -> Response:
     svc = services(request)
     name = repository_name(request)
-    await svc.guard.authorize(request, name, DELETE)
+    credentials = await svc.guard.authorize(request, name, DELETE)
     digest = str(parse_digest(request.path_params["digest"]))
 
-    await svc.blobs.delete_blob(name, digest)
+    await svc.blobs.delete_blob(name, digest, credentials.actor)
 
     return Response(status_code=202, headers={"docker-content-digest": digest})

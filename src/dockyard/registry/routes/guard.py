@@ -44,6 +44,12 @@ class Credentials:
     principal: Principal | None = None
     token: AccessToken | None = None
 
+    @property
+    def actor(self) -> str:
+        """The name the audit log records for this caller."""
+        name = self.principal.username if self.principal else (self.token.subject if self.token else "")
+        return name or "anonymous"
+
 
 class RegistryGuard:
     def __init__(

@@ -6,7 +6,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from dockyard.auth.roles import DELETE, PULL, PUSH
+from dockyard.audit import AuditEntry
 from dockyard.registry import mediatypes
+from dockyard.registry.manifests import artifact_resource
+from dockyard.registry.reference import project_of
 from dockyard.registry.errors import ManifestTooLarge, ManifestUnknown
 from dockyard.registry.routes.common import repository_name, services
 
@@ -14,7 +17,7 @@ from dockyard.registry.routes.common import repository_name, services
 async def get_manifest(request: Request) -> Response:
     svc = services(request)
     name = repository_name(request)
-    await svc.guard.authorize(request, name, PULL)
+    credentials = await svc.guard.authorize(request, name, PULL)
     reference = request.path_params["reference"]
 
     manifest = await svc.manifests.get_manifest(name, reference)
@@ -31,19 +34,21 @@ async def get_manifest(request: Request) -> Response:
         "etag": f'"{manifest.digest}"',
         "content-length": str(len(manifest.content)),
     }
-    body = b"" if request.method == "HEAD" else manifest.content
-    return Response(body, media_type=manifest.media_type, headers=headers)
+    if request.method == "HEAD":
+        return Response(b"", media_type=manifest.media_type, headers=headers)
+    await _record_pull(request, credentials.actor, name, reference)
+    return Response(manifest.content, media_type=manifest.media_type, headers=headers)
 
 
 async def put_manifest(request: Request) -> Response:
     svc = services(request)
     name = repository_name(request)
-    await svc.guard.authorize(request, name, PUSH)
+    credentials = await svc.guard.authorize(request, name, PUSH)
     reference = request.path_params["reference"]
     content = await _read_limited(request, svc.settings.max_manifest_bytes)
 
     manifest = await svc.manifests.put_manifest(
-        name, reference, request.headers.get("content-type"), content
+        name, reference, request.headers.get("content-type"), content, credentials.actor
     )
 
     headers = {
@@ -58,11 +63,25 @@ async def put_manifest(request: Request) -> Response:
 async def delete_manifest(request: Request) -> Response:
     svc = services(request)
     name = repository_name(request)
-    await svc.guard.authorize(request, name, DELETE)
+    credentials = await svc.guard.authorize(request, name, DELETE)
 
-    await svc.manifests.delete_manifest(name, request.path_params["reference"])
+    await svc.manifests.delete_manifest(name, request.path_params["reference"], credentials.actor)
 
     return Response(status_code=202)
+
+
+async def _record_pull(request: Request, actor: str, name: str, reference: str) -> None:
+    svc = services(request)
+    project = await svc.projects.find_project(project_of(name))
+    svc.audit.record_later(
+        AuditEntry(
+            username=actor,
+            resource=artifact_resource(name, reference),
+            resource_type="artifact",
+            operation="pull",
+            project_id=project.id if project else None,
+        )
+    )
 
 
 async def _read_limited(request: Request, limit: int) -> bytes:
