@@ -16,6 +16,7 @@ from dockyard.auth.users import UserService
 from dockyard.config import Settings
 from dockyard.db.database import Database
 from dockyard.projects import ProjectService
+from dockyard.registry.artifacts import ArtifactService
 from dockyard.registry.blobs import BlobService
 from dockyard.registry.manifests import ManifestService
 from dockyard.registry.repositories import Catalog
@@ -38,6 +39,7 @@ class Services:
     uploads: UploadService
     manifests: ManifestService
     catalog: Catalog
+    artifacts: ArtifactService
 
     async def close(self) -> None:
         await self.db.close()
@@ -71,4 +73,5 @@ def build_services(settings: Settings) -> Services:
         uploads=UploadService(db, storage),
         manifests=ManifestService(db, audit, settings.max_manifest_bytes),
         catalog=Catalog(db),
+        artifacts=ArtifactService(db),
     )

@@ -8,7 +8,7 @@ from starlette.exceptions import HTTPException
 
 from dockyard import __version__
 from dockyard.api import errors
-from dockyard.api.routes import audit, projects, system, users
+from dockyard.api.routes import audit, projects, repositories, system, users
 
 API_PREFIX = "/api/v2.0"
 
@@ -29,6 +29,6 @@ def create_api() -> FastAPI:
             HTTPException: errors.handle_http_exception,
         },
     )
-    for module in (system, users, projects, audit):
+    for module in (system, users, projects, repositories, audit):
         api.include_router(module.router)
     return api

@@ -27,7 +27,11 @@ class AccessPolicy:
         Nothing is allowed in a project that does not exist, not even to an
         admin: a repository cannot live outside a project.
         """
-        project = await self.projects.find_project(project_of(repository))
+        return await self.project_actions(principal, project_of(repository))
+
+    async def project_actions(self, principal: Principal, project_name: str) -> frozenset[str]:
+        """The registry actions `principal` may take in every repository of a project."""
+        project = await self.projects.find_project(project_name)
         if project is None:
             return NO_ACTIONS
         if principal.sysadmin:

@@ -86,6 +86,7 @@ repositories = Table(
     Column("id", Integer, primary_key=True),
     Column("project_id", ForeignKey("projects.id", ondelete="CASCADE"), nullable=False),
     Column("name", String(255), nullable=False, unique=True),
+    Column("description", Text),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
     Column("pull_count", BigInteger, nullable=False, default=0),
