@@ -122,7 +122,9 @@ class RequestLogMiddleware:
                 headers = message.setdefault("headers", [])
                 headers.append((b"x-request-id", rid.encode()))
                 if is_registry:
-                    headers.append((b"docker-distribution-api-version", b"registry/2.0"))
+                    headers.append(
+                        (b"docker-distribution-api-version", b"registry/2.0")
+                    )
             await send(message)
 
         try:

@@ -50,6 +50,25 @@ async def record(conn: AsyncConnection, entry: AuditEntry) -> None:
     await conn.execute(insert(audit_logs).values(**asdict(entry)))
 
 
+async def record_change(
+    conn: AsyncConnection,
+    actor: str,
+    resource_type: str,
+    operation: str,
+    resource: str,
+    project_id: int | None = None,
+) -> None:
+    """Record that `actor` did `operation` to `resource`, in `conn`'s transaction."""
+    entry = AuditEntry(
+        username=actor,
+        resource=resource,
+        resource_type=resource_type,
+        operation=operation,
+        project_id=project_id,
+    )
+    await record(conn, entry)
+
+
 class AuditLog:
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -88,17 +107,25 @@ class AuditLog:
         finally:
             await self.flush()
 
-    async def list_entries(self, query: Select, offset: int, limit: int) -> tuple[list[dict[str, Any]], int]:
+    async def list_entries(
+        self, query: Select, offset: int, limit: int
+    ) -> tuple[list[dict[str, Any]], int]:
         """A page of the entries `query` (over `audit_logs`) finds, newest first."""
         async with self.db.read() as conn:
             total = await conn.scalar(
                 select(func.count()).select_from(query.order_by(None).subquery())
             )
             rows = (
-                await conn.execute(
-                    query.order_by(audit_logs.c.op_time.desc(), audit_logs.c.id.desc())
-                    .offset(offset)
-                    .limit(limit)
+                (
+                    await conn.execute(
+                        query.order_by(
+                            audit_logs.c.op_time.desc(), audit_logs.c.id.desc()
+                        )
+                        .offset(offset)
+                        .limit(limit)
+                    )
                 )
-            ).mappings().all()
+                .mappings()
+                .all()
+            )
         return [dict(row) for row in rows], int(total or 0)

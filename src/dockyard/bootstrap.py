@@ -53,7 +53,9 @@ async def create_initial_content(services: Services) -> str | None:
     else:
         admin_id = admin["id"]
     try:
-        await services.projects.create_project(DEFAULT_PROJECT, public=True, owner_id=admin_id)
+        await services.projects.create_project(
+            DEFAULT_PROJECT, public=True, owner_id=admin_id
+        )
         log.info("project_created project=%s public=true", DEFAULT_PROJECT)
     except ProjectExists:
         pass

@@ -39,9 +39,12 @@ admin_app.add_typer(project_app, name="project")
 admin_app.add_typer(member_app, name="member")
 
 ConfigOption = Annotated[
-    Path | None, typer.Option("--config", help="YAML settings file.", envvar="DOCKYARD_CONFIG")
+    Path | None,
+    typer.Option("--config", help="YAML settings file.", envvar="DOCKYARD_CONFIG"),
 ]
-DataDirOption = Annotated[Path | None, typer.Option("--data-dir", help="Data directory.")]
+DataDirOption = Annotated[
+    Path | None, typer.Option("--data-dir", help="Data directory.")
+]
 
 T = TypeVar("T")
 
@@ -64,8 +67,12 @@ def _settings(config: Path | None, **overrides: object) -> Settings:
 def serve(
     config: ConfigOption = None,
     data_dir: DataDirOption = None,
-    listen: Annotated[str | None, typer.Option("--listen", help="HOST:PORT to listen on.")] = None,
-    workers: Annotated[int | None, typer.Option("--workers", help="Worker processes.")] = None,
+    listen: Annotated[
+        str | None, typer.Option("--listen", help="HOST:PORT to listen on.")
+    ] = None,
+    workers: Annotated[
+        int | None, typer.Option("--workers", help="Worker processes.")
+    ] = None,
 ) -> None:
     """Run the registry on the configured (or embedded default) stores."""
     settings = _settings(config, data_dir=data_dir, listen=listen, workers=workers)
@@ -74,7 +81,10 @@ def serve(
     generated = asyncio.run(_with_services(settings, create_initial_content))
     if generated:
         # Printed once, on the terminal only; also kept in the 0600 file.
-        print(f"Generated admin password (saved in {settings.data_dir}/admin-password): {generated}")
+        print(
+            f"Generated admin password (kept in {settings.data_dir}/admin-password): "
+            f"{generated}"
+        )
         sys.stdout.flush()
     _log_settings(settings)
     _run_server(settings)
@@ -83,7 +93,9 @@ def serve(
 def _run_server(settings: Settings) -> None:
     from granian import Granian
 
-    os.environ["DOCKYARD_INTERNAL_SETTINGS"] = settings.model_dump_json(exclude={"admin_password"})
+    os.environ["DOCKYARD_INTERNAL_SETTINGS"] = settings.model_dump_json(
+        exclude={"admin_password"}
+    )
     Granian(
         "dockyard.app:app_from_environment",
         factory=True,
@@ -98,7 +110,9 @@ def _run_server(settings: Settings) -> None:
 
 def _log_settings(settings: Settings) -> None:
     shown = settings.model_dump(mode="json", exclude={"admin_password", "database_url"})
-    shown["database"] = "postgresql" if not settings.sqlalchemy_url.startswith("sqlite") else "sqlite"
+    shown["database"] = (
+        "postgresql" if not settings.sqlalchemy_url.startswith("sqlite") else "sqlite"
+    )
     log.info("starting settings=%s", json.dumps(shown, sort_keys=True))
 
 
@@ -111,7 +125,9 @@ def migrate(config: ConfigOption = None, data_dir: DataDirOption = None) -> None
 
 
 @admin_app.callback()
-def admin(ctx: typer.Context, config: ConfigOption = None, data_dir: DataDirOption = None) -> None:
+def admin(
+    ctx: typer.Context, config: ConfigOption = None, data_dir: DataDirOption = None
+) -> None:
     """Operate directly on the data directory's database."""
     settings = _settings(config, data_dir=data_dir)
     configure_logging("warning")
@@ -127,7 +143,9 @@ def _run(ctx: typer.Context, operation: Callable[[Services], Awaitable[T]]) -> T
         raise typer.Exit(1) from exc
 
 
-async def _with_services(settings: Settings, operation: Callable[[Services], Awaitable[T]]) -> T:
+async def _with_services(
+    settings: Settings, operation: Callable[[Services], Awaitable[T]]
+) -> T:
     services = build_services(settings)
     try:
         return await operation(services)
@@ -146,12 +164,17 @@ def user_create(
     ctx: typer.Context,
     name: str,
     password_stdin: Annotated[bool, typer.Option("--password-stdin")] = False,
-    is_admin: Annotated[bool, typer.Option("--admin", help="Make a system admin.")] = False,
+    is_admin: Annotated[
+        bool, typer.Option("--admin", help="Make a system admin.")
+    ] = False,
     email: Annotated[str | None, typer.Option("--email")] = None,
 ) -> None:
     """Create a local user."""
     password = _read_password(password_stdin)
-    _run(ctx, lambda s: s.users.create_user(name, password, sysadmin=is_admin, email=email))
+    _run(
+        ctx,
+        lambda s: s.users.create_user(name, password, sysadmin=is_admin, email=email),
+    )
     typer.echo(f"user {name} created")
 
 
@@ -185,7 +208,9 @@ def user_unset_admin(ctx: typer.Context, name: str) -> None:
 def project_create(
     ctx: typer.Context,
     name: str,
-    private: Annotated[bool, typer.Option("--private", help="Only members may pull.")] = False,
+    private: Annotated[
+        bool, typer.Option("--private", help="Only members may pull.")
+    ] = False,
 ) -> None:
     """Create a project (public unless --private)."""
     _run(ctx, lambda s: s.projects.create_project(name, public=not private))
@@ -194,7 +219,10 @@ def project_create(
 
 @member_app.command("add")
 def member_add(ctx: typer.Context, project: str, user: str, role: str) -> None:
-    """Give USER ROLE in PROJECT: projectAdmin, maintainer, developer, guest, limitedGuest."""
+    """Give USER ROLE in PROJECT.
+
+    ROLE: projectAdmin, maintainer, developer, guest or limitedGuest.
+    """
     try:
         parsed = Role.from_key(role)
     except ValueError as exc:

@@ -79,7 +79,7 @@ class Settings(BaseSettings):
         return value.rstrip("/")
 
     @model_validator(mode="after")
-    def _absolute_data_dir(self) -> "Settings":
+    def _absolute_data_dir(self) -> Settings:
         self.data_dir = self.data_dir.expanduser().resolve()
         return self
 
@@ -98,7 +98,9 @@ class Settings(BaseSettings):
 
     @property
     def sqlalchemy_url(self) -> str:
-        return self.database_url or f"sqlite+aiosqlite:///{self.data_dir / 'dockyard.db'}"
+        return (
+            self.database_url or f"sqlite+aiosqlite:///{self.data_dir / 'dockyard.db'}"
+        )
 
     @classmethod
     def settings_customise_sources(

@@ -11,7 +11,9 @@ import contextvars
 import logging
 import sys
 
-request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
+request_id: contextvars.ContextVar[str] = contextvars.ContextVar(
+    "request_id", default="-"
+)
 
 
 class _RequestIdFilter(logging.Filter):

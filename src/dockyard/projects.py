@@ -17,7 +17,7 @@ from sqlalchemy import Select, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from dockyard.audit import CLI_ACTOR, AuditEntry, record
+from dockyard.audit import CLI_ACTOR, record_change
 from dockyard.auth.roles import Role
 from dockyard.db.database import Database
 from dockyard.db.schema import members, projects, repositories, users
@@ -68,7 +68,12 @@ class ProjectService:
         self.db = db
 
     async def create_project(
-        self, name: str, *, public: bool, owner_id: int | None = None, actor: str = CLI_ACTOR
+        self,
+        name: str,
+        *,
+        public: bool,
+        owner_id: int | None = None,
+        actor: str = CLI_ACTOR,
     ) -> Project:
         if len(name) > 255 or not _PROJECT_NAME_RE.match(name):
             raise ProjectError(
@@ -89,7 +94,7 @@ class ProjectService:
                 project_id = int(result.inserted_primary_key[0])
                 if owner_id is not None:
                     await _put_member(conn, project_id, owner_id, Role.PROJECT_ADMIN)
-                await record(conn, _entry(actor, project_id, name, "project", "create"))
+                await record_change(conn, actor, "project", "create", name, project_id)
         except IntegrityError as exc:
             raise ProjectExists(f"project {name!r} already exists") from exc
         return Project(project_id, name, public, created_at)
@@ -106,7 +111,8 @@ class ProjectService:
             async with self.db.read() as conn:
                 role = await conn.scalar(
                     select(members.c.role).where(
-                        (members.c.project_id == project_id) & (members.c.user_id == user_id)
+                        (members.c.project_id == project_id)
+                        & (members.c.user_id == user_id)
                     )
                 )
             return Role(role) if role is not None else None
@@ -121,23 +127,29 @@ class ProjectService:
             project = await find_project(conn, project_name)
             if project is None:
                 raise ProjectNotFound(f"no project {project_name!r}")
-            user_id = await conn.scalar(select(users.c.id).where(users.c.username == username))
+            user_id = await conn.scalar(
+                select(users.c.id).where(users.c.username == username)
+            )
             if user_id is None:
                 raise ProjectError(f"no user {username!r}")
             await _put_member(conn, project.id, user_id, role)
-            await record(conn, _entry(actor, project.id, username, "member", "create"))
-
+            await record_change(conn, actor, "member", "create", username, project.id)
 
     async def project_by_id(self, project_id: int) -> Project | None:
         async with self.db.read() as conn:
             row = (
                 await conn.execute(
                     select(
-                        projects.c.id, projects.c.name, projects.c.public, projects.c.created_at
+                        projects.c.id,
+                        projects.c.name,
+                        projects.c.public,
+                        projects.c.created_at,
                     ).where(projects.c.id == project_id)
                 )
             ).first()
-        return Project(row.id, row.name, bool(row.public), row.created_at) if row else None
+        return (
+            Project(row.id, row.name, bool(row.public), row.created_at) if row else None
+        )
 
     async def project_details(self, query: Select) -> list[dict[str, Any]]:
         """Rows of `query` (over `projects`) with owner name and repository count."""
@@ -150,7 +162,9 @@ class ProjectService:
             users.c.username.label("owner_name"), repo_count.label("repo_count")
         ).outerjoin(users, users.c.id == projects.c.owner_id)
         async with self.db.read() as conn:
-            return [dict(row) for row in (await conn.execute(detailed)).mappings().all()]
+            return [
+                dict(row) for row in (await conn.execute(detailed)).mappings().all()
+            ]
 
     async def count(self, query: Select) -> int:
         async with self.db.read() as conn:
@@ -166,13 +180,17 @@ class ProjectService:
                 .where(projects.c.id == project_id)
                 .values(public=public, updated_at=datetime.now(UTC))
             )
-            name = await conn.scalar(select(projects.c.name).where(projects.c.id == project_id))
-            await record(conn, _entry(actor, project_id, name, "project", "update"))
+            name = await conn.scalar(
+                select(projects.c.name).where(projects.c.id == project_id)
+            )
+            await record_change(conn, actor, "project", "update", name, project_id)
 
     async def delete_project(self, project_id: int, actor: str) -> None:
         """Delete an empty project; `NotEmpty` while it holds repositories."""
         async with self.db.write() as conn:
-            name = await conn.scalar(select(projects.c.name).where(projects.c.id == project_id))
+            name = await conn.scalar(
+                select(projects.c.name).where(projects.c.id == project_id)
+            )
             held = await conn.scalar(
                 select(func.count(repositories.c.id)).where(
                     repositories.c.project_id == project_id
@@ -181,11 +199,19 @@ class ProjectService:
             if held:
                 raise NotEmpty(f"project {project_id} still holds {held} repositories")
             await conn.execute(delete(projects).where(projects.c.id == project_id))
-            await record(conn, _entry(actor, project_id, name, "project", "delete"))
+            await record_change(conn, actor, "project", "delete", name, project_id)
 
-    async def list_members(self, project_id: int, name_filter: str | None = None) -> list[Member]:
+    async def list_members(
+        self, project_id: int, name_filter: str | None = None
+    ) -> list[Member]:
         query = (
-            select(members.c.id, members.c.project_id, members.c.user_id, members.c.role, users.c.username)
+            select(
+                members.c.id,
+                members.c.project_id,
+                members.c.user_id,
+                members.c.role,
+                users.c.username,
+            )
             .join(users, users.c.id == members.c.user_id)
             .where(members.c.project_id == project_id)
             .order_by(members.c.id)
@@ -194,13 +220,18 @@ class ProjectService:
             query = query.where(users.c.username == name_filter)
         async with self.db.read() as conn:
             rows = (await conn.execute(query)).all()
-        return [Member(r.id, r.project_id, r.user_id, r.username, Role(r.role)) for r in rows]
+        return [
+            Member(r.id, r.project_id, r.user_id, r.username, Role(r.role))
+            for r in rows
+        ]
 
     async def get_member(self, project_id: int, member_id: int) -> Member | None:
         found = [m for m in await self.list_members(project_id) if m.id == member_id]
         return found[0] if found else None
 
-    async def create_member(self, project_id: int, user_id: int, role: Role, actor: str) -> int:
+    async def create_member(
+        self, project_id: int, user_id: int, role: Role, actor: str
+    ) -> int:
         """Add a user to the project; `MemberExists` if already a member."""
         try:
             async with self.db.write() as conn:
@@ -212,31 +243,31 @@ class ProjectService:
                         created_at=datetime.now(UTC),
                     )
                 )
-                username = await conn.scalar(select(users.c.username).where(users.c.id == user_id))
-                await record(conn, _entry(actor, project_id, username, "member", "create"))
+                username = await conn.scalar(
+                    select(users.c.username).where(users.c.id == user_id)
+                )
+                await record_change(
+                    conn, actor, "member", "create", username, project_id
+                )
         except IntegrityError as exc:
             raise MemberExists("the user is already a member of the project") from exc
         return int(result.inserted_primary_key[0])
 
     async def update_member(self, member: Member, role: Role, actor: str) -> None:
         async with self.db.write() as conn:
-            await conn.execute(update(members).where(members.c.id == member.id).values(role=int(role)))
-            await record(conn, _entry(actor, member.project_id, member.username, "member", "update"))
+            await conn.execute(
+                update(members).where(members.c.id == member.id).values(role=int(role))
+            )
+            await record_change(
+                conn, actor, "member", "update", member.username, member.project_id
+            )
 
     async def delete_member(self, member: Member, actor: str) -> None:
         async with self.db.write() as conn:
             await conn.execute(delete(members).where(members.c.id == member.id))
-            await record(conn, _entry(actor, member.project_id, member.username, "member", "delete"))
-
-
-def _entry(actor: str, project_id: int, resource: str, kind: str, operation: str) -> AuditEntry:
-    return AuditEntry(
-        username=actor,
-        resource=resource,
-        resource_type=kind,
-        operation=operation,
-        project_id=project_id,
-    )
+            await record_change(
+                conn, actor, "member", "delete", member.username, member.project_id
+            )
 
 
 async def find_project(conn: AsyncConnection, name: str) -> Project | None:
@@ -250,7 +281,9 @@ async def find_project(conn: AsyncConnection, name: str) -> Project | None:
     return Project(row.id, row.name, bool(row.public), row.created_at) if row else None
 
 
-async def _put_member(conn: AsyncConnection, project_id: int, user_id: int, role: Role) -> None:
+async def _put_member(
+    conn: AsyncConnection, project_id: int, user_id: int, role: Role
+) -> None:
     await conn.execute(
         delete(members).where(
             (members.c.project_id == project_id) & (members.c.user_id == user_id)
@@ -258,6 +291,9 @@ async def _put_member(conn: AsyncConnection, project_id: int, user_id: int, role
     )
     await conn.execute(
         insert(members).values(
-            project_id=project_id, user_id=user_id, role=int(role), created_at=datetime.now(UTC)
+            project_id=project_id,
+            user_id=user_id,
+            role=int(role),
+            created_at=datetime.now(UTC),
         )
     )

@@ -39,7 +39,11 @@ class Registry:
     def image_manifest(self, layers: list[bytes] | None = None, **extra) -> bytes:
         config = self.push_blob(b"{}")
         descriptors = [
-            {"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": self.push_blob(layer), "size": len(layer)}
+            {
+                "mediaType": "application/vnd.oci.image.layer.v1.tar",
+                "digest": self.push_blob(layer),
+                "size": len(layer),
+            }
             for layer in (layers or [secrets.token_bytes(64)])
         ]
         document = {
@@ -51,7 +55,13 @@ class Registry:
         }
         return json.dumps(document).encode()
 
-    def put_manifest(self, reference: str, body: bytes, media_type: str = OCI_MANIFEST, repository: str | None = None) -> httpx.Response:
+    def put_manifest(
+        self,
+        reference: str,
+        body: bytes,
+        media_type: str = OCI_MANIFEST,
+        repository: str | None = None,
+    ) -> httpx.Response:
         return self.client.put(
             self.url(f"manifests/{reference}", repository),
             content=body,

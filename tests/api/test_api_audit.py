@@ -13,7 +13,9 @@ API = "/api/v2.0"
 
 @pytest.fixture
 def api(dockyard):
-    with httpx.Client(base_url=dockyard.url, auth=("admin", dockyard.admin_password)) as client:
+    with httpx.Client(
+        base_url=dockyard.url, auth=("admin", dockyard.admin_password)
+    ) as client:
         yield client
 
 
@@ -27,7 +29,9 @@ def test_api_user_creation_is_audited_with_operator(api):
     api.post(f"{API}/users", json={"username": name, "password": "Str0ng-pass"})
 
     entries = logs(api, q=f"resource={name}")
-    assert [(e["username"], e["resource_type"], e["operation"]) for e in entries] == [("admin", "user", "create")]
+    assert [(e["username"], e["resource_type"], e["operation"]) for e in entries] == [
+        ("admin", "user", "create")
+    ]
 
 
 def test_push_and_delete_through_registry_are_audited(api):
@@ -48,10 +52,15 @@ def test_pull_is_audited_shortly_after(api):
     registry.client.get(registry.url("manifests/v1"))
 
     for _ in range(50):
-        if [e for e in logs(api, q=f"resource={registry.repository}:v1,operation=pull")]:
+        if [
+            e for e in logs(api, q=f"resource={registry.repository}:v1,operation=pull")
+        ]:
             break
         time.sleep(0.1)
-    assert logs(api, q=f"resource={registry.repository}:v1,operation=pull")[0]["username"] == "admin"
+    assert (
+        logs(api, q=f"resource={registry.repository}:v1,operation=pull")[0]["username"]
+        == "admin"
+    )
 
 
 def test_project_logs_are_refused_to_guests(api, dockyard):
@@ -59,9 +68,14 @@ def test_project_logs_are_refused_to_guests(api, dockyard):
     guest = f"g{secrets.token_hex(4)}"
     api.post(f"{API}/projects", json={"project_name": project})
     api.post(f"{API}/users", json={"username": guest, "password": "Str0ng-pass"})
-    api.post(f"{API}/projects/{project}/members", json={"role_id": 3, "member_user": {"username": guest}})
+    api.post(
+        f"{API}/projects/{project}/members",
+        json={"role_id": 3, "member_user": {"username": guest}},
+    )
 
-    as_guest = httpx.get(f"{dockyard.url}{API}/projects/{project}/logs", auth=(guest, "Str0ng-pass"))
+    as_guest = httpx.get(
+        f"{dockyard.url}{API}/projects/{project}/logs", auth=(guest, "Str0ng-pass")
+    )
     as_admin = api.get(f"{API}/projects/{project}/logs")
 
     assert as_guest.status_code == 403

@@ -12,19 +12,29 @@ PASSWORD = "Str0ng-pass"
 
 @pytest.fixture
 def api(dockyard):
-    with httpx.Client(base_url=dockyard.url, auth=("admin", dockyard.admin_password)) as client:
+    with httpx.Client(
+        base_url=dockyard.url, auth=("admin", dockyard.admin_password)
+    ) as client:
         yield client
 
 
 def new_user(api, dockyard):
     name = f"u{secrets.token_hex(4)}"
-    assert api.post(f"{API}/users", json={"username": name, "password": PASSWORD}).status_code == 201
+    assert (
+        api.post(
+            f"{API}/users", json={"username": name, "password": PASSWORD}
+        ).status_code
+        == 201
+    )
     return httpx.Client(base_url=dockyard.url, auth=(name, PASSWORD)), name
 
 
 def new_project(client, public=False):
     name = f"p{secrets.token_hex(4)}"
-    response = client.post(f"{API}/projects", json={"project_name": name, "metadata": {"public": str(public).lower()}})
+    response = client.post(
+        f"{API}/projects",
+        json={"project_name": name, "metadata": {"public": str(public).lower()}},
+    )
     assert response.status_code == 201, response.text
     return name
 
@@ -55,7 +65,9 @@ def test_create_project_with_invalid_name_returns_bad_request(api):
 
 
 def test_anonymous_cannot_create_project(dockyard):
-    response = httpx.post(f"{dockyard.url}{API}/projects", json={"project_name": "anon"})
+    response = httpx.post(
+        f"{dockyard.url}{API}/projects", json={"project_name": "anon"}
+    )
 
     assert response.status_code == 401
 
@@ -64,7 +76,10 @@ def test_head_project_tells_existence(dockyard, api):
     name = new_project(api)
 
     assert api.head(f"{API}/projects", params={"project_name": name}).status_code == 200
-    assert api.head(f"{API}/projects", params={"project_name": "nope-nope"}).status_code == 404
+    assert (
+        api.head(f"{API}/projects", params={"project_name": "nope-nope"}).status_code
+        == 404
+    )
 
 
 def test_private_project_is_hidden_from_anonymous_and_non_members(api, dockyard):
@@ -73,7 +88,10 @@ def test_private_project_is_hidden_from_anonymous_and_non_members(api, dockyard)
 
     anonymous = httpx.get(f"{dockyard.url}{API}/projects/{name}")
     forbidden = outsider.get(f"{API}/projects/{name}")
-    listed = [p["name"] for p in outsider.get(f"{API}/projects", params={"page_size": 100}).json()]
+    listed = [
+        p["name"]
+        for p in outsider.get(f"{API}/projects", params={"page_size": 100}).json()
+    ]
 
     assert anonymous.status_code == 401
     assert forbidden.status_code == 403
@@ -93,7 +111,10 @@ def test_project_admin_adds_guest_who_reads_but_cannot_manage(api, dockyard):
     guest, guest_name = new_user(api, dockyard)
     name = new_project(owner)
 
-    added = owner.post(f"{API}/projects/{name}/members", json={"role_id": 3, "member_user": {"username": guest_name}})
+    added = owner.post(
+        f"{API}/projects/{name}/members",
+        json={"role_id": 3, "member_user": {"username": guest_name}},
+    )
     readable = guest.get(f"{API}/projects/{name}")
     members = guest.get(f"{API}/projects/{name}/members").json()
     refused = guest.put(f"{API}/projects/{name}", json={"metadata": {"public": "true"}})
@@ -118,7 +139,10 @@ def test_adding_existing_member_returns_conflict(api, dockyard):
 def test_member_role_update_changes_registry_access(api, dockyard):
     user, user_name = new_user(api, dockyard)
     name = new_project(api)
-    location = api.post(f"{API}/projects/{name}/members", json={"role_id": 3, "member_user": {"username": user_name}}).headers["location"]
+    location = api.post(
+        f"{API}/projects/{name}/members",
+        json={"role_id": 3, "member_user": {"username": user_name}},
+    ).headers["location"]
     member_path = location.removeprefix("/api/v2.0")
 
     before = user.post(f"/v2/{name}/app/blobs/uploads/")
@@ -133,8 +157,13 @@ def test_update_project_makes_it_public_for_anonymous_pull(api, dockyard):
     name = new_project(api)
 
     api.put(f"{API}/projects/{name}", json={"metadata": {"public": "true"}})
-    token = httpx.get(f"{dockyard.url}/service/token", params={"scope": f"repository:{name}/x:pull"}).json()["token"]
-    response = httpx.get(f"{dockyard.url}/v2/{name}/x/tags/list", headers={"authorization": f"Bearer {token}"})
+    token = httpx.get(
+        f"{dockyard.url}/service/token", params={"scope": f"repository:{name}/x:pull"}
+    ).json()["token"]
+    response = httpx.get(
+        f"{dockyard.url}/v2/{name}/x/tags/list",
+        headers={"authorization": f"Bearer {token}"},
+    )
 
     assert response.status_code == 404
     assert response.json()["errors"][0]["code"] == "NAME_UNKNOWN"
@@ -142,7 +171,10 @@ def test_update_project_makes_it_public_for_anonymous_pull(api, dockyard):
 
 def test_project_with_repositories_cannot_be_deleted(api):
     name = new_project(api)
-    api.post(f"/v2/{name}/app/blobs/uploads/?digest=sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855", content=b"")
+    api.post(
+        f"/v2/{name}/app/blobs/uploads/?digest=sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+        content=b"",
+    )
     deletable = api.get(f"{API}/projects/{name}/_deletable").json()
     response = api.delete(f"{API}/projects/{name}")
 
@@ -170,7 +202,10 @@ def test_token_issued_before_project_was_recreated_does_not_open_it(api, dockyar
     time.sleep(1.1)  # token `iat` has one-second resolution
     new_project_response = api.post(f"{API}/projects", json={"project_name": name})
 
-    response = httpx.post(f"{dockyard.url}/v2/{name}/x/blobs/uploads/", headers={"authorization": f"Bearer {token}"})
+    response = httpx.post(
+        f"{dockyard.url}/v2/{name}/x/blobs/uploads/",
+        headers={"authorization": f"Bearer {token}"},
+    )
 
     assert new_project_response.status_code == 201
     assert response.status_code == 401

@@ -13,7 +13,9 @@ API = "/api/v2.0"
 
 @pytest.fixture
 def api(dockyard):
-    with httpx.Client(base_url=dockyard.url, auth=("admin", dockyard.admin_password)) as client:
+    with httpx.Client(
+        base_url=dockyard.url, auth=("admin", dockyard.admin_password)
+    ) as client:
         yield client
 
 
@@ -35,7 +37,13 @@ def artifacts_url(short, suffix=""):
 def test_list_repositories_of_project_includes_pushed_one(api, pushed):
     short, _, _ = pushed
 
-    names = [r["name"] for r in api.get(f"{API}/projects/library/repositories", params={"page_size": 100, "q": f"name=~{short}"}).json()]
+    names = [
+        r["name"]
+        for r in api.get(
+            f"{API}/projects/library/repositories",
+            params={"page_size": 100, "q": f"name=~{short}"},
+        ).json()
+    ]
 
     assert names == [f"library/{short}"]
 
@@ -63,10 +71,25 @@ def test_index_artifact_lists_references(api):
     registry = Registry(api, f"library/idx-{secrets.token_hex(3)}")
     child = registry.image_manifest()
     registry.put_manifest(sha256(child), child)
-    index = json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [{"mediaType": OCI_MANIFEST, "digest": sha256(child), "size": len(child), "platform": {"os": "linux", "architecture": "amd64"}}]}).encode()
+    index = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": OCI_INDEX,
+            "manifests": [
+                {
+                    "mediaType": OCI_MANIFEST,
+                    "digest": sha256(child),
+                    "size": len(child),
+                    "platform": {"os": "linux", "architecture": "amd64"},
+                }
+            ],
+        }
+    ).encode()
     registry.put_manifest("multi", index, OCI_INDEX)
 
-    artifact = api.get(artifacts_url(registry.repository.split("/", 1)[1], "/multi")).json()
+    artifact = api.get(
+        artifacts_url(registry.repository.split("/", 1)[1], "/multi")
+    ).json()
 
     assert artifact["type"] == "IMAGE"
     assert artifact["references"][0]["child_digest"] == sha256(child)
@@ -96,7 +119,10 @@ def test_delete_tag_keeps_artifact(api, pushed):
     api.delete(artifacts_url(short, "/v1/tags/v1-alias"))
 
     assert registry.client.get(registry.url("manifests/v1-alias")).status_code == 404
-    assert registry.client.get(registry.url(f"manifests/{sha256(body)}")).status_code == 200
+    assert (
+        registry.client.get(registry.url(f"manifests/{sha256(body)}")).status_code
+        == 200
+    )
 
 
 def test_delete_artifact_removes_all_its_tags(api, pushed):
@@ -130,7 +156,10 @@ def test_guest_reads_but_cannot_delete_artifacts(api, dockyard, pushed):
     short, _, _ = pushed
     guest = f"g{secrets.token_hex(3)}"
     api.post(f"{API}/users", json={"username": guest, "password": "Str0ng-pass"})
-    api.post(f"{API}/projects/library/members", json={"role_id": 3, "member_user": {"username": guest}})
+    api.post(
+        f"{API}/projects/library/members",
+        json={"role_id": 3, "member_user": {"username": guest}},
+    )
     client = httpx.Client(base_url=dockyard.url, auth=(guest, "Str0ng-pass"))
 
     assert client.get(artifacts_url(short)).status_code == 200

@@ -11,13 +11,23 @@ PASSWORD = "Str0ng-pass"
 
 @pytest.fixture
 def api(dockyard):
-    with httpx.Client(base_url=dockyard.url, auth=("admin", dockyard.admin_password)) as client:
+    with httpx.Client(
+        base_url=dockyard.url, auth=("admin", dockyard.admin_password)
+    ) as client:
         yield client
 
 
 def create_user(api, name=None, password=PASSWORD):
     name = name or f"u{secrets.token_hex(4)}"
-    response = api.post(f"{API}/users", json={"username": name, "password": password, "email": f"{name}@example.com", "realname": name})
+    response = api.post(
+        f"{API}/users",
+        json={
+            "username": name,
+            "password": password,
+            "email": f"{name}@example.com",
+            "realname": name,
+        },
+    )
     assert response.status_code == 201, response.text
     return name, int(response.headers["location"].rsplit("/", 1)[1])
 
@@ -52,7 +62,14 @@ def test_create_user_then_get_returns_harbor_fields(api):
 
     assert body["username"] == name
     assert body["sysadmin_flag"] is False
-    assert set(body) >= {"user_id", "email", "realname", "comment", "creation_time", "update_time"}
+    assert set(body) >= {
+        "user_id",
+        "email",
+        "realname",
+        "comment",
+        "creation_time",
+        "update_time",
+    }
 
 
 def test_create_duplicate_user_returns_conflict(api):
@@ -65,7 +82,10 @@ def test_create_duplicate_user_returns_conflict(api):
 
 
 def test_create_user_with_weak_password_returns_bad_request(api):
-    response = api.post(f"{API}/users", json={"username": f"w{secrets.token_hex(3)}", "password": "short"})
+    response = api.post(
+        f"{API}/users",
+        json={"username": f"w{secrets.token_hex(3)}", "password": "short"},
+    )
 
     assert response.status_code == 400
     assert response.json()["errors"][0]["code"] == "BAD_REQUEST"
@@ -115,10 +135,16 @@ def test_user_changes_own_password_with_old_password(dockyard, api):
     name, user_id = create_user(api)
     client = as_user(dockyard, name)
 
-    changed = client.put(f"{API}/users/{user_id}/password", json={"old_password": PASSWORD, "new_password": "N3w-password"})
+    changed = client.put(
+        f"{API}/users/{user_id}/password",
+        json={"old_password": PASSWORD, "new_password": "N3w-password"},
+    )
 
     assert changed.status_code == 200
-    assert as_user(dockyard, name, "N3w-password").get(f"{API}/users/current").status_code == 200
+    assert (
+        as_user(dockyard, name, "N3w-password").get(f"{API}/users/current").status_code
+        == 200
+    )
     assert client.get(f"{API}/users/current").status_code == 401
 
 
@@ -126,7 +152,8 @@ def test_password_change_with_wrong_old_password_is_forbidden(dockyard, api):
     name, user_id = create_user(api)
 
     response = as_user(dockyard, name).put(
-        f"{API}/users/{user_id}/password", json={"old_password": "Wr0ng-pass", "new_password": "N3w-password"}
+        f"{API}/users/{user_id}/password",
+        json={"old_password": "Wr0ng-pass", "new_password": "N3w-password"},
     )
 
     assert response.status_code == 403
@@ -160,7 +187,9 @@ def test_search_users_finds_by_fragment(dockyard, api):
     name, _ = create_user(api)
     searcher, _ = create_user(api)
 
-    response = as_user(dockyard, searcher).get(f"{API}/users/search", params={"username": name[2:]})
+    response = as_user(dockyard, searcher).get(
+        f"{API}/users/search", params={"username": name[2:]}
+    )
 
     assert name in [u["username"] for u in response.json()]
 
@@ -168,4 +197,6 @@ def test_search_users_finds_by_fragment(dockyard, api):
 def test_openapi_document_lists_the_routes(api):
     paths = api.get(f"{API}/openapi.json").json()["paths"]
 
-    assert {"/users", "/projects", "/projects/{project_name_or_id}/members"} <= set(paths)
+    assert {"/users", "/projects", "/projects/{project_name_or_id}/members"} <= set(
+        paths
+    )

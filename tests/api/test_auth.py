@@ -51,14 +51,18 @@ def test_request_without_credentials_gets_bearer_challenge(dockyard):
 
     assert response.status_code == 401
     challenge = response.headers["www-authenticate"]
-    assert challenge.startswith(f'Bearer realm="{dockyard.url}/service/token",service="dockyard"')
+    assert challenge.startswith(
+        f'Bearer realm="{dockyard.url}/service/token",service="dockyard"'
+    )
     assert 'scope="repository:library/busybox:pull"' in challenge
 
 
 def test_anonymous_token_for_public_project_carries_pull_only(dockyard):
     granted = claims(token(dockyard, "repository:library/busybox:pull,push"))
 
-    assert granted["access"] == [{"type": "repository", "name": "library/busybox", "actions": ["pull"]}]
+    assert granted["access"] == [
+        {"type": "repository", "name": "library/busybox", "actions": ["pull"]}
+    ]
 
 
 def test_token_header_has_kid_and_rs256(dockyard):
@@ -71,11 +75,16 @@ def test_token_header_has_kid_and_rs256(dockyard):
 def test_token_service_accepts_repeated_and_space_separated_scopes(dockyard):
     response = httpx.get(
         f"{dockyard.url}/service/token",
-        params=[("scope", "repository:library/a:pull repository:library/b:pull"), ("scope", "repository:library/c:pull")],
+        params=[
+            ("scope", "repository:library/a:pull repository:library/b:pull"),
+            ("scope", "repository:library/c:pull"),
+        ],
         auth=("admin", dockyard.admin_password),
     )
 
-    names = sorted(entry["name"] for entry in claims(response.json()["token"])["access"])
+    names = sorted(
+        entry["name"] for entry in claims(response.json()["token"])["access"]
+    )
     assert names == ["library/a", "library/b", "library/c"]
 
 
@@ -101,7 +110,13 @@ def test_oauth2_password_grant_returns_token_and_refresh_token(dockyard):
     )
 
     body = response.json()
-    assert set(body) >= {"token", "access_token", "expires_in", "issued_at", "refresh_token"}
+    assert set(body) >= {
+        "token",
+        "access_token",
+        "expires_in",
+        "issued_at",
+        "refresh_token",
+    }
     assert claims(body["access_token"])["access"][0]["actions"] == ["pull", "push"]
 
 
@@ -170,8 +185,13 @@ def test_private_project_guest_pulls_but_cannot_push(dockyard, people):
     granted = token(dockyard, f"repository:{people['project']}/app:pull,push", auth)
     headers = {"authorization": f"Bearer {granted}"}
 
-    pulled = httpx.get(f"{dockyard.url}/v2/{people['project']}/app/blobs/{people['digest']}", headers=headers)
-    pushed = httpx.post(f"{dockyard.url}/v2/{people['project']}/app/blobs/uploads/", headers=headers)
+    pulled = httpx.get(
+        f"{dockyard.url}/v2/{people['project']}/app/blobs/{people['digest']}",
+        headers=headers,
+    )
+    pushed = httpx.post(
+        f"{dockyard.url}/v2/{people['project']}/app/blobs/uploads/", headers=headers
+    )
 
     assert pulled.status_code == 200
     assert pushed.status_code == 401
@@ -186,19 +206,25 @@ def test_private_project_developer_pushes(dockyard, people):
     assert response.status_code == 202
 
 
-def test_private_project_outsider_gets_same_denial_for_existing_and_missing_repository(dockyard, people):
+def test_private_project_outsider_gets_same_denial_for_existing_and_missing_repository(
+    dockyard, people
+):
     auth = (people["outsider"], PASSWORD)
     project = people["project"]
 
     existing = httpx.get(f"{dockyard.url}/v2/{project}/app/tags/list", auth=auth)
-    missing = httpx.get(f"{dockyard.url}/v2/{project}/nothing-here/tags/list", auth=auth)
+    missing = httpx.get(
+        f"{dockyard.url}/v2/{project}/nothing-here/tags/list", auth=auth
+    )
 
     assert existing.status_code == missing.status_code == 403
     assert existing.json() == missing.json()
 
 
 def test_catalog_hides_private_repositories_from_outsiders(dockyard, people):
-    visible = httpx.get(f"{dockyard.url}/v2/_catalog", auth=(people["outsider"], PASSWORD))
+    visible = httpx.get(
+        f"{dockyard.url}/v2/_catalog", auth=(people["outsider"], PASSWORD)
+    )
     member = httpx.get(f"{dockyard.url}/v2/_catalog", auth=(people["guest"], PASSWORD))
 
     assert f"{people['project']}/app" not in visible.json()["repositories"]
@@ -224,7 +250,13 @@ def forge(dockyard, key, **overrides):
         "iat": now,
         "nbf": now,
         "exp": now + 300,
-        "access": [{"type": "repository", "name": "library/forged", "actions": ["pull", "push"]}],
+        "access": [
+            {
+                "type": "repository",
+                "name": "library/forged",
+                "actions": ["pull", "push"],
+            }
+        ],
         **overrides,
     }
     return jwt.encode(payload, key, algorithm="RS256")
@@ -258,14 +290,20 @@ def test_token_signed_by_another_key_is_refused(dockyard):
 def test_expired_token_is_refused(dockyard):
     past = int(time.time()) - 3600
 
-    response = push_with(dockyard, forge(dockyard, own_key(dockyard), iat=past, nbf=past, exp=past + 60))
+    response = push_with(
+        dockyard, forge(dockyard, own_key(dockyard), iat=past, nbf=past, exp=past + 60)
+    )
 
     assert response.status_code == 401
 
 
 def test_unsigned_alg_none_token_is_refused(dockyard):
-    header = base64.urlsafe_b64encode(json.dumps({"alg": "none", "typ": "JWT"}).encode()).rstrip(b"=")
-    payload = jwt.decode(forge(dockyard, own_key(dockyard)), options={"verify_signature": False})
+    header = base64.urlsafe_b64encode(
+        json.dumps({"alg": "none", "typ": "JWT"}).encode()
+    ).rstrip(b"=")
+    payload = jwt.decode(
+        forge(dockyard, own_key(dockyard)), options={"verify_signature": False}
+    )
     body = base64.urlsafe_b64encode(json.dumps(payload).encode()).rstrip(b"=")
 
     response = push_with(dockyard, f"{header.decode()}.{body.decode()}.")
@@ -273,13 +311,18 @@ def test_unsigned_alg_none_token_is_refused(dockyard):
     assert response.status_code == 401
 
 
-def test_outsider_token_gets_same_challenge_for_existing_and_missing_repository(dockyard, people):
+def test_outsider_token_gets_same_challenge_for_existing_and_missing_repository(
+    dockyard, people
+):
     auth = (people["outsider"], PASSWORD)
     project = people["project"]
 
     def pull(name):
         granted = token(dockyard, f"repository:{name}:pull", auth)
-        return httpx.get(f"{dockyard.url}/v2/{name}/tags/list", headers={"authorization": f"Bearer {granted}"})
+        return httpx.get(
+            f"{dockyard.url}/v2/{name}/tags/list",
+            headers={"authorization": f"Bearer {granted}"},
+        )
 
     existing, missing = pull(f"{project}/app"), pull(f"{project}/nothing-here")
 
@@ -293,7 +336,9 @@ def test_repeated_failed_logins_are_throttled_with_toomanyrequests(dockyard):
         httpx.get(f"{dockyard.url}/v2/", auth=(username, "wrong"))
 
     response = httpx.get(f"{dockyard.url}/v2/", auth=(username, "wrong"))
-    token_response = httpx.get(f"{dockyard.url}/service/token", auth=(username, "wrong"))
+    token_response = httpx.get(
+        f"{dockyard.url}/service/token", auth=(username, "wrong")
+    )
 
     assert response.status_code == 429
     assert response.json()["errors"][0]["code"] == "TOOMANYREQUESTS"
@@ -306,18 +351,27 @@ def test_mount_challenge_also_asks_for_pull_on_the_source(dockyard):
     )
 
     assert response.status_code == 401
-    assert 'scope="repository:library/dest:pull,push repository:library/src:pull"' in response.headers[
-        "www-authenticate"
-    ]
+    assert (
+        'scope="repository:library/dest:pull,push repository:library/src:pull"'
+        in response.headers["www-authenticate"]
+    )
 
 
 def test_mount_with_token_lacking_readable_source_gets_challenge_for_it(dockyard):
     admin = ("admin", dockyard.admin_password)
     blob = b"mountable"
     digest = "sha256:" + __import__("hashlib").sha256(blob).hexdigest()
-    httpx.post(f"{dockyard.url}/v2/library/src-m/blobs/uploads/?digest={digest}", content=blob, auth=admin)
+    httpx.post(
+        f"{dockyard.url}/v2/library/src-m/blobs/uploads/?digest={digest}",
+        content=blob,
+        auth=admin,
+    )
     dest_only = token(dockyard, "repository:library/dest-m:pull,push", admin)
-    both = token(dockyard, "repository:library/dest-m:pull,push repository:library/src-m:pull", admin)
+    both = token(
+        dockyard,
+        "repository:library/dest-m:pull,push repository:library/src-m:pull",
+        admin,
+    )
     url = f"{dockyard.url}/v2/library/dest-m/blobs/uploads/?mount={digest}&from=library/src-m"
 
     first = httpx.post(url, headers={"authorization": f"Bearer {dest_only}"})

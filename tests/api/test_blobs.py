@@ -27,7 +27,9 @@ def test_get_blob_with_range_returns_partial_content(registry):
     data = bytes(range(256))
     digest = registry.push_blob(data)
 
-    response = registry.client.get(registry.url(f"blobs/{digest}"), headers={"range": "bytes=10-19"})
+    response = registry.client.get(
+        registry.url(f"blobs/{digest}"), headers={"range": "bytes=10-19"}
+    )
 
     assert response.status_code == 206
     assert response.content == data[10:20]
@@ -37,7 +39,9 @@ def test_get_blob_with_range_returns_partial_content(registry):
 def test_get_blob_with_unsatisfiable_range_returns_416_with_content_range(registry):
     digest = registry.push_blob(b"abc")
 
-    response = registry.client.get(registry.url(f"blobs/{digest}"), headers={"range": "bytes=10-20"})
+    response = registry.client.get(
+        registry.url(f"blobs/{digest}"), headers={"range": "bytes=10-20"}
+    )
 
     assert response.status_code == 416
     assert response.headers["content-range"] == "bytes */3"
@@ -54,7 +58,9 @@ def test_get_unknown_blob_returns_blob_unknown(registry):
 
 
 def test_get_blob_pushed_to_another_repository_returns_blob_unknown(registry):
-    digest = registry.push_blob(b"only in the other repository", repository="library/other-x")
+    digest = registry.push_blob(
+        b"only in the other repository", repository="library/other-x"
+    )
     registry.push_blob(b"make the repository exist")
 
     response = registry.client.get(registry.url(f"blobs/{digest}"))
@@ -76,7 +82,9 @@ def test_push_blob_with_sha512_digest_is_verified_and_served(registry):
     data = b"sha512 content"
     digest = "sha512:" + hashlib.sha512(data).hexdigest()
 
-    pushed = registry.client.post(registry.url(f"blobs/uploads/?digest={digest}"), content=data)
+    pushed = registry.client.post(
+        registry.url(f"blobs/uploads/?digest={digest}"), content=data
+    )
     response = registry.client.get(registry.url(f"blobs/{digest}"))
 
     assert pushed.status_code == 201

@@ -13,7 +13,10 @@ def test_tag_list_is_lexical_and_paginated_with_link(registry):
     everything = registry.client.get(registry.url("tags/list"))
 
     assert first.json()["tags"] == ["Z", "a"]
-    assert first.headers["link"] == f'</v2/{registry.repository}/tags/list?n=2&last=a>; rel="next"'
+    assert (
+        first.headers["link"]
+        == f'</v2/{registry.repository}/tags/list?n=2&last=a>; rel="next"'
+    )
     assert second.json()["tags"] == ["b", "c10"]
     assert everything.json()["tags"] == ["Z", "a", "b", "c10", "c2"]
 
@@ -55,15 +58,25 @@ def test_referrers_of_unreferenced_digest_is_empty_index(registry):
 def test_referrers_filter_by_artifact_type(registry):
     subject = registry.image_manifest()
     registry.put_manifest("v1", subject)
-    descriptor = {"mediaType": OCI_MANIFEST, "digest": sha256(subject), "size": len(subject)}
-    signature = registry.image_manifest(artifactType="application/vnd.example.sig", subject=descriptor)
-    sbom = registry.image_manifest(artifactType="application/vnd.example.sbom", subject=descriptor)
+    descriptor = {
+        "mediaType": OCI_MANIFEST,
+        "digest": sha256(subject),
+        "size": len(subject),
+    }
+    signature = registry.image_manifest(
+        artifactType="application/vnd.example.sig", subject=descriptor
+    )
+    sbom = registry.image_manifest(
+        artifactType="application/vnd.example.sbom", subject=descriptor
+    )
     registry.put_manifest(sha256(signature), signature)
     registry.put_manifest(sha256(sbom), sbom)
 
     everything = registry.client.get(registry.url(f"referrers/{sha256(subject)}"))
     filtered = registry.client.get(
-        registry.url(f"referrers/{sha256(subject)}?artifactType=application/vnd.example.sbom")
+        registry.url(
+            f"referrers/{sha256(subject)}?artifactType=application/vnd.example.sbom"
+        )
     )
 
     assert len(everything.json()["manifests"]) == 2

@@ -9,7 +9,9 @@ def test_put_manifest_by_tag_then_get_by_tag_and_digest_returns_same_bytes(regis
     body = registry.image_manifest()
 
     put = registry.put_manifest("v1", body)
-    by_tag = registry.client.get(registry.url("manifests/v1"), headers={"accept": OCI_MANIFEST})
+    by_tag = registry.client.get(
+        registry.url("manifests/v1"), headers={"accept": OCI_MANIFEST}
+    )
     by_digest = registry.client.get(registry.url(f"manifests/{sha256(body)}"))
 
     assert put.status_code == 201
@@ -36,7 +38,9 @@ def test_put_manifest_by_digest_with_wrong_digest_returns_digest_invalid(registr
     assert error_code(response) == "DIGEST_INVALID"
 
 
-def test_put_manifest_with_missing_blob_returns_manifest_blob_unknown_and_stores_nothing(registry):
+def test_put_manifest_with_missing_blob_returns_manifest_blob_unknown_and_stores_nothing(
+    registry,
+):
     body = registry.image_manifest()
     document = json.loads(body)
     document["layers"][0]["digest"] = sha256(b"not pushed")
@@ -95,12 +99,16 @@ def test_index_by_tag_without_accept_is_returned(registry):
         {
             "schemaVersion": 2,
             "mediaType": OCI_INDEX,
-            "manifests": [{"mediaType": OCI_MANIFEST, "digest": sha256(child), "size": len(child)}],
+            "manifests": [
+                {"mediaType": OCI_MANIFEST, "digest": sha256(child), "size": len(child)}
+            ],
         }
     ).encode()
     registry.put_manifest("multi", index, OCI_INDEX)
 
-    response = registry.client.get(registry.url("manifests/multi"), headers={"accept": "*/*"})
+    response = registry.client.get(
+        registry.url("manifests/multi"), headers={"accept": "*/*"}
+    )
 
     assert response.status_code == 200
     assert response.headers["content-type"] == OCI_INDEX
@@ -112,7 +120,9 @@ def test_index_with_unknown_child_returns_manifest_blob_unknown(registry):
         {
             "schemaVersion": 2,
             "mediaType": OCI_INDEX,
-            "manifests": [{"mediaType": OCI_MANIFEST, "digest": sha256(b"nope"), "size": 4}],
+            "manifests": [
+                {"mediaType": OCI_MANIFEST, "digest": sha256(b"nope"), "size": 4}
+            ],
         }
     ).encode()
 
@@ -128,13 +138,25 @@ def test_docker_schema2_manifest_round_trips(registry):
         {
             "schemaVersion": 2,
             "mediaType": DOCKER_MANIFEST,
-            "config": {"mediaType": "application/vnd.docker.container.image.v1+json", "digest": config, "size": 24},
-            "layers": [{"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip", "digest": layer, "size": 11}],
+            "config": {
+                "mediaType": "application/vnd.docker.container.image.v1+json",
+                "digest": config,
+                "size": 24,
+            },
+            "layers": [
+                {
+                    "mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip",
+                    "digest": layer,
+                    "size": 11,
+                }
+            ],
         }
     ).encode()
 
     registry.put_manifest("docker", body, DOCKER_MANIFEST)
-    response = registry.client.get(registry.url("manifests/docker"), headers={"accept": DOCKER_MANIFEST})
+    response = registry.client.get(
+        registry.url("manifests/docker"), headers={"accept": DOCKER_MANIFEST}
+    )
 
     assert response.content == body
     assert response.headers["content-type"] == DOCKER_MANIFEST
@@ -158,7 +180,10 @@ def test_delete_manifest_by_digest_removes_manifest_and_its_tags(registry):
 
     registry.client.delete(registry.url(f"manifests/{sha256(body)}"))
 
-    assert registry.client.get(registry.url(f"manifests/{sha256(body)}")).status_code == 404
+    assert (
+        registry.client.get(registry.url(f"manifests/{sha256(body)}")).status_code
+        == 404
+    )
     assert registry.client.get(registry.url("manifests/a")).status_code == 404
 
 
@@ -167,7 +192,11 @@ def test_put_manifest_with_subject_returns_oci_subject_header(registry):
     registry.put_manifest("subject", subject)
     referrer = registry.image_manifest(
         artifactType="application/vnd.example.sig",
-        subject={"mediaType": OCI_MANIFEST, "digest": sha256(subject), "size": len(subject)},
+        subject={
+            "mediaType": OCI_MANIFEST,
+            "digest": sha256(subject),
+            "size": len(subject),
+        },
     )
 
     response = registry.put_manifest(sha256(referrer), referrer)
@@ -183,7 +212,9 @@ def test_manifest_with_media_type_differing_from_content_type_is_invalid(registr
     assert error_code(response) == "MANIFEST_INVALID"
 
 
-def test_get_manifest_with_reference_that_cannot_be_a_tag_returns_manifest_unknown(registry):
+def test_get_manifest_with_reference_that_cannot_be_a_tag_returns_manifest_unknown(
+    registry,
+):
     registry.put_manifest("v1", registry.image_manifest())
 
     response = registry.client.get(registry.url("manifests/.INVALID_MANIFEST_NAME"))

@@ -102,7 +102,9 @@ def test_upload_of_one_repository_is_unknown_in_another(registry):
     location = start(registry)
     upload_id = location.rsplit("/", 1)[1]
 
-    response = registry.client.get(registry.url(f"blobs/uploads/{upload_id}", "library/elsewhere"))
+    response = registry.client.get(
+        registry.url(f"blobs/uploads/{upload_id}", "library/elsewhere")
+    )
 
     assert error_code(response) == "BLOB_UPLOAD_UNKNOWN"
 

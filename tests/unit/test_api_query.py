@@ -4,7 +4,9 @@ from dockyard.api.query import Condition, Match, QueryError, parse_q, parse_sort
 
 
 def test_parse_q_reads_every_form():
-    conditions = parse_q("name=~busy,public=true,id={1 2 3},labels=(a b),creation_time=[2024-01-01~]")
+    conditions = parse_q(
+        "name=~busy,public=true,id={1 2 3},labels=(a b),creation_time=[2024-01-01~]"
+    )
 
     assert conditions == [
         Condition("name", Match.FUZZY, ("busy",)),
@@ -21,4 +23,7 @@ def test_parse_q_rejects_item_without_equals():
 
 
 def test_parse_sort_reads_direction():
-    assert parse_sort("name,-creation_time") == [("name", False), ("creation_time", True)]
+    assert parse_sort("name,-creation_time") == [
+        ("name", False),
+        ("creation_time", True),
+    ]

@@ -13,7 +13,10 @@ from dockyard.registry.reference import validate_name
 from dockyard.registry.routes.responses import parse_range
 
 
-@pytest.mark.parametrize("text", ["sha256:abc", "md5:" + "a" * 32, "sha256:" + "A" * 64, "sha512:" + "a" * 64])
+@pytest.mark.parametrize(
+    "text",
+    ["sha256:abc", "md5:" + "a" * 32, "sha256:" + "A" * 64, "sha512:" + "a" * 64],
+)
 def test_parse_digest_rejects_malformed_digests(text):
     with pytest.raises(DigestInvalid):
         parse_digest(text)
@@ -28,7 +31,9 @@ def test_validate_name_accepts_spec_names(name):
     assert validate_name(name) == name
 
 
-@pytest.mark.parametrize("name", ["Library/x", "a//b", "-a/b", "a/b-", "a/" + "b" * 300])
+@pytest.mark.parametrize(
+    "name", ["Library/x", "a//b", "-a/b", "a/b-", "a/" + "b" * 300]
+)
 def test_validate_name_rejects_invalid_names(name):
     with pytest.raises(NameInvalid):
         validate_name(name)
@@ -42,7 +47,9 @@ def test_parse_scope_keeps_colons_in_the_name():
 
 
 def test_parse_scopes_merges_repeated_and_space_separated():
-    scopes = parse_scopes(["repository:a/b:pull repository:a/b:push", "registry:catalog:*"])
+    scopes = parse_scopes(
+        ["repository:a/b:pull repository:a/b:push", "registry:catalog:*"]
+    )
 
     assert {(s.name, frozenset(s.actions)) for s in scopes} == {
         ("a/b", frozenset({"pull", "push"})),
@@ -60,7 +67,13 @@ def test_libtrust_key_id_has_twelve_groups_of_four():
 
 @pytest.mark.parametrize(
     ("header", "expected"),
-    [("bytes=0-9", (0, 9)), ("bytes=5-", (5, 99)), ("bytes=-10", (90, 99)), ("bytes=90-200", (90, 99)), ("items=1-2", None)],
+    [
+        ("bytes=0-9", (0, 9)),
+        ("bytes=5-", (5, 99)),
+        ("bytes=-10", (90, 99)),
+        ("bytes=90-200", (90, 99)),
+        ("items=1-2", None),
+    ],
 )
 def test_parse_range(header, expected):
     assert parse_range(header, 100) == expected
@@ -74,7 +87,10 @@ def test_parse_range_beyond_end_is_unsatisfiable():
 def test_accepts_treats_missing_or_wildcard_accept_as_anything():
     assert accepts(None, "application/vnd.oci.image.index.v1+json")
     assert accepts("*/*", "application/vnd.oci.image.index.v1+json")
-    assert not accepts("application/vnd.docker.distribution.manifest.v2+json", "application/vnd.oci.image.index.v1+json")
+    assert not accepts(
+        "application/vnd.docker.distribution.manifest.v2+json",
+        "application/vnd.oci.image.index.v1+json",
+    )
 
 
 def test_settings_reject_bad_listen_address(monkeypatch):

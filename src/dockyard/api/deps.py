@@ -94,7 +94,9 @@ def get_page(
 PageDep = Annotated[Page, Depends(get_page)]
 
 
-def paginated(request: Request, items: list[Any], total: int, page: Page) -> JSONResponse:
+def paginated(
+    request: Request, items: list[Any], total: int, page: Page
+) -> JSONResponse:
     """A page of `items` with `X-Total-Count` and `Link` (prev/next) headers."""
     headers = {"x-total-count": str(total)}
     links = []

@@ -75,7 +75,9 @@ async def handle_api_error(request: Request, exc: Exception) -> JSONResponse:
     if isinstance(exc, Unauthorized):
         headers["www-authenticate"] = 'Basic realm="dockyard"'
     return JSONResponse(
-        error_body(exc.code, exc.message), status_code=STATUS_CODES[exc.code], headers=headers
+        error_body(exc.code, exc.message),
+        status_code=STATUS_CODES[exc.code],
+        headers=headers,
     )
 
 
@@ -85,10 +87,14 @@ async def handle_validation_error(request: Request, exc: Exception) -> JSONRespo
         f"{'.'.join(str(p) for p in error['loc'][1:]) or 'body'}: {error['msg']}"
         for error in exc.errors()
     )
-    return JSONResponse(error_body("BAD_REQUEST", problems or "invalid request"), status_code=400)
+    return JSONResponse(
+        error_body("BAD_REQUEST", problems or "invalid request"), status_code=400
+    )
 
 
 async def handle_http_exception(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HTTPException)
-    code = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}.get(exc.status_code, "BAD_REQUEST")
+    code = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}.get(
+        exc.status_code, "BAD_REQUEST"
+    )
     return JSONResponse(error_body(code, str(exc.detail)), status_code=exc.status_code)

@@ -93,7 +93,9 @@ def _clause(condition: Condition, column: Any) -> ColumnElement[bool]:
     if condition.match is Match.EXACT:
         return column == _typed(column, values[0])
     if condition.match is Match.FUZZY:
-        escaped = values[0].replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        escaped = (
+            values[0].replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        )
         return column.like(f"%{escaped}%", escape="\\")
     if condition.match is Match.RANGE:
         low, high = values

@@ -21,7 +21,9 @@ class AccessPolicy:
     def __init__(self, projects: ProjectService) -> None:
         self.projects = projects
 
-    async def allowed_actions(self, principal: Principal, repository: str) -> frozenset[str]:
+    async def allowed_actions(
+        self, principal: Principal, repository: str
+    ) -> frozenset[str]:
         """The registry actions `principal` may take on `repository`.
 
         Nothing is allowed in a project that does not exist, not even to an
@@ -29,8 +31,10 @@ class AccessPolicy:
         """
         return await self.project_actions(principal, project_of(repository))
 
-    async def project_actions(self, principal: Principal, project_name: str) -> frozenset[str]:
-        """The registry actions `principal` may take in every repository of a project."""
+    async def project_actions(
+        self, principal: Principal, project_name: str
+    ) -> frozenset[str]:
+        """The actions `principal` may take in every repository of a project."""
         project = await self.projects.find_project(project_name)
         if project is None:
             return NO_ACTIONS

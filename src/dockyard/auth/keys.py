@@ -57,7 +57,9 @@ def load_or_create_signing_key(directory: Path, common_name: str) -> SigningKey:
     if not isinstance(private_key, rsa.RSAPrivateKey):
         raise ValueError(f"{key_file} does not hold an RSA private key")
     certificate = x509.load_pem_x509_certificate(cert_file.read_bytes())
-    return SigningKey(private_key, certificate, libtrust_key_id(private_key.public_key()))
+    return SigningKey(
+        private_key, certificate, libtrust_key_id(private_key.public_key())
+    )
 
 
 def _create_key_files(

@@ -15,7 +15,7 @@ class PasswordTooWeak(ValueError):
 
 
 def check_password_policy(password: str) -> None:
-    """Harbor's rule: 8 to 128 characters with an upper, a lower case letter and a digit."""
+    """Harbor's rule: 8 to 128 characters, with upper and lower case and a digit."""
     if not MIN_PASSWORD_LENGTH <= len(password) <= 128:
         raise PasswordTooWeak("the password must be 8 to 128 characters long")
     if not (
@@ -24,7 +24,7 @@ def check_password_policy(password: str) -> None:
         and any(c.isdigit() for c in password)
     ):
         raise PasswordTooWeak(
-            "the password must hold an upper case letter, a lower case letter and a digit"
+            "the password needs an upper case letter, a lower case letter and a digit"
         )
 
 

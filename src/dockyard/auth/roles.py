@@ -17,12 +17,14 @@ class Role(enum.IntEnum):
         return _KEYS[self]
 
     @classmethod
-    def from_key(cls, key: str) -> "Role":
+    def from_key(cls, key: str) -> Role:
         """The role named by Harbor's key (`projectAdmin`, ...); ValueError if none."""
         for role, role_key in _KEYS.items():
             if role_key == key:
                 return role
-        raise ValueError(f"unknown role {key!r}; use one of {', '.join(_KEYS.values())}")
+        raise ValueError(
+            f"unknown role {key!r}; use one of {', '.join(_KEYS.values())}"
+        )
 
 
 _KEYS = {

@@ -43,7 +43,7 @@ class TokenRequestError(Exception):
 
 
 async def get_token(request: Request) -> Response:
-    svc: "Services" = request.app.state.services
+    svc: Services = request.app.state.services
     params = request.query_params
     principal = await _basic_principal(svc, request)
     offline = params.get("offline_token", "").lower() == "true"
@@ -51,18 +51,23 @@ async def get_token(request: Request) -> Response:
 
 
 async def post_token(request: Request) -> Response:
-    svc: "Services" = request.app.state.services
+    svc: Services = request.app.state.services
     form = await _read_form(request)
     grant = form.get("grant_type")
     if grant == "password":
-        username, password = str(form.get("username", "")), str(form.get("password", ""))
+        username, password = (
+            str(form.get("username", "")),
+            str(form.get("password", "")),
+        )
         principal = await _login(svc, request, username, password)
         offline = form.get("access_type") == "offline"
     elif grant == "refresh_token":
         principal = await _refreshed_principal(svc, str(form.get("refresh_token", "")))
         offline = False
     else:
-        raise TokenRequestError(400, "UNSUPPORTED", "grant_type must be password or refresh_token")
+        raise TokenRequestError(
+            400, "UNSUPPORTED", "grant_type must be password or refresh_token"
+        )
     scopes = [str(value) for value in form.getlist("scope")]
     return await _token_response(svc, principal, scopes, offline)
 
@@ -90,11 +95,13 @@ async def _read_form(request: Request) -> _Form:
     try:
         return _Form(parse_qs(body.decode(), keep_blank_values=True))
     except UnicodeDecodeError as exc:
-        raise TokenRequestError(400, "UNSUPPORTED", "token request is not UTF-8") from exc
+        raise TokenRequestError(
+            400, "UNSUPPORTED", "token request is not UTF-8"
+        ) from exc
 
 
 async def _token_response(
-    svc: "Services", principal: Principal, scope_params: list[str], offline: bool
+    svc: Services, principal: Principal, scope_params: list[str], offline: bool
 ) -> Response:
     granted = await svc.policy.grant(principal, parse_scopes(scope_params))
     issued = svc.authority.issue_access_token(principal.username, granted)
@@ -107,29 +114,43 @@ async def _token_response(
     if offline and not principal.anonymous:
         user = await svc.users.find_user(principal.username)
         if user is not None:
-            refresh = svc.authority.issue_refresh_token(principal.username, user["password_version"])
+            refresh = svc.authority.issue_refresh_token(
+                principal.username, user["password_version"]
+            )
             body["refresh_token"] = refresh.token
     return JSONResponse(body, headers={"cache-control": "no-store"})
 
 
-async def _basic_principal(svc: "Services", request: Request) -> Principal:
+async def _basic_principal(svc: Services, request: Request) -> Principal:
     header = request.headers.get("authorization")
     if not header:
         return ANONYMOUS
     kind, _, value = header.partition(" ")
     if kind.lower() != "basic":
-        raise TokenRequestError(401, "UNAUTHORIZED", "only Basic credentials are accepted here")
+        raise TokenRequestError(
+            401, "UNAUTHORIZED", "only Basic credentials are accepted here"
+        )
     try:
-        username, _, password = base64.b64decode(value.strip(), validate=True).decode().partition(":")
+        username, _, password = (
+            base64.b64decode(value.strip(), validate=True).decode().partition(":")
+        )
     except (binascii.Error, UnicodeDecodeError) as exc:
-        raise TokenRequestError(401, "UNAUTHORIZED", "malformed Basic credentials") from exc
+        raise TokenRequestError(
+            401, "UNAUTHORIZED", "malformed Basic credentials"
+        ) from exc
     return await _login(svc, request, username, password)
 
 
-async def _login(svc: "Services", request: Request, username: str, password: str) -> Principal:
+async def _login(
+    svc: Services, request: Request, username: str, password: str
+) -> Principal:
     client = request.client.host if request.client else "-"
     try:
-        principal = await svc.users.authenticate(username, password, client) if username else None
+        principal = (
+            await svc.users.authenticate(username, password, client)
+            if username
+            else None
+        )
     except LoginThrottled as exc:
         raise TokenRequestError(429, "TOOMANYREQUESTS", str(exc)) from exc
     if principal is None:
@@ -137,7 +158,7 @@ async def _login(svc: "Services", request: Request, username: str, password: str
     return principal
 
 
-async def _refreshed_principal(svc: "Services", token: str) -> Principal:
+async def _refreshed_principal(svc: Services, token: str) -> Principal:
     try:
         username, password_version = svc.authority.verify_refresh_token(token)
     except InvalidToken as exc:

@@ -155,5 +155,9 @@ def _parse_access(value: Any) -> tuple[Scope, ...]:
             continue
         actions = entry.get("actions")
         if isinstance(actions, list) and all(isinstance(a, str) for a in actions):
-            scopes.append(Scope(str(entry.get("type")), str(entry.get("name")), frozenset(actions)))
+            scopes.append(
+                Scope(
+                    str(entry.get("type")), str(entry.get("name")), frozenset(actions)
+                )
+            )
     return tuple(scopes)

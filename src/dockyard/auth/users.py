@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from sqlalchemy import Select, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from dockyard.audit import CLI_ACTOR, AuditEntry, record
+from dockyard.audit import CLI_ACTOR, record_change
 from dockyard.auth.passwords import (
     check_password_policy,
     hash_password,
@@ -71,7 +71,9 @@ class UserService:
     ) -> int:
         """Create a user and return its id; raise `UserExists` or `PasswordTooWeak`."""
         if not username or len(username) > 255 or any(c in username for c in ':/ "'):
-            raise UserError("a username must be 1-255 characters without ':', '/', '\"' or spaces")
+            raise UserError(
+                "a username must be 1-255 characters without ':', '/', '\"' or spaces"
+            )
         if enforce_policy:
             check_password_policy(password)
         now = datetime.now(UTC)
@@ -89,7 +91,7 @@ class UserService:
         try:
             async with self.db.write() as conn:
                 result = await conn.execute(insert(users).values(**row))
-                await record(conn, _entry(actor, username, "create"))
+                await record_change(conn, actor, "user", "create", username)
         except IntegrityError as exc:
             raise UserExists(f"user {username!r} already exists") from exc
         return int(result.inserted_primary_key[0])
@@ -108,7 +110,11 @@ class UserService:
     async def get_user(self, user_id: int) -> dict:
         """The user row with `user_id`; `UserNotFound` if none."""
         async with self.db.read() as conn:
-            row = (await conn.execute(select(users).where(users.c.id == user_id))).mappings().first()
+            row = (
+                (await conn.execute(select(users).where(users.c.id == user_id)))
+                .mappings()
+                .first()
+            )
         if row is None:
             raise UserNotFound(f"user {user_id} not found")
         return dict(row)
@@ -116,17 +122,25 @@ class UserService:
     async def list_users(
         self, query: Select, offset: int, limit: int
     ) -> tuple[list[dict], int]:
-        """A page of the users `query` (a select over `users`) finds, and their count."""
+        """A page of the users `query` (over `users`) finds, and their count."""
         async with self.db.read() as conn:
             total = await conn.scalar(
                 select(func.count()).select_from(query.order_by(None).subquery())
             )
             rows = (
-                await conn.execute(query.order_by(users.c.id).offset(offset).limit(limit))
-            ).mappings().all()
+                (
+                    await conn.execute(
+                        query.order_by(users.c.id).offset(offset).limit(limit)
+                    )
+                )
+                .mappings()
+                .all()
+            )
         return [dict(row) for row in rows], int(total or 0)
 
-    async def update_profile(self, user_id: int, actor: str, **fields: str | None) -> None:
+    async def update_profile(
+        self, user_id: int, actor: str, **fields: str | None
+    ) -> None:
         changes = {k: v for k, v in fields.items() if v is not None}
         await self._update_by_id(user_id, actor, "update", **changes)
 
@@ -137,7 +151,9 @@ class UserService:
 
         Raise `PasswordTooWeak`, `UserError` (wrong old or unchanged password)."""
         user = await self.get_user(user_id)
-        if old_password is not None and not verify_password(user["password_hash"], old_password):
+        if old_password is not None and not verify_password(
+            user["password_hash"], old_password
+        ):
             raise UserError("the old password is wrong")
         if verify_password(user["password_hash"], new_password):
             raise UserError("the new password must differ from the old one")
@@ -150,38 +166,54 @@ class UserService:
             password_version=users.c.password_version + 1,
         )
 
-    async def set_sysadmin_by_id(self, user_id: int, sysadmin: bool, actor: str) -> None:
+    async def set_sysadmin_by_id(
+        self, user_id: int, sysadmin: bool, actor: str
+    ) -> None:
         await self._update_by_id(user_id, actor, "update", sysadmin=sysadmin)
 
     async def delete_user(self, user_id: int, actor: str) -> None:
         async with self.db.write() as conn:
             # Projects outlive their creator; memberships go with the user.
             await conn.execute(
-                update(projects).where(projects.c.owner_id == user_id).values(owner_id=None)
+                update(projects)
+                .where(projects.c.owner_id == user_id)
+                .values(owner_id=None)
             )
-            name = await conn.scalar(select(users.c.username).where(users.c.id == user_id))
+            name = await conn.scalar(
+                select(users.c.username).where(users.c.id == user_id)
+            )
             if name is None:
                 raise UserNotFound(f"user {user_id} not found")
             await conn.execute(delete(users).where(users.c.id == user_id))
-            await record(conn, _entry(actor, name, "delete"))
+            await record_change(conn, actor, "user", "delete", name)
 
     async def _update_by_id(
         self, user_id: int, actor: str, operation: str, **values: object
     ) -> None:
         values["updated_at"] = datetime.now(UTC)
         async with self.db.write() as conn:
-            name = await conn.scalar(select(users.c.username).where(users.c.id == user_id))
+            name = await conn.scalar(
+                select(users.c.username).where(users.c.id == user_id)
+            )
             if name is None:
                 raise UserNotFound(f"user {user_id} not found")
-            await conn.execute(update(users).where(users.c.id == user_id).values(**values))
-            await record(conn, _entry(actor, name, operation))
+            await conn.execute(
+                update(users).where(users.c.id == user_id).values(**values)
+            )
+            await record_change(conn, actor, "user", operation, name)
 
     async def find_user(self, username: str) -> dict | None:
         async def load() -> dict | None:
             async with self.db.read() as conn:
                 row = (
-                    await conn.execute(select(users).where(users.c.username == username))
-                ).mappings().first()
+                    (
+                        await conn.execute(
+                            select(users).where(users.c.username == username)
+                        )
+                    )
+                    .mappings()
+                    .first()
+                )
             return dict(row) if row else None
 
         return await self.db.cache.get_or_load(("user", username), load)
@@ -240,7 +272,3 @@ class UserService:
         if user is None:
             raise UserNotFound(f"no user {username!r}")
         await self._update_by_id(user["id"], CLI_ACTOR, "update", **values)
-
-
-def _entry(actor: str, username: str, operation: str) -> AuditEntry:
-    return AuditEntry(username=actor, resource=username, resource_type="user", operation=operation)

@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import Select, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from dockyard.audit import AuditEntry, record
+from dockyard.audit import record_change
 from dockyard.db.database import Database
 from dockyard.db.schema import blobs, manifest_references, manifests, repositories, tags
 from dockyard.registry.digest import is_digest, parse_digest
@@ -54,22 +54,32 @@ class ArtifactService:
     async def list_repositories(
         self, query: Select, offset: int, limit: int
     ) -> tuple[list[dict[str, Any]], int]:
-        """A page of `query` (over `repositories`) with artifact counts, and the total."""
+        """A page of `query` (over `repositories`) with artifact counts; the total."""
         count = (
             select(func.count(manifests.c.id))
             .where(manifests.c.repository_id == repositories.c.id)
             .scalar_subquery()
         )
         async with self.db.read() as conn:
-            total = await conn.scalar(select(func.count()).select_from(query.order_by(None).subquery()))
+            total = await conn.scalar(
+                select(func.count()).select_from(query.order_by(None).subquery())
+            )
             rows = (
-                await conn.execute(
-                    query.add_columns(count.label("artifact_count")).offset(offset).limit(limit)
+                (
+                    await conn.execute(
+                        query.add_columns(count.label("artifact_count"))
+                        .offset(offset)
+                        .limit(limit)
+                    )
                 )
-            ).mappings().all()
+                .mappings()
+                .all()
+            )
         return [dict(row) for row in rows], int(total or 0)
 
-    async def update_description(self, repository: str, description: str, actor: str) -> None:
+    async def update_description(
+        self, repository: str, description: str, actor: str
+    ) -> None:
         async with self.db.write() as conn:
             project_id = await _project_id(conn, repository)
             await conn.execute(
@@ -77,14 +87,20 @@ class ArtifactService:
                 .where(repositories.c.name == repository)
                 .values(description=description, updated_at=datetime.now(UTC))
             )
-            await record(conn, _entry(actor, project_id, repository, "repository", "update"))
+            await record_change(
+                conn, actor, "repository", "update", repository, project_id
+            )
 
     async def delete_repository(self, repository: str, actor: str) -> None:
         """Delete the repository with every artifact and tag in it."""
         async with self.db.write() as conn:
             project_id = await _project_id(conn, repository)
-            await conn.execute(delete(repositories).where(repositories.c.name == repository))
-            await record(conn, _entry(actor, project_id, repository, "repository", "delete"))
+            await conn.execute(
+                delete(repositories).where(repositories.c.name == repository)
+            )
+            await record_change(
+                conn, actor, "repository", "delete", repository, project_id
+            )
 
     async def list_artifacts(
         self, repository: str, query: Select, offset: int, limit: int
@@ -93,21 +109,33 @@ class ArtifactService:
         async with self.db.read() as conn:
             repo_id = await _repository_id(conn, repository)
             query = query.where(manifests.c.repository_id == repo_id)
-            total = await conn.scalar(select(func.count()).select_from(query.order_by(None).subquery()))
+            total = await conn.scalar(
+                select(func.count()).select_from(query.order_by(None).subquery())
+            )
             rows = (
-                await conn.execute(
-                    query.order_by(manifests.c.created_at.desc(), manifests.c.id.desc())
-                    .offset(offset)
-                    .limit(limit)
+                (
+                    await conn.execute(
+                        query.order_by(
+                            manifests.c.created_at.desc(), manifests.c.id.desc()
+                        )
+                        .offset(offset)
+                        .limit(limit)
+                    )
                 )
-            ).mappings().all()
+                .mappings()
+                .all()
+            )
             artifacts = [await _artifact(conn, row) for row in rows]
         return artifacts, int(total or 0)
 
     async def get_artifact(self, repository: str, reference: str) -> Artifact:
         async with self.db.read() as conn:
             repo_id = await _repository_id(conn, repository)
-            row = (await conn.execute(_by_reference(repo_id, reference))).mappings().first()
+            row = (
+                (await conn.execute(_by_reference(repo_id, reference)))
+                .mappings()
+                .first()
+            )
             if row is None:
                 raise ManifestUnknown(reference=reference)
             return await _artifact(conn, row)
@@ -119,29 +147,46 @@ class ArtifactService:
                 (manifests.c.repository_id == artifact.repository_id)
                 & manifests.c.digest.in_(digests)
             )
-            return [await _artifact(conn, row) for row in (await conn.execute(query)).mappings()]
+            return [
+                await _artifact(conn, row)
+                for row in (await conn.execute(query)).mappings()
+            ]
 
-    async def delete_artifact(self, repository: str, reference: str, actor: str) -> None:
+    async def delete_artifact(
+        self, repository: str, reference: str, actor: str
+    ) -> None:
         """Delete the artifact a tag or digest names, with all its tags."""
         async with self.db.write() as conn:
             repo_id = await _repository_id(conn, repository)
-            row = (await conn.execute(_by_reference(repo_id, reference))).mappings().first()
+            row = (
+                (await conn.execute(_by_reference(repo_id, reference)))
+                .mappings()
+                .first()
+            )
             if row is None:
                 raise ManifestUnknown(reference=reference)
             await conn.execute(delete(manifests).where(manifests.c.id == row["id"]))
             project_id = await _project_id(conn, repository)
             resource = artifact_resource(repository, row["digest"])
-            await record(conn, _entry(actor, project_id, resource, "artifact", "delete"))
+            await record_change(conn, actor, "artifact", "delete", resource, project_id)
 
-    async def add_tag(self, repository: str, reference: str, tag: str, actor: str) -> None:
+    async def add_tag(
+        self, repository: str, reference: str, tag: str, actor: str
+    ) -> None:
         validate_tag(tag)
         async with self.db.write() as conn:
             repo_id = await _repository_id(conn, repository)
-            row = (await conn.execute(_by_reference(repo_id, reference))).mappings().first()
+            row = (
+                (await conn.execute(_by_reference(repo_id, reference)))
+                .mappings()
+                .first()
+            )
             if row is None:
                 raise ManifestUnknown(reference=reference)
             taken = await conn.scalar(
-                select(tags.c.id).where((tags.c.repository_id == repo_id) & (tags.c.name == tag))
+                select(tags.c.id).where(
+                    (tags.c.repository_id == repo_id) & (tags.c.name == tag)
+                )
             )
             if taken is not None:
                 raise TagExists(f"tag {tag} already exists in {repository}")
@@ -157,12 +202,18 @@ class ArtifactService:
             )
             project_id = await _project_id(conn, repository)
             resource = artifact_resource(repository, tag)
-            await record(conn, _entry(actor, project_id, resource, "tag", "create"))
+            await record_change(conn, actor, "tag", "create", resource, project_id)
 
-    async def delete_tag(self, repository: str, reference: str, tag: str, actor: str) -> None:
+    async def delete_tag(
+        self, repository: str, reference: str, tag: str, actor: str
+    ) -> None:
         async with self.db.write() as conn:
             repo_id = await _repository_id(conn, repository)
-            row = (await conn.execute(_by_reference(repo_id, reference))).mappings().first()
+            row = (
+                (await conn.execute(_by_reference(repo_id, reference)))
+                .mappings()
+                .first()
+            )
             if row is None:
                 raise ManifestUnknown(reference=reference)
             result = await conn.execute(
@@ -176,7 +227,7 @@ class ArtifactService:
                 raise ManifestUnknown("no such tag on the artifact", tag=tag)
             project_id = await _project_id(conn, repository)
             resource = artifact_resource(repository, tag)
-            await record(conn, _entry(actor, project_id, resource, "tag", "delete"))
+            await record_change(conn, actor, "tag", "delete", resource, project_id)
 
 
 def _by_reference(repo_id: int, reference: str) -> Select:
@@ -190,7 +241,9 @@ def _by_reference(repo_id: int, reference: str) -> Select:
 
 
 async def _repository_id(conn: AsyncConnection, repository: str) -> int:
-    repo_id = await conn.scalar(select(repositories.c.id).where(repositories.c.name == repository))
+    repo_id = await conn.scalar(
+        select(repositories.c.id).where(repositories.c.name == repository)
+    )
     if repo_id is None:
         raise NameUnknown(name=repository)
     return int(repo_id)
@@ -231,15 +284,7 @@ async def _artifact(conn: AsyncConnection, row: Any) -> Artifact:
         size=row["size"] + int(blob_bytes or 0),
         created_at=row["created_at"],
         content=row["content"],
-        tags=[{"id": t.id, "name": t.name, "created_at": t.created_at} for t in tag_rows],
-    )
-
-
-def _entry(actor: str, project_id: int, resource: str, kind: str, operation: str) -> AuditEntry:
-    return AuditEntry(
-        username=actor,
-        resource=resource,
-        resource_type=kind,
-        operation=operation,
-        project_id=project_id,
+        tags=[
+            {"id": t.id, "name": t.name, "created_at": t.created_at} for t in tag_rows
+        ],
     )

@@ -51,7 +51,10 @@ class BlobService:
             .select_from(repository_blobs)
             .join(repositories, repositories.c.id == repository_blobs.c.repository_id)
             .join(blobs, blobs.c.digest == repository_blobs.c.digest)
-            .where((repositories.c.name == repository) & (repository_blobs.c.digest == digest))
+            .where(
+                (repositories.c.name == repository)
+                & (repository_blobs.c.digest == digest)
+            )
         )
         async with self.db.read() as conn:
             size = await conn.scalar(query)
@@ -93,14 +96,20 @@ class BlobService:
         except BlobUnknown:
             return None
         async with self.db.write() as conn:
-            await link_blob(conn, await ensure_repository(conn, repository), digest, info.size)
+            await link_blob(
+                conn, await ensure_repository(conn, repository), digest, info.size
+            )
         return info.size
 
 
-async def link_blob(conn: AsyncConnection, repo_id: int, digest: str, size: int) -> None:
+async def link_blob(
+    conn: AsyncConnection, repo_id: int, digest: str, size: int
+) -> None:
     """Record the blob (if new) and link it to the repository (if not yet)."""
     now = datetime.now(UTC)
-    await conn.execute(insert_or_ignore(conn, blobs, digest=digest, size=size, created_at=now))
+    await conn.execute(
+        insert_or_ignore(conn, blobs, digest=digest, size=size, created_at=now)
+    )
     await conn.execute(
         insert_or_ignore(
             conn, repository_blobs, repository_id=repo_id, digest=digest, created_at=now

@@ -18,7 +18,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from dockyard.audit import AuditEntry, AuditLog
 from dockyard.db.database import Database
-from dockyard.db.schema import manifest_references, manifests, repositories, repository_blobs, tags
+from dockyard.db.schema import (
+    manifest_references,
+    manifests,
+    repositories,
+    repository_blobs,
+    tags,
+)
 from dockyard.registry import mediatypes
 from dockyard.registry.digest import compute_digest, is_digest, parse_digest
 from dockyard.registry.errors import (
@@ -87,7 +93,8 @@ class ManifestService:
             if tag is not None:
                 await _put_tag(conn, repo_id, tag, manifest_id)
             await self.audit.record(
-                conn, await _artifact_entry(conn, actor, repository, reference, "create")
+                conn,
+                await _artifact_entry(conn, actor, repository, reference, "create"),
             )
         return StoredManifest(digest, parsed.media_type, content, parsed.subject)
 
@@ -104,7 +111,9 @@ class ManifestService:
             raise ManifestUnknown(reference=reference)
         return manifest
 
-    async def _load_manifest(self, repository: str, reference: str) -> StoredManifest | None:
+    async def _load_manifest(
+        self, repository: str, reference: str
+    ) -> StoredManifest | None:
         query = select(
             manifests.c.digest,
             manifests.c.media_type,
@@ -122,14 +131,21 @@ class ManifestService:
             row = (await conn.execute(query)).first()
         if row is None:
             return None
-        return StoredManifest(row.digest, row.media_type, row.content, row.subject_digest)
+        return StoredManifest(
+            row.digest, row.media_type, row.content, row.subject_digest
+        )
 
-    async def delete_manifest(self, repository: str, reference: str, actor: str) -> None:
+    async def delete_manifest(
+        self, repository: str, reference: str, actor: str
+    ) -> None:
         """By digest, delete the manifest and every tag on it; by tag, only the tag."""
         async with self.db.write() as conn:
             repo_id = await repository_id(conn, repository)
             if is_digest(reference):
-                table, where = manifests, manifests.c.digest == str(parse_digest(reference))
+                table, where = (
+                    manifests,
+                    manifests.c.digest == str(parse_digest(reference)),
+                )
             else:
                 table, where = tags, tags.c.name == validate_tag(reference)
             result = await conn.execute(
@@ -138,7 +154,8 @@ class ManifestService:
             if result.rowcount == 0:
                 raise ManifestUnknown(reference=reference)
             await self.audit.record(
-                conn, await _artifact_entry(conn, actor, repository, reference, "delete")
+                conn,
+                await _artifact_entry(conn, actor, repository, reference, "delete"),
             )
 
     async def list_referrers(
@@ -204,7 +221,9 @@ def parse_manifest(content: bytes, content_type: str | None) -> ParsedManifest:
         config = _descriptor_of(document.get("config"), "config")
         layers = _descriptors(document, "layers")
         blobs = [config["digest"]] + [
-            layer["digest"] for layer in layers if layer["mediaType"] not in _FOREIGN_LAYERS
+            layer["digest"]
+            for layer in layers
+            if layer["mediaType"] not in _FOREIGN_LAYERS
         ]
         children = []
         artifact_type = _optional_str(document, "artifactType") or (
@@ -214,8 +233,12 @@ def parse_manifest(content: bytes, content_type: str | None) -> ParsedManifest:
     return ParsedManifest(
         media_type=media_type,
         artifact_type=artifact_type,
-        subject=_descriptor_of(subject, "subject")["digest"] if subject is not None else None,
-        annotations=document.get("annotations") if isinstance(document.get("annotations"), dict) else None,
+        subject=_descriptor_of(subject, "subject")["digest"]
+        if subject is not None
+        else None,
+        annotations=document.get("annotations")
+        if isinstance(document.get("annotations"), dict)
+        else None,
         blobs=blobs,
         children=children,
     )
@@ -255,7 +278,11 @@ def _descriptors(document: dict[str, Any], field: str) -> list[dict[str, Any]]:
 def _descriptor_of(value: Any, field: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise ManifestInvalid(f"{field} must hold descriptors")
-    media_type, digest, size = value.get("mediaType"), value.get("digest"), value.get("size")
+    media_type, digest, size = (
+        value.get("mediaType"),
+        value.get("digest"),
+        value.get("size"),
+    )
     if not isinstance(media_type, str) or not isinstance(digest, str):
         raise ManifestInvalid(f"a descriptor in {field} lacks mediaType or digest")
     if not isinstance(size, int) or isinstance(size, bool) or size < 0:
@@ -280,11 +307,15 @@ def _digest_for(reference: str, content: bytes) -> str:
     named = parse_digest(reference)
     actual = compute_digest(content, named.algorithm)
     if actual != str(named):
-        raise DigestInvalid("manifest digest does not match the reference", digest=reference)
+        raise DigestInvalid(
+            "manifest digest does not match the reference", digest=reference
+        )
     return actual
 
 
-async def _check_references(conn: AsyncConnection, repo_id: int, parsed: ParsedManifest) -> None:
+async def _check_references(
+    conn: AsyncConnection, repo_id: int, parsed: ParsedManifest
+) -> None:
     if parsed.blobs:
         present = set(
             await conn.scalars(
@@ -308,11 +339,17 @@ async def _check_references(conn: AsyncConnection, repo_id: int, parsed: ParsedM
         )
         missing = [digest for digest in parsed.children if digest not in present]
         if missing:
-            raise ManifestBlobUnknown("index references an unknown manifest", digest=missing[0])
+            raise ManifestBlobUnknown(
+                "index references an unknown manifest", digest=missing[0]
+            )
 
 
 async def _store(
-    conn: AsyncConnection, repo_id: int, digest: str, parsed: ParsedManifest, content: bytes
+    conn: AsyncConnection,
+    repo_id: int,
+    digest: str,
+    parsed: ParsedManifest,
+    content: bytes,
 ) -> int:
     existing = await conn.scalar(
         select(manifests.c.id).where(
@@ -335,23 +372,33 @@ async def _store(
         )
     )
     manifest_id = int(result.inserted_primary_key[0])
-    references = [{"manifest_id": manifest_id, "digest": d, "kind": "blob"} for d in set(parsed.blobs)]
+    references = [
+        {"manifest_id": manifest_id, "digest": d, "kind": "blob"}
+        for d in set(parsed.blobs)
+    ]
     references += [
-        {"manifest_id": manifest_id, "digest": d, "kind": "manifest"} for d in set(parsed.children)
+        {"manifest_id": manifest_id, "digest": d, "kind": "manifest"}
+        for d in set(parsed.children)
     ]
     if references:
         await conn.execute(insert(manifest_references), references)
     return manifest_id
 
 
-async def _put_tag(conn: AsyncConnection, repo_id: int, tag: str, manifest_id: int) -> None:
+async def _put_tag(
+    conn: AsyncConnection, repo_id: int, tag: str, manifest_id: int
+) -> None:
     now = datetime.now(UTC)
     await conn.execute(
         delete(tags).where((tags.c.repository_id == repo_id) & (tags.c.name == tag))
     )
     await conn.execute(
         insert(tags).values(
-            repository_id=repo_id, name=tag, manifest_id=manifest_id, created_at=now, updated_at=now
+            repository_id=repo_id,
+            name=tag,
+            manifest_id=manifest_id,
+            created_at=now,
+            updated_at=now,
         )
     )
 
@@ -367,4 +414,3 @@ def _descriptor(row: Any) -> dict[str, Any]:
     if row.annotations:
         descriptor["annotations"] = json.loads(row.annotations)
     return descriptor
-

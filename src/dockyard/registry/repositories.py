@@ -15,7 +15,9 @@ from dockyard.registry.reference import project_of
 
 
 async def repository_id(conn: AsyncConnection, name: str) -> int | None:
-    return await conn.scalar(select(repositories.c.id).where(repositories.c.name == name))
+    return await conn.scalar(
+        select(repositories.c.id).where(repositories.c.name == name)
+    )
 
 
 async def ensure_repository(conn: AsyncConnection, name: str) -> int:
@@ -35,7 +37,11 @@ async def ensure_repository(conn: AsyncConnection, name: str) -> int:
     now = datetime.now(UTC)
     result = await conn.execute(
         insert(repositories).values(
-            project_id=project_id, name=name, created_at=now, updated_at=now, pull_count=0
+            project_id=project_id,
+            name=name,
+            created_at=now,
+            updated_at=now,
+            pull_count=0,
         )
     )
     return int(result.inserted_primary_key[0])
@@ -48,7 +54,7 @@ class Catalog:
     async def list_repositories(
         self, principal: Principal, limit: int | None, last: str | None
     ) -> list[str]:
-        """Names the principal may pull, in lexical order, after `last`, at most `limit`."""
+        """Names the principal may pull, lexically after `last`, up to `limit`."""
         query = select(repositories.c.name).order_by(repositories.c.name)
         if last:
             query = query.where(repositories.c.name > last)

@@ -12,12 +12,16 @@ from dockyard.registry.repositories import repository_id
 async def list_tags(
     db: Database, repository: str, limit: int | None, last: str | None
 ) -> list[str] | None:
-    """Tags of `repository` in lexical order after `last`; None if no such repository."""
+    """Tags of `repository`, lexically after `last`; None if no such repository."""
     async with db.read() as conn:
         repo_id = await repository_id(conn, repository)
         if repo_id is None:
             return None
-        query = select(tags.c.name).where(tags.c.repository_id == repo_id).order_by(tags.c.name)
+        query = (
+            select(tags.c.name)
+            .where(tags.c.repository_id == repo_id)
+            .order_by(tags.c.name)
+        )
         if last:
             query = query.where(tags.c.name > last)
         if limit is not None:

@@ -33,8 +33,8 @@ from dockyard.registry.digest import Digest, parse_digest
 from dockyard.registry.errors import (
     BlobUploadInvalid,
     BlobUploadUnknown,
-    DigestInvalid,
     ChunkOutOfOrder,
+    DigestInvalid,
     SizeInvalid,
 )
 from dockyard.registry.repositories import ensure_repository
@@ -65,7 +65,7 @@ class UploadService:
         self.storage = storage
         # upload id -> sha256 of the upload's bytes so far; valid only while
         # the hash's byte count equals the file's size.
-        self._hashes: dict[str, tuple[int, "hashlib._Hash"]] = {}
+        self._hashes: dict[str, tuple[int, hashlib._Hash]] = {}
 
     async def start_upload(self, repository: str) -> str:
         upload_id = str(uuid.uuid4())
@@ -130,7 +130,9 @@ class UploadService:
             raise DigestInvalid(digest=digest)
         await asyncio.to_thread(self.storage.commit_upload, upload_id, actual)
         async with self.db.write() as conn:
-            await link_blob(conn, await ensure_repository(conn, repository), actual, size)
+            await link_blob(
+                conn, await ensure_repository(conn, repository), actual, size
+            )
             await conn.execute(delete(uploads).where(uploads.c.id == upload_id))
         self._hashes.pop(upload_id, None)
         return size
@@ -191,7 +193,11 @@ class UploadService:
                     "chunk does not start at the upload's offset", offset=start
                 )
             expected = chunk_range.length if chunk_range else content_length
-            if chunk_range and content_length is not None and content_length != expected:
+            if (
+                chunk_range
+                and content_length is not None
+                and content_length != expected
+            ):
                 raise SizeInvalid("Content-Length disagrees with Content-Range")
             written = await self._write_body(upload_id, descriptor, start, body)
             if expected is not None and written != expected:
@@ -256,7 +262,9 @@ def _lock(descriptor: int, upload_id: str) -> None:
         ) from exc
 
 
-def _write_and_hash(descriptor: int, data: bytearray, hasher: "hashlib._Hash | None") -> None:
+def _write_and_hash(
+    descriptor: int, data: bytearray, hasher: hashlib._Hash | None
+) -> None:
     view = memoryview(data)
     while view:
         count = os.write(descriptor, view)

@@ -5,15 +5,16 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Request, Response
-from sqlalchemy import select
+from sqlalchemy import Select, select
 
-from dockyard.api.deps import PageDep, ServicesDep, UserDep, paginated
+from dockyard.api.deps import Page, PageDep, ServicesDep, UserDep, paginated
 from dockyard.api.errors import BadRequest, Forbidden
 from dockyard.api.query import QueryError, apply_query, parse_q, parse_sort
 from dockyard.api.routes.projects import project_named
 from dockyard.api.routes.users import harbor_time
 from dockyard.auth.roles import Role
 from dockyard.db.schema import audit_logs, members
+from dockyard.services import Services
 
 router = APIRouter(tags=["auditlog"])
 
@@ -41,7 +42,8 @@ async def list_audit_logs(
     query = select(audit_logs)
     if not user.sysadmin:
         readable = select(members.c.project_id).where(
-            (members.c.user_id == user.user_id) & members.c.role.in_([int(r) for r in _LOG_READERS])
+            (members.c.user_id == user.user_id)
+            & members.c.role.in_([int(r) for r in _LOG_READERS])
         )
         query = query.where(audit_logs.c.project_id.in_(readable))
     return await _page(request, services, query, q, sort, page)
@@ -67,7 +69,14 @@ async def list_project_logs(
     return await _page(request, services, query, q, sort, page)
 
 
-async def _page(request, services, query, q, sort, page) -> Response:  # type: ignore[no-untyped-def]
+async def _page(
+    request: Request,
+    services: Services,
+    query: Select,
+    q: str | None,
+    sort: str | None,
+    page: Page,
+) -> Response:
     try:
         query = apply_query(query, parse_q(q), parse_sort(sort), _QUERY_COLUMNS, [])
     except QueryError as exc:

@@ -30,7 +30,13 @@ from dockyard.auth.principals import Principal
 from dockyard.auth.roles import Role
 from dockyard.auth.users import UserNotFound
 from dockyard.db.schema import members, projects
-from dockyard.projects import MemberExists, NotEmpty, Project, ProjectError, ProjectExists
+from dockyard.projects import (
+    MemberExists,
+    NotEmpty,
+    Project,
+    ProjectError,
+    ProjectExists,
+)
 from dockyard.services import Services
 
 router = APIRouter(tags=["project"])
@@ -92,13 +98,19 @@ async def list_projects(
         query = query.where(projects.c.public.is_(public))
     if owner:
         owner_row = await services.users.find_user(owner)
-        query = query.where(projects.c.owner_id == (owner_row["id"] if owner_row else -1))
+        query = query.where(
+            projects.c.owner_id == (owner_row["id"] if owner_row else -1)
+        )
     try:
-        query = apply_query(query, parse_q(q), parse_sort(sort), _QUERY_COLUMNS, [projects.c.id])
+        query = apply_query(
+            query, parse_q(q), parse_sort(sort), _QUERY_COLUMNS, [projects.c.id]
+        )
     except QueryError as exc:
         raise BadRequest(str(exc)) from exc
     total = await services.projects.count(query)
-    rows = await services.projects.project_details(query.offset(page.offset).limit(page.size))
+    rows = await services.projects.project_details(
+        query.offset(page.offset).limit(page.size)
+    )
     items = [await _project_resp(services, caller, row) for row in rows]
     return paginated(request, items, total, page)
 
@@ -112,7 +124,9 @@ async def project_exists(
 
 
 @router.post("/projects", status_code=201)
-async def create_project(body: ProjectReq, services: ServicesDep, user: UserDep) -> Response:
+async def create_project(
+    body: ProjectReq, services: ServicesDep, user: UserDep
+) -> Response:
     if not body.project_name:
         raise BadRequest("project_name is required")
     try:
@@ -126,7 +140,9 @@ async def create_project(body: ProjectReq, services: ServicesDep, user: UserDep)
         raise Conflict(str(exc)) from exc
     except ProjectError as exc:
         raise BadRequest(str(exc)) from exc
-    return Response(status_code=201, headers={"location": f"/api/v2.0/projects/{project.id}"})
+    return Response(
+        status_code=201, headers={"location": f"/api/v2.0/projects/{project.id}"}
+    )
 
 
 @router.get("/projects/{project_name_or_id}")
@@ -136,8 +152,12 @@ async def get_project(
     caller: CallerDep,
     x_is_resource_name: Annotated[bool, Header()] = False,
 ) -> dict[str, Any]:
-    project = await _readable_project(services, caller, project_name_or_id, x_is_resource_name)
-    rows = await services.projects.project_details(select(projects).where(projects.c.id == project.id))
+    project = await _readable_project(
+        services, caller, project_name_or_id, x_is_resource_name
+    )
+    rows = await services.projects.project_details(
+        select(projects).where(projects.c.id == project.id)
+    )
     return await _project_resp(services, caller, rows[0])
 
 
@@ -149,7 +169,9 @@ async def update_project(
     caller: CallerDep,
     x_is_resource_name: Annotated[bool, Header()] = False,
 ) -> Response:
-    project = await _administered_project(services, caller, project_name_or_id, x_is_resource_name)
+    project = await _administered_project(
+        services, caller, project_name_or_id, x_is_resource_name
+    )
     public = _requested_public(body)
     if public is not None:
         await services.projects.set_public(project.id, public, caller.username)
@@ -163,7 +185,9 @@ async def delete_project(
     caller: CallerDep,
     x_is_resource_name: Annotated[bool, Header()] = False,
 ) -> Response:
-    project = await _administered_project(services, caller, project_name_or_id, x_is_resource_name)
+    project = await _administered_project(
+        services, caller, project_name_or_id, x_is_resource_name
+    )
     try:
         await services.projects.delete_project(project.id, caller.username)
     except NotEmpty as exc:
@@ -178,8 +202,12 @@ async def project_deletable(
     caller: CallerDep,
     x_is_resource_name: Annotated[bool, Header()] = False,
 ) -> dict[str, Any]:
-    project = await _administered_project(services, caller, project_name_or_id, x_is_resource_name)
-    rows = await services.projects.project_details(select(projects).where(projects.c.id == project.id))
+    project = await _administered_project(
+        services, caller, project_name_or_id, x_is_resource_name
+    )
+    rows = await services.projects.project_details(
+        select(projects).where(projects.c.id == project.id)
+    )
     if rows[0]["repo_count"]:
         return {"deletable": False, "message": "the project contains repositories"}
     return {"deletable": True}
@@ -195,7 +223,9 @@ async def list_members(
     entityname: str | None = None,
     x_is_resource_name: Annotated[bool, Header()] = False,
 ) -> Response:
-    project = await _member_project(services, caller, project_name_or_id, x_is_resource_name)
+    project = await _member_project(
+        services, caller, project_name_or_id, x_is_resource_name
+    )
     found = await services.projects.list_members(project.id, entityname)
     window = found[page.offset : page.offset + page.size]
     return paginated(request, [_member_resp(m) for m in window], len(found), page)
@@ -209,13 +239,17 @@ async def create_member(
     caller: CallerDep,
     x_is_resource_name: Annotated[bool, Header()] = False,
 ) -> Response:
-    project = await _administered_project(services, caller, project_name_or_id, x_is_resource_name)
+    project = await _administered_project(
+        services, caller, project_name_or_id, x_is_resource_name
+    )
     role = _role(body.role_id)
     if body.member_user is None:
         raise BadRequest("member_user is required (user groups are not supported yet)")
     user_id = await _member_user_id(services, body.member_user)
     try:
-        member_id = await services.projects.create_member(project.id, user_id, role, caller.username)
+        member_id = await services.projects.create_member(
+            project.id, user_id, role, caller.username
+        )
     except MemberExists as exc:
         raise Conflict(str(exc)) from exc
     location = f"/api/v2.0/projects/{project.id}/members/{member_id}"
@@ -230,7 +264,9 @@ async def get_member(
     caller: CallerDep,
     x_is_resource_name: Annotated[bool, Header()] = False,
 ) -> dict[str, Any]:
-    project = await _member_project(services, caller, project_name_or_id, x_is_resource_name)
+    project = await _member_project(
+        services, caller, project_name_or_id, x_is_resource_name
+    )
     member = await services.projects.get_member(project.id, mid)
     if member is None:
         raise NotFound(f"member {mid} not found")
@@ -246,7 +282,9 @@ async def update_member(
     caller: CallerDep,
     x_is_resource_name: Annotated[bool, Header()] = False,
 ) -> Response:
-    project = await _administered_project(services, caller, project_name_or_id, x_is_resource_name)
+    project = await _administered_project(
+        services, caller, project_name_or_id, x_is_resource_name
+    )
     member = await services.projects.get_member(project.id, mid)
     if member is None:
         raise NotFound(f"member {mid} not found")
@@ -262,7 +300,9 @@ async def delete_member(
     caller: CallerDep,
     x_is_resource_name: Annotated[bool, Header()] = False,
 ) -> Response:
-    project = await _administered_project(services, caller, project_name_or_id, x_is_resource_name)
+    project = await _administered_project(
+        services, caller, project_name_or_id, x_is_resource_name
+    )
     member = await services.projects.get_member(project.id, mid)
     if member is None:
         raise NotFound(f"member {mid} not found")
@@ -299,7 +339,9 @@ async def project_named(services: Services, name_or_id: str, is_name: bool) -> P
     return project
 
 
-async def _role_of(services: Services, caller: Principal, project: Project) -> Role | None:
+async def _role_of(
+    services: Services, caller: Principal, project: Project
+) -> Role | None:
     if caller.user_id is None:
         return None
     return await services.projects.member_role(project.id, caller.user_id)
@@ -333,7 +375,10 @@ async def _administered_project(
     if caller.anonymous:
         raise Unauthorized("authentication required")
     project = await project_named(services, name_or_id, is_name)
-    if caller.sysadmin or await _role_of(services, caller, project) is Role.PROJECT_ADMIN:
+    if (
+        caller.sysadmin
+        or await _role_of(services, caller, project) is Role.PROJECT_ADMIN
+    ):
         return project
     raise Forbidden("only project admins may do this")
 
@@ -359,7 +404,9 @@ def _role(role_id: int) -> Role:
         raise BadRequest(f"unknown role_id {role_id}") from exc
 
 
-async def _project_resp(services: Services, caller: Principal, row: dict[str, Any]) -> dict[str, Any]:
+async def _project_resp(
+    services: Services, caller: Principal, row: dict[str, Any]
+) -> dict[str, Any]:
     role = None
     if caller.user_id is not None:
         role = await services.projects.member_role(row["id"], caller.user_id)

@@ -8,14 +8,14 @@ deleting and describing need delete.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 from urllib.parse import unquote
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, Field
-from sqlalchemy import or_, select
+from sqlalchemy import Select, or_, select
 
-from dockyard.api.deps import CallerDep, PageDep, ServicesDep, paginated
+from dockyard.api.deps import CallerDep, Page, PageDep, ServicesDep, paginated
 from dockyard.api.errors import BadRequest, Conflict, Forbidden, NotFound, Unauthorized
 from dockyard.api.query import QueryError, apply_query, parse_q, parse_sort
 from dockyard.api.routes.users import harbor_time
@@ -24,7 +24,12 @@ from dockyard.auth.roles import DELETE, PULL, PUSH
 from dockyard.db.schema import manifests, members, projects, repositories
 from dockyard.registry import mediatypes
 from dockyard.registry.artifacts import Artifact, TagExists
-from dockyard.registry.errors import ManifestInvalid, ManifestUnknown, NameUnknown, RegistryError
+from dockyard.registry.errors import (
+    ManifestInvalid,
+    ManifestUnknown,
+    NameUnknown,
+    RegistryError,
+)
 from dockyard.services import Services
 
 router = APIRouter(tags=["repository", "artifact"])
@@ -64,12 +69,18 @@ async def list_all_repositories(
     q: str | None = None,
     sort: str | None = None,
 ) -> Response:
-    query = select(repositories).join(projects, projects.c.id == repositories.c.project_id)
+    query = select(repositories).join(
+        projects, projects.c.id == repositories.c.project_id
+    )
     if not caller.sysadmin:
         visible = [projects.c.public.is_(True)]
         if caller.user_id is not None:
             visible.append(
-                projects.c.id.in_(select(members.c.project_id).where(members.c.user_id == caller.user_id))
+                projects.c.id.in_(
+                    select(members.c.project_id).where(
+                        members.c.user_id == caller.user_id
+                    )
+                )
             )
         query = query.where(or_(*visible))
     return await _repository_page(request, services, query, q, sort, page)
@@ -89,8 +100,10 @@ async def list_repositories(
     if project is None:
         raise NotFound(f"project {project_name} not found")
     if PULL not in await services.policy.project_actions(caller, project_name):
-        raise Unauthorized("authentication required") if caller.anonymous else Forbidden(
-            f"you may not read {project_name}"
+        raise (
+            Unauthorized("authentication required")
+            if caller.anonymous
+            else Forbidden(f"you may not read {project_name}")
         )
     query = select(repositories).where(repositories.c.project_id == project.id)
     return await _repository_page(request, services, query, q, sort, page)
@@ -100,7 +113,9 @@ async def list_repositories(
 async def get_repository(
     project_name: str, repository_name: str, services: ServicesDep, caller: CallerDep
 ) -> dict[str, Any]:
-    name = await _require(services, caller, _full_name(project_name, repository_name), PULL)
+    name = await _require(
+        services, caller, _full_name(project_name, repository_name), PULL
+    )
     rows, _ = await services.artifacts.list_repositories(
         select(repositories).where(repositories.c.name == name), 0, 1
     )
@@ -117,8 +132,12 @@ async def update_repository(
     services: ServicesDep,
     caller: CallerDep,
 ) -> Response:
-    name = await _require(services, caller, _full_name(project_name, repository_name), DELETE)
-    await _translate(services.artifacts.update_description(name, body.description, caller.username))
+    name = await _require(
+        services, caller, _full_name(project_name, repository_name), DELETE
+    )
+    await _translate(
+        services.artifacts.update_description(name, body.description, caller.username)
+    )
     return Response(status_code=200)
 
 
@@ -126,7 +145,9 @@ async def update_repository(
 async def delete_repository(
     project_name: str, repository_name: str, services: ServicesDep, caller: CallerDep
 ) -> Response:
-    name = await _require(services, caller, _full_name(project_name, repository_name), DELETE)
+    name = await _require(
+        services, caller, _full_name(project_name, repository_name), DELETE
+    )
     await _translate(services.artifacts.delete_repository(name, caller.username))
     return Response(status_code=200)
 
@@ -143,12 +164,18 @@ async def list_artifacts(
     sort: str | None = None,
     with_tag: bool = True,
 ) -> Response:
-    name = await _require(services, caller, _full_name(project_name, repository_name), PULL)
+    name = await _require(
+        services, caller, _full_name(project_name, repository_name), PULL
+    )
     try:
-        query = apply_query(select(manifests), parse_q(q), parse_sort(sort), _ARTIFACT_COLUMNS, [])
+        query = apply_query(
+            select(manifests), parse_q(q), parse_sort(sort), _ARTIFACT_COLUMNS, []
+        )
     except QueryError as exc:
         raise BadRequest(str(exc)) from exc
-    found, total = await _translate(services.artifacts.list_artifacts(name, query, page.offset, page.size))
+    found, total = await _translate(
+        services.artifacts.list_artifacts(name, query, page.offset, page.size)
+    )
     items = [await _artifact_resp(services, name, a, with_tag) for a in found]
     return paginated(request, items, total, page)
 
@@ -162,17 +189,27 @@ async def get_artifact(
     caller: CallerDep,
     with_tag: bool = True,
 ) -> dict[str, Any]:
-    name = await _require(services, caller, _full_name(project_name, repository_name), PULL)
+    name = await _require(
+        services, caller, _full_name(project_name, repository_name), PULL
+    )
     artifact = await _translate(services.artifacts.get_artifact(name, reference))
     return await _artifact_resp(services, name, artifact, with_tag)
 
 
 @router.delete(_ARTIFACT_PATH + "/{reference}")
 async def delete_artifact(
-    project_name: str, repository_name: str, reference: str, services: ServicesDep, caller: CallerDep
+    project_name: str,
+    repository_name: str,
+    reference: str,
+    services: ServicesDep,
+    caller: CallerDep,
 ) -> Response:
-    name = await _require(services, caller, _full_name(project_name, repository_name), DELETE)
-    await _translate(services.artifacts.delete_artifact(name, reference, caller.username))
+    name = await _require(
+        services, caller, _full_name(project_name, repository_name), DELETE
+    )
+    await _translate(
+        services.artifacts.delete_artifact(name, reference, caller.username)
+    )
     return Response(status_code=200)
 
 
@@ -186,10 +223,14 @@ async def list_tags(
     caller: CallerDep,
     page: PageDep,
 ) -> Response:
-    name = await _require(services, caller, _full_name(project_name, repository_name), PULL)
+    name = await _require(
+        services, caller, _full_name(project_name, repository_name), PULL
+    )
     artifact = await _translate(services.artifacts.get_artifact(name, reference))
     window = artifact.tags[page.offset : page.offset + page.size]
-    return paginated(request, [_tag_resp(artifact, t) for t in window], len(artifact.tags), page)
+    return paginated(
+        request, [_tag_resp(artifact, t) for t in window], len(artifact.tags), page
+    )
 
 
 @router.post(_ARTIFACT_PATH + "/{reference}/tags", status_code=201)
@@ -201,9 +242,13 @@ async def create_tag(
     services: ServicesDep,
     caller: CallerDep,
 ) -> Response:
-    name = await _require(services, caller, _full_name(project_name, repository_name), PUSH)
+    name = await _require(
+        services, caller, _full_name(project_name, repository_name), PUSH
+    )
     try:
-        await _translate(services.artifacts.add_tag(name, reference, body.name, caller.username))
+        await _translate(
+            services.artifacts.add_tag(name, reference, body.name, caller.username)
+        )
     except TagExists as exc:
         raise Conflict(str(exc)) from exc
     return Response(status_code=201)
@@ -218,8 +263,12 @@ async def delete_tag(
     services: ServicesDep,
     caller: CallerDep,
 ) -> Response:
-    name = await _require(services, caller, _full_name(project_name, repository_name), DELETE)
-    await _translate(services.artifacts.delete_tag(name, reference, tag_name, caller.username))
+    name = await _require(
+        services, caller, _full_name(project_name, repository_name), DELETE
+    )
+    await _translate(
+        services.artifacts.delete_tag(name, reference, tag_name, caller.username)
+    )
     return Response(status_code=200)
 
 
@@ -227,7 +276,9 @@ def _full_name(project_name: str, repository_name: str) -> str:
     return f"{project_name}/{unquote(repository_name)}"
 
 
-async def _require(services: Services, caller: Principal, name: str, action: str) -> str:
+async def _require(
+    services: Services, caller: Principal, name: str, action: str
+) -> str:
     """`name` if the caller may take `action` on it; 401/403 otherwise."""
     if action not in await services.policy.allowed_actions(caller, name):
         if caller.anonymous:
@@ -248,12 +299,27 @@ async def _translate(awaitable):  # type: ignore[no-untyped-def]
         raise BadRequest(exc.message) from exc
 
 
-async def _repository_page(request, services, query, q, sort, page) -> Response:  # type: ignore[no-untyped-def]
+async def _repository_page(
+    request: Request,
+    services: Services,
+    query: Select,
+    q: str | None,
+    sort: str | None,
+    page: Page,
+) -> Response:
     try:
-        query = apply_query(query, parse_q(q), parse_sort(sort), _REPOSITORY_COLUMNS, [repositories.c.name])
+        query = apply_query(
+            query,
+            parse_q(q),
+            parse_sort(sort),
+            _REPOSITORY_COLUMNS,
+            [repositories.c.name],
+        )
     except QueryError as exc:
         raise BadRequest(str(exc)) from exc
-    rows, total = await services.artifacts.list_repositories(query, page.offset, page.size)
+    rows, total = await services.artifacts.list_repositories(
+        query, page.offset, page.size
+    )
     return paginated(request, [_repository_resp(row) for row in rows], total, page)
 
 
@@ -309,7 +375,9 @@ def _artifact_kind(artifact: Artifact, config_type: str | None) -> str:
     return "UNKNOWN"
 
 
-def _references(artifact: Artifact, document: dict[str, Any]) -> list[dict[str, Any]] | None:
+def _references(
+    artifact: Artifact, document: dict[str, Any]
+) -> list[dict[str, Any]] | None:
     if artifact.media_type not in mediatypes.INDEXES:
         return None
     return [

@@ -51,7 +51,9 @@ async def health(services: ServicesDep) -> dict[str, Any]:
         {"name": "core", "status": "healthy"},
         await _database_health(services),
     ]
-    overall = "healthy" if all(c["status"] == "healthy" for c in components) else "unhealthy"
+    overall = (
+        "healthy" if all(c["status"] == "healthy" for c in components) else "unhealthy"
+    )
     return {"status": overall, "components": components}
 
 

@@ -80,7 +80,9 @@ async def list_users(
     sort: str | None = None,
 ) -> Response:
     try:
-        query = apply_query(users.select(), parse_q(q), parse_sort(sort), _QUERY_COLUMNS, [])
+        query = apply_query(
+            users.select(), parse_q(q), parse_sort(sort), _QUERY_COLUMNS, []
+        )
     except QueryError as exc:
         raise BadRequest(str(exc)) from exc
     rows, total = await services.users.list_users(query, page.offset, page.size)
@@ -110,7 +112,9 @@ async def current_user(services: ServicesDep, user: UserDep) -> dict[str, Any]:
 
 
 @router.post("/users", status_code=201)
-async def create_user(body: UserCreationReq, services: ServicesDep, admin: AdminDep) -> Response:
+async def create_user(
+    body: UserCreationReq, services: ServicesDep, admin: AdminDep
+) -> Response:
     try:
         user_id = await services.users.create_user(
             body.username,
@@ -128,7 +132,9 @@ async def create_user(body: UserCreationReq, services: ServicesDep, admin: Admin
 
 
 @router.get("/users/{user_id}")
-async def get_user(user_id: int, services: ServicesDep, user: UserDep) -> dict[str, Any]:
+async def get_user(
+    user_id: int, services: ServicesDep, user: UserDep
+) -> dict[str, Any]:
     _require_self_or_admin(user, user_id)
     return user_resp(await _existing_user(services, user_id))
 
@@ -140,7 +146,11 @@ async def update_user(
     _require_self_or_admin(user, user_id)
     await _existing_user(services, user_id)
     await services.users.update_profile(
-        user_id, user.username, email=body.email, realname=body.realname, comment=body.comment
+        user_id,
+        user.username,
+        email=body.email,
+        realname=body.realname,
+        comment=body.comment,
     )
     return Response(status_code=200)
 
@@ -165,7 +175,9 @@ async def change_password(
     if old is None and user.user_id == user_id:
         raise BadRequest("old_password is required")
     try:
-        await services.users.change_password(user_id, body.new_password, old, user.username)
+        await services.users.change_password(
+            user_id, body.new_password, old, user.username
+        )
     except UserError as exc:
         if "old password" in str(exc):
             raise Forbidden(str(exc)) from exc

@@ -23,8 +23,16 @@ ROUTES = [
         uploads.upload_status,
         methods=["GET"],
     ),
-    Route(f"/v2/{_NAME}/blobs/uploads/{{upload_id}}", uploads.append_chunk, methods=["PATCH"]),
-    Route(f"/v2/{_NAME}/blobs/uploads/{{upload_id}}", uploads.finish_upload, methods=["PUT"]),
+    Route(
+        f"/v2/{_NAME}/blobs/uploads/{{upload_id}}",
+        uploads.append_chunk,
+        methods=["PATCH"],
+    ),
+    Route(
+        f"/v2/{_NAME}/blobs/uploads/{{upload_id}}",
+        uploads.finish_upload,
+        methods=["PUT"],
+    ),
     Route(
         f"/v2/{_NAME}/blobs/uploads/{{upload_id}}",
         uploads.cancel_upload,
@@ -37,13 +45,17 @@ ROUTES = [
         manifests.get_manifest,
         methods=["GET", "HEAD"],
     ),
-    Route(f"/v2/{_NAME}/manifests/{{reference}}", manifests.put_manifest, methods=["PUT"]),
+    Route(
+        f"/v2/{_NAME}/manifests/{{reference}}", manifests.put_manifest, methods=["PUT"]
+    ),
     Route(
         f"/v2/{_NAME}/manifests/{{reference}}",
         manifests.delete_manifest,
         methods=["DELETE"],
     ),
-    Route(f"/v2/{_NAME}/referrers/{{digest}}", referrers.list_referrers, methods=["GET"]),
+    Route(
+        f"/v2/{_NAME}/referrers/{{digest}}", referrers.list_referrers, methods=["GET"]
+    ),
 ]
 
 
@@ -51,7 +63,11 @@ async def handle_registry_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RegistryError)
     headers = None
     if isinstance(exc, Challenge):
-        headers = {"www-authenticate": request.app.state.services.guard.challenge_header(request, exc)}
+        headers = {
+            "www-authenticate": request.app.state.services.guard.challenge_header(
+                request, exc
+            )
+        }
     if isinstance(exc, RangeNotSatisfiable):
         headers = {"content-range": f"bytes */{exc.detail['size']}"}
     return error_response(exc, headers)

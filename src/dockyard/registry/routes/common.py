@@ -22,7 +22,7 @@ class PaginationInvalid(RegistryError):
     code = "PAGINATION_NUMBER_INVALID"
 
 
-def services(request: Request) -> "Services":
+def services(request: Request) -> Services:
     return request.app.state.services
 
 
@@ -41,7 +41,9 @@ def page_params(request: Request, default: int | None) -> tuple[int | None, str 
     return min(int(text), MAX_PAGE), last
 
 
-def next_link(path: str, limit: int | None, items: list[str], extra: dict[str, str]) -> dict[str, str]:
+def next_link(
+    path: str, limit: int | None, items: list[str], extra: dict[str, str]
+) -> dict[str, str]:
     """A `Link: <...>; rel="next"` header when a full page suggests more."""
     if limit is None or limit == 0 or len(items) < limit:
         return {}

@@ -33,7 +33,9 @@ from dockyard.registry.reference import project_of
 class Challenge(Unauthorized):
     """401 with a `WWW-Authenticate` header; carries what the header needs."""
 
-    def __init__(self, scope: str | None, error: str | None = None, message: str | None = None) -> None:
+    def __init__(
+        self, scope: str | None, error: str | None = None, message: str | None = None
+    ) -> None:
         super().__init__(message)
         self.scope = scope
         self.error = error
@@ -47,7 +49,11 @@ class Credentials:
     @property
     def actor(self) -> str:
         """The name the audit log records for this caller."""
-        name = self.principal.username if self.principal else (self.token.subject if self.token else "")
+        name = (
+            self.principal.username
+            if self.principal
+            else (self.token.subject if self.token else "")
+        )
         return name or "anonymous"
 
 
@@ -66,7 +72,9 @@ class RegistryGuard:
         self.projects = projects
         self.policy = policy
 
-    async def authenticate(self, request: Request, scope: str | None = None) -> Credentials:
+    async def authenticate(
+        self, request: Request, scope: str | None = None
+    ) -> Credentials:
         """Whoever the request proves to be; a challenge if it proves nothing."""
         header = request.headers.get("authorization")
         if not header:
@@ -75,7 +83,9 @@ class RegistryGuard:
         kind = kind.lower()
         if kind == "bearer":
             try:
-                return Credentials(token=self.authority.verify_access_token(value.strip()))
+                return Credentials(
+                    token=self.authority.verify_access_token(value.strip())
+                )
             except InvalidToken as exc:
                 raise Challenge(scope, "invalid_token", "invalid bearer token") from exc
         if kind == "basic":
@@ -91,7 +101,11 @@ class RegistryGuard:
         raise Challenge(scope, message="invalid credentials")
 
     async def authorize(
-        self, request: Request, repository: str, action: str, also_ask: str | None = None
+        self,
+        request: Request,
+        repository: str,
+        action: str,
+        also_ask: str | None = None,
     ) -> Credentials:
         """Allow `action` on `repository` or raise a challenge.
 
@@ -105,7 +119,9 @@ class RegistryGuard:
         if credentials.token is not None:
             allowed = await self._token_actions(credentials.token, repository)
         else:
-            allowed = await self.policy.allowed_actions(credentials.principal, repository)
+            allowed = await self.policy.allowed_actions(
+                credentials.principal, repository
+            )
         if action in allowed:
             return credentials
         if credentials.principal is not None:
@@ -117,9 +133,13 @@ class RegistryGuard:
         """Whether the already authenticated caller may pull `repository` (mounts)."""
         if credentials.token is not None:
             return PULL in await self._token_actions(credentials.token, repository)
-        return PULL in await self.policy.allowed_actions(credentials.principal, repository)
+        return PULL in await self.policy.allowed_actions(
+            credentials.principal, repository
+        )
 
-    async def token_could_cover(self, credentials: Credentials, repository: str) -> bool:
+    async def token_could_cover(
+        self, credentials: Credentials, repository: str
+    ) -> bool:
         """Whether the caller holds a token without pull on `repository` although
         a new token would carry it (so a challenge is worth sending)."""
         if credentials.token is None:
@@ -136,7 +156,9 @@ class RegistryGuard:
             return ANONYMOUS
         return Principal(user["id"], user["username"], bool(user["sysadmin"]))
 
-    async def _token_actions(self, token: AccessToken, repository: str) -> frozenset[str]:
+    async def _token_actions(
+        self, token: AccessToken, repository: str
+    ) -> frozenset[str]:
         actions = token.actions_for("repository", repository)
         if not actions:
             return actions

@@ -5,12 +5,12 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
-from dockyard.auth.roles import DELETE, PULL, PUSH
 from dockyard.audit import AuditEntry
+from dockyard.auth.roles import DELETE, PULL, PUSH
 from dockyard.registry import mediatypes
+from dockyard.registry.errors import ManifestTooLarge, ManifestUnknown
 from dockyard.registry.manifests import artifact_resource
 from dockyard.registry.reference import project_of
-from dockyard.registry.errors import ManifestTooLarge, ManifestUnknown
 from dockyard.registry.routes.common import repository_name, services
 
 
@@ -65,7 +65,9 @@ async def delete_manifest(request: Request) -> Response:
     name = repository_name(request)
     credentials = await svc.guard.authorize(request, name, DELETE)
 
-    await svc.manifests.delete_manifest(name, request.path_params["reference"], credentials.actor)
+    await svc.manifests.delete_manifest(
+        name, request.path_params["reference"], credentials.actor
+    )
 
     return Response(status_code=202)
 

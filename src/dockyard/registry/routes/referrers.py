@@ -21,6 +21,10 @@ async def list_referrers(request: Request) -> Response:
     descriptors = await svc.manifests.list_referrers(name, digest, artifact_type)
 
     # Always a valid image index, empty when nothing refers to the digest.
-    index = {"schemaVersion": 2, "mediaType": mediatypes.OCI_INDEX, "manifests": descriptors}
+    index = {
+        "schemaVersion": 2,
+        "mediaType": mediatypes.OCI_INDEX,
+        "manifests": descriptors,
+    }
     headers = {"oci-filters-applied": "artifactType"} if artifact_type else {}
     return JSONResponse(index, media_type=mediatypes.OCI_INDEX, headers=headers)

@@ -17,7 +17,9 @@ _RANGE_READ_SIZE = 1024 * 1024
 _RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$")
 
 
-def error_response(error: RegistryError, headers: dict[str, str] | None = None) -> Response:
+def error_response(
+    error: RegistryError, headers: dict[str, str] | None = None
+) -> Response:
     return JSONResponse(error.to_body(), status_code=error.status, headers=headers)
 
 
@@ -56,7 +58,11 @@ class BlobResponse(Response):
         self.status_code = 206 if byte_range else 200
         self.background = None
         start, end = byte_range or (0, size - 1)
-        headers = {**headers, "content-length": str(end - start + 1), "accept-ranges": "bytes"}
+        headers = {
+            **headers,
+            "content-length": str(end - start + 1),
+            "accept-ranges": "bytes",
+        }
         if byte_range:
             headers["content-range"] = f"bytes {start}-{end}/{size}"
         self.media_type = "application/octet-stream"
@@ -64,11 +70,17 @@ class BlobResponse(Response):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await send(
-            {"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers}
+            {
+                "type": "http.response.start",
+                "status": self.status_code,
+                "headers": self.raw_headers,
+            }
         )
         if scope["method"] == "HEAD":
             await send({"type": "http.response.body", "body": b""})
-        elif self.byte_range is None and "http.response.pathsend" in scope.get("extensions", {}):
+        elif self.byte_range is None and "http.response.pathsend" in scope.get(
+            "extensions", {}
+        ):
             await send({"type": "http.response.pathsend", "path": str(self.path)})
         else:
             await self._stream(send)
@@ -84,7 +96,9 @@ class BlobResponse(Response):
                 if not data:
                     break
                 position += len(data)
-                await send({"type": "http.response.body", "body": data, "more_body": True})
+                await send(
+                    {"type": "http.response.body", "body": data, "more_body": True}
+                )
         finally:
             os.close(descriptor)
         await send({"type": "http.response.body", "body": b""})

@@ -7,7 +7,12 @@ from starlette.responses import JSONResponse, Response
 
 from dockyard.auth.roles import PULL
 from dockyard.registry.errors import NameUnknown
-from dockyard.registry.routes.common import next_link, page_params, repository_name, services
+from dockyard.registry.routes.common import (
+    next_link,
+    page_params,
+    repository_name,
+    services,
+)
 from dockyard.registry.tags import list_tags
 
 

@@ -34,7 +34,9 @@ async def start_upload(request: Request) -> Response:
 
     if "digest" in params:
         digest = str(parse_digest(params["digest"]))
-        await svc.uploads.upload_blob(name, digest, request.stream(), _content_length(request))
+        await svc.uploads.upload_blob(
+            name, digest, request.stream(), _content_length(request)
+        )
         return _blob_created(name, digest)
     if mount and source and await svc.guard.may_pull(credentials, source):
         digest = str(parse_digest(mount))
@@ -123,7 +125,9 @@ def _blob_created(name: str, digest: str) -> Response:
     return Response(status_code=201, headers=headers)
 
 
-def _upload_accepted(name: str, upload_id: str, offset: int, status: int = 202) -> Response:
+def _upload_accepted(
+    name: str, upload_id: str, offset: int, status: int = 202
+) -> Response:
     headers = {
         "location": f"/v2/{name}/blobs/uploads/{upload_id}",
         "range": f"0-{max(offset - 1, 0)}",
