@@ -14,6 +14,7 @@ from dockyard.auth.keys import load_or_create_signing_key
 from dockyard.auth.tokens import TokenAuthority
 from dockyard.auth.users import UserService
 from dockyard.config import Settings
+from dockyard.configurations import ConfigurationService
 from dockyard.db.database import Database
 from dockyard.projects import ProjectService
 from dockyard.registry.artifacts import ArtifactService
@@ -40,6 +41,7 @@ class Services:
     manifests: ManifestService
     catalog: Catalog
     artifacts: ArtifactService
+    configurations: ConfigurationService
 
     async def close(self) -> None:
         await self.db.close()
@@ -56,6 +58,7 @@ def build_services(settings: Settings) -> Services:
         expiration=settings.token.expiration_seconds,
         refresh_expiration=settings.token.refresh_expiration_seconds,
     )
+    configurations = ConfigurationService(db, settings.token.expiration_seconds)
     users = UserService(db)
     projects = ProjectService(db)
     policy = AccessPolicy(projects)
@@ -67,11 +70,14 @@ def build_services(settings: Settings) -> Services:
         projects=projects,
         policy=policy,
         authority=authority,
-        guard=RegistryGuard(settings, authority, users, projects, policy),
+        guard=RegistryGuard(
+            settings, authority, users, projects, policy, configurations
+        ),
         audit=audit,
         blobs=BlobService(db, storage, audit),
         uploads=UploadService(db, storage),
         manifests=ManifestService(db, audit, settings.max_manifest_bytes),
         catalog=Catalog(db),
         artifacts=ArtifactService(db),
+        configurations=configurations,
     )

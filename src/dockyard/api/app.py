@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 
 from dockyard import __version__
 from dockyard.api import errors
-from dockyard.api.routes import audit, projects, repositories, system, users
+from dockyard.api.deps import refuse_changes_when_read_only
+from dockyard.api.routes import (
+    audit,
+    configurations,
+    projects,
+    repositories,
+    system,
+    users,
+)
 
 API_PREFIX = "/api/v2.0"
 
@@ -23,12 +31,14 @@ def create_api() -> FastAPI:
         openapi_url="/openapi.json",
         docs_url=None,
         redoc_url=None,
+        dependencies=[Depends(refuse_changes_when_read_only)],
         exception_handlers={
             errors.ApiError: errors.handle_api_error,
             RequestValidationError: errors.handle_validation_error,
             HTTPException: errors.handle_http_exception,
+            Exception: errors.handle_unexpected,
         },
     )
-    for module in (system, users, projects, repositories, audit):
+    for module in (system, users, projects, repositories, audit, configurations):
         api.include_router(module.router)
     return api

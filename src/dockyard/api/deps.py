@@ -19,6 +19,7 @@ from fastapi.responses import JSONResponse
 from dockyard.api.errors import Forbidden, TooManyRequests, Unauthorized
 from dockyard.auth.principals import ANONYMOUS, Principal
 from dockyard.auth.users import LoginThrottled
+from dockyard.configurations import READ_ONLY_MESSAGE
 from dockyard.services import Services
 
 MAX_PAGE_SIZE = 100
@@ -72,6 +73,19 @@ async def get_admin(user: UserDep) -> Principal:
 
 
 AdminDep = Annotated[Principal, Depends(get_admin)]
+
+
+_CHANGES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+async def refuse_changes_when_read_only(
+    request: Request, services: ServicesDep
+) -> None:
+    """In read-only mode every change is refused, except turning it off."""
+    if request.method not in _CHANGES or request.url.path.endswith("/configurations"):
+        return
+    if await services.configurations.get("read_only"):
+        raise Forbidden(READ_ONLY_MESSAGE)
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,12 +8,15 @@ table below is the only place a code meets its status.
 
 from __future__ import annotations
 
+import logging
 from typing import ClassVar
 
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
+
+log = logging.getLogger(__name__)
 
 STATUS_CODES: dict[str, int] = {
     "BAD_REQUEST": 400,
@@ -90,6 +93,12 @@ async def handle_validation_error(request: Request, exc: Exception) -> JSONRespo
     return JSONResponse(
         error_body("BAD_REQUEST", problems or "invalid request"), status_code=400
     )
+
+
+async def handle_unexpected(request: Request, exc: Exception) -> JSONResponse:
+    log.error("api_request_failed path=%s", request.url.path, exc_info=exc)
+    body = error_body("INTERNAL_SERVER_ERROR", "internal server error")
+    return JSONResponse(body, status_code=500)
 
 
 async def handle_http_exception(request: Request, exc: Exception) -> JSONResponse:

@@ -104,7 +104,8 @@ async def _token_response(
     svc: Services, principal: Principal, scope_params: list[str], offline: bool
 ) -> Response:
     granted = await svc.policy.grant(principal, parse_scopes(scope_params))
-    issued = svc.authority.issue_access_token(principal.username, granted)
+    lifetime = await svc.configurations.get("token_expiration") * 60
+    issued = svc.authority.issue_access_token(principal.username, granted, lifetime)
     body = {
         "token": issued.token,
         "access_token": issued.token,

@@ -72,9 +72,13 @@ class TokenAuthority:
         self.refresh_expiration = refresh_expiration
         self._verified: OrderedDict[str, AccessToken] = OrderedDict()
 
-    def issue_access_token(self, subject: str, access: list[Scope]) -> IssuedToken:
+    def issue_access_token(
+        self, subject: str, access: list[Scope], lifetime: int | None = None
+    ) -> IssuedToken:
+        """An access token for `access`, valid `lifetime` seconds (default: the
+        authority's expiration)."""
         claims = {"access": [scope.to_claim() for scope in access]}
-        return self._sign(subject, self.expiration, claims)
+        return self._sign(subject, lifetime or self.expiration, claims)
 
     def issue_refresh_token(self, subject: str, password_version: int) -> IssuedToken:
         claims = {"token_use": _REFRESH, "pwv": password_version}

@@ -168,6 +168,15 @@ tags = Table(
     Index(None, "manifest_id"),
 )
 
+configurations = Table(
+    "configurations",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    # JSON-encoded value.
+    Column("value", Text, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
 audit_logs = Table(
     "audit_logs",
     metadata,

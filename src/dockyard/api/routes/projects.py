@@ -129,6 +129,9 @@ async def create_project(
 ) -> Response:
     if not body.project_name:
         raise BadRequest("project_name is required")
+    restriction = await services.configurations.get("project_creation_restriction")
+    if restriction == "adminonly" and not user.sysadmin:
+        raise Forbidden("only system administrators may create projects")
     try:
         project = await services.projects.create_project(
             body.project_name,

@@ -22,11 +22,12 @@ async def ping() -> str:
 @router.get("/systeminfo")
 async def systeminfo(services: ServicesDep, caller: CallerDep) -> dict[str, Any]:
     """General settings; authenticated callers also see deployment details."""
+    config = await services.configurations.all()
     info: dict[str, Any] = {
-        "auth_mode": "db_auth",
+        "auth_mode": config["auth_mode"],
         "primary_auth_mode": False,
-        "self_registration": False,
-        "banner_message": "",
+        "self_registration": config["self_registration"],
+        "banner_message": config["banner_message"],
         "harbor_version": f"dockyard-{__version__}",
     }
     if caller.anonymous:
@@ -37,9 +38,9 @@ async def systeminfo(services: ServicesDep, caller: CallerDep) -> dict[str, Any]
         "with_chartmuseum": False,
         "registry_url": base.split("://", 1)[-1],
         "external_url": base,
-        "project_creation_restriction": "everyone",
+        "project_creation_restriction": config["project_creation_restriction"],
         "has_ca_root": False,
-        "read_only": False,
+        "read_only": config["read_only"],
         "notification_enable": False,
         "registry_storage_provider_name": "filesystem",
     }

@@ -8,8 +8,15 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, Field
 
-from dockyard.api.deps import AdminDep, PageDep, ServicesDep, UserDep, paginated
-from dockyard.api.errors import BadRequest, Conflict, Forbidden, NotFound
+from dockyard.api.deps import (
+    AdminDep,
+    CallerDep,
+    PageDep,
+    ServicesDep,
+    UserDep,
+    paginated,
+)
+from dockyard.api.errors import BadRequest, Conflict, Forbidden, NotFound, Unauthorized
 from dockyard.api.query import QueryError, apply_query, parse_q, parse_sort
 from dockyard.auth.passwords import PasswordTooWeak
 from dockyard.auth.principals import Principal
@@ -113,8 +120,15 @@ async def current_user(services: ServicesDep, user: UserDep) -> dict[str, Any]:
 
 @router.post("/users", status_code=201)
 async def create_user(
-    body: UserCreationReq, services: ServicesDep, admin: AdminDep
+    body: UserCreationReq, services: ServicesDep, caller: CallerDep
 ) -> Response:
+    """Admins create users; anyone may sign up while self-registration is on."""
+    if not caller.sysadmin and not await services.configurations.get(
+        "self_registration"
+    ):
+        if caller.anonymous:
+            raise Unauthorized("authentication required")
+        raise Forbidden("only system administrators may create users")
     try:
         user_id = await services.users.create_user(
             body.username,
@@ -122,7 +136,7 @@ async def create_user(
             email=body.email,
             realname=body.realname,
             comment=body.comment,
-            actor=admin.username,
+            actor=caller.username or body.username,
         )
     except UserExists as exc:
         raise Conflict(str(exc)) from exc

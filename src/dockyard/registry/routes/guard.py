@@ -25,6 +25,7 @@ from dockyard.auth.roles import DELETE, PULL, PUSH
 from dockyard.auth.tokens import AccessToken, InvalidToken, TokenAuthority
 from dockyard.auth.users import LoginThrottled, UserService
 from dockyard.config import Settings
+from dockyard.configurations import READ_ONLY_MESSAGE, ConfigurationService
 from dockyard.projects import ProjectService
 from dockyard.registry.errors import Denied, TooManyRequests, Unauthorized
 from dockyard.registry.reference import project_of
@@ -65,7 +66,9 @@ class RegistryGuard:
         users: UserService,
         projects: ProjectService,
         policy: AccessPolicy,
+        configurations: ConfigurationService,
     ) -> None:
+        self.configurations = configurations
         self.settings = settings
         self.authority = authority
         self.users = users
@@ -123,6 +126,8 @@ class RegistryGuard:
                 credentials.principal, repository
             )
         if action in allowed:
+            if action != PULL and await self.configurations.get("read_only"):
+                raise Denied(READ_ONLY_MESSAGE)
             return credentials
         if credentials.principal is not None:
             # Basic credentials were good: asking again cannot help.

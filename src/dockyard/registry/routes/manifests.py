@@ -74,6 +74,8 @@ async def delete_manifest(request: Request) -> Response:
 
 async def _record_pull(request: Request, actor: str, name: str, reference: str) -> None:
     svc = services(request)
+    if await svc.configurations.get("pull_audit_log_disable"):
+        return
     project = await svc.projects.find_project(project_of(name))
     svc.audit.record_later(
         AuditEntry(

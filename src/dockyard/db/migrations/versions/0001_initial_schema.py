@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-12-04 13:07:09.420522
+Create Date: 2026-12-04 13:11:58.175667
 """
 
 from __future__ import annotations
@@ -46,6 +46,13 @@ def upgrade() -> None:
         sa.Column("size", sa.BigInteger(), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("digest", name=op.f("pk_blobs")),
+    )
+    op.create_table(
+        "configurations",
+        sa.Column("key", sa.String(length=64), nullable=False),
+        sa.Column("value", sa.Text(), nullable=False),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("key", name=op.f("pk_configurations")),
     )
     op.create_table(
         "uploads",
@@ -246,6 +253,7 @@ def downgrade() -> None:
     op.drop_table("projects")
     op.drop_table("users")
     op.drop_table("uploads")
+    op.drop_table("configurations")
     op.drop_table("blobs")
     with op.batch_alter_table("audit_logs", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_audit_logs_project_id_op_time"))
