@@ -26,11 +26,11 @@ from dockyard.auth import routes as token_routes
 from dockyard.config import Settings
 from dockyard.registry import routes as registry_routes
 from dockyard.registry.errors import ERROR_CODES, RegistryError
+from dockyard.server import SETTINGS_ENV
 from dockyard.services import build_services
 
 log = logging.getLogger("dockyard.access")
 
-SETTINGS_ENV = "DOCKYARD_INTERNAL_SETTINGS"
 
 
 def create_app(settings: Settings) -> Starlette:

@@ -24,6 +24,7 @@ from dockyard.bootstrap import create_initial_content, prepare_data_dir
 from dockyard.config import ConfigError, Settings, load_settings
 from dockyard.logging import configure_logging
 from dockyard.projects import ProjectError
+from dockyard.server import SETTINGS_ENV
 from dockyard.services import Services, build_services
 
 log = logging.getLogger(__name__)
@@ -91,21 +92,14 @@ def serve(
 
 
 def _run_server(settings: Settings) -> None:
-    from granian import Granian
-
-    os.environ["DOCKYARD_INTERNAL_SETTINGS"] = settings.model_dump_json(
-        exclude={"admin_password"}
-    )
-    Granian(
-        "dockyard.app:app_from_environment",
-        factory=True,
-        address=settings.host,
-        port=settings.port,
-        interface="asgi",
-        workers=settings.workers,
-        log_access=False,
-        backlog=2048,
-    ).serve()
+    """Become the serving process (see `dockyard.server`)."""
+    environment = dict(os.environ)
+    environment[SETTINGS_ENV] = settings.model_dump_json(exclude={"admin_password"})
+    # The admin password was only needed for the first start.
+    environment.pop("DOCKYARD_ADMIN_PASSWORD", None)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(sys.executable, [sys.executable, "-m", "dockyard.server"], environment)
 
 
 def _log_settings(settings: Settings) -> None:

@@ -1,0 +1,35 @@
+"""The serving process: granian running the application in worker processes.
+
+`dockyard serve` validates the settings, prepares the data directory and then
+replaces itself with this module (`exec`), so that the long-lived supervisor
+process holds only granian, not everything the start-up checks imported.
+The settings arrive as JSON in `SETTINGS_ENV`, without secrets.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+SETTINGS_ENV = "DOCKYARD_INTERNAL_SETTINGS"
+
+
+def main() -> None:
+    from granian import Granian
+
+    settings = json.loads(os.environ[SETTINGS_ENV])
+    host, _, port = settings["listen"].rpartition(":")
+    Granian(
+        "dockyard.app:app_from_environment",
+        factory=True,
+        address=host,
+        port=int(port),
+        interface="asgi",
+        workers=settings["workers"],
+        log_access=False,
+        backlog=2048,
+    ).serve()
+
+
+if __name__ == "__main__":
+    main()
