@@ -36,7 +36,9 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.b
 """
     )
     log = (root / "containerd.log").open("wb")
-    process = subprocess.Popen(["containerd", "--config", str(config)], stdout=log, stderr=log)
+    process = subprocess.Popen(
+        ["containerd", "--config", str(config)], stdout=log, stderr=log
+    )
     socket = root / "c.sock"
     try:
         for _ in range(100):
@@ -56,23 +58,39 @@ def test_ctr_pulls_and_pushes_with_user_credentials(dockyard, containerd, images
     dockyard.cli("project", "create", project, "--private")
     dockyard.cli("member", "add", project, user, "developer")
     source = f"{dockyard.host}/{project}/busybox:1.36"
-    skopeo("copy", "--dest-tls-verify=false", "--dest-creds", f"admin:{dockyard.admin_password}",
-           f"oci:{images.oci}/busybox:1.36", f"docker://{source}")
+    skopeo(
+        "copy",
+        "--dest-tls-verify=false",
+        "--dest-creds",
+        f"admin:{dockyard.admin_password}",
+        f"oci:{images.oci}/busybox:1.36",
+        f"docker://{source}",
+    )
     creds = f"{user}:{PASSWORD}"
     target = f"{dockyard.host}/{project}/pushed:1"
 
     run(*containerd, "images", "pull", "--plain-http", "--user", creds, source)
     run(*containerd, "images", "tag", source, target)
     run(*containerd, "images", "push", "--plain-http", "--user", creds, target)
-    inspected = skopeo("inspect", "--tls-verify=false", "--creds", creds, f"docker://{target}")
+    inspected = skopeo(
+        "inspect", "--tls-verify=false", "--creds", creds, f"docker://{target}"
+    )
 
     assert images.digest("busybox:1.36") in inspected.stdout
     assert "method=POST path=/service/token status=200" in dockyard.log()
 
 
 def test_ctr_with_wrong_password_is_refused(dockyard, containerd):
-    result = run(*containerd, "images", "pull", "--plain-http", "--user", "admin:wrong",
-                 f"{dockyard.host}/library/busybox:1.36", check=False)
+    result = run(
+        *containerd,
+        "images",
+        "pull",
+        "--plain-http",
+        "--user",
+        "admin:wrong",
+        f"{dockyard.host}/library/busybox:1.36",
+        check=False,
+    )
 
     assert result.returncode != 0
     assert "401" in result.stderr

@@ -20,18 +20,34 @@ def docker_env(tmp_path):
 
 def test_docker_login_then_manifest_inspect(dockyard, images, docker_env, tmp_path):
     repository = f"{dockyard.host}/library/docker-{secrets.token_hex(3)}"
-    skopeo("copy", "--dest-tls-verify=false", "--dest-creds", f"admin:{dockyard.admin_password}",
-           f"oci:{images.oci}/busybox:multi", f"docker://{repository}:multi", "--all")
+    skopeo(
+        "copy",
+        "--dest-tls-verify=false",
+        "--dest-creds",
+        f"admin:{dockyard.admin_password}",
+        f"oci:{images.oci}/busybox:multi",
+        f"docker://{repository}:multi",
+        "--all",
+    )
 
     login = _login(dockyard, docker_env)
-    inspected = run("docker", "manifest", "inspect", "--insecure", f"{repository}:multi", env=docker_env)
+    inspected = run(
+        "docker",
+        "manifest",
+        "inspect",
+        "--insecure",
+        f"{repository}:multi",
+        env=docker_env,
+    )
 
     assert "Login Succeeded" in login.stdout
     # Login asked for an offline token: docker keeps the refresh token, not
     # the password, and used it (POST refresh_token grant) for the inspect.
     saved = json.loads((tmp_path / "docker" / "config.json").read_text())
     assert "identitytoken" in saved["auths"][dockyard.host]
-    platforms = {m["platform"]["architecture"] for m in json.loads(inspected.stdout)["manifests"]}
+    platforms = {
+        m["platform"]["architecture"] for m in json.loads(inspected.stdout)["manifests"]
+    }
     assert platforms == {"amd64", "arm64"}
 
 

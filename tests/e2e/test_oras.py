@@ -27,15 +27,23 @@ def oras_client(dockyard, tmp_path):
     # spec, answers 401 for a missing scope. Renew on every challenge
     # (see shared/CLIENTS.md).
     authenticate = client.auth.authenticate_request
-    client.auth.authenticate_request = lambda r, h, refresh=False: authenticate(r, h, refresh=True)
+    client.auth.authenticate_request = lambda r, h, refresh=False: authenticate(
+        r, h, refresh=True
+    )
     return client
 
 
-def test_oras_pushes_fixture_sbom_referrer_found_by_artifact_type(dockyard, images, tmp_path):
+def test_oras_pushes_fixture_sbom_referrer_found_by_artifact_type(
+    dockyard, images, tmp_path
+):
     repository = f"library/oras-{secrets.token_hex(3)}"
     skopeo(
-        "copy", "--dest-tls-verify=false", "--dest-creds", f"admin:{dockyard.admin_password}",
-        f"oci:{images.oci}/busybox:1.36", f"docker://{dockyard.host}/{repository}:1.36",
+        "copy",
+        "--dest-tls-verify=false",
+        "--dest-creds",
+        f"admin:{dockyard.admin_password}",
+        f"oci:{images.oci}/busybox:1.36",
+        f"docker://{dockyard.host}/{repository}:1.36",
     )
     client = oras_client(dockyard, tmp_path)
     subject = images.digest("busybox:1.36")
@@ -45,8 +53,13 @@ def test_oras_pushes_fixture_sbom_referrer_found_by_artifact_type(dockyard, imag
         client, f"{dockyard.host}/{repository}:busybox-sbom", tag="busybox-sbom"
     )
     listed = admin.get(f"/v2/{repository}/referrers/{subject}").json()["manifests"]
-    filtered = admin.get(f"/v2/{repository}/referrers/{subject}", params={"artifactType": ARTIFACT_TYPE})
-    other = admin.get(f"/v2/{repository}/referrers/{subject}", params={"artifactType": "application/x-none"})
+    filtered = admin.get(
+        f"/v2/{repository}/referrers/{subject}", params={"artifactType": ARTIFACT_TYPE}
+    )
+    other = admin.get(
+        f"/v2/{repository}/referrers/{subject}",
+        params={"artifactType": "application/x-none"},
+    )
 
     assert [m["digest"] for m in listed] == [images.digest("artifact:busybox-sbom")]
     assert listed[0]["artifactType"] == ARTIFACT_TYPE
@@ -55,14 +68,18 @@ def test_oras_pushes_fixture_sbom_referrer_found_by_artifact_type(dockyard, imag
     assert other.json()["manifests"] == []
 
 
-def test_oras_push_with_subject_is_listed_by_referrers_api(dockyard, tmp_path, monkeypatch):
+def test_oras_push_with_subject_is_listed_by_referrers_api(
+    dockyard, tmp_path, monkeypatch
+):
     admin = httpx.Client(base_url=dockyard.url, auth=("admin", dockyard.admin_password))
     repository = f"library/oras-{secrets.token_hex(3)}"
     subject = _push_small_image(admin, repository)
     client = oras_client(dockyard, tmp_path)
     monkeypatch.chdir(tmp_path)  # oras-py only pushes files below the working directory
     (tmp_path / "sbom.json").write_text(json.dumps({"packages": ["busybox"]}))
-    descriptor = oras.oci.Subject(mediaType=OCI_MANIFEST, digest=subject["digest"], size=subject["size"])
+    descriptor = oras.oci.Subject(
+        mediaType=OCI_MANIFEST, digest=subject["digest"], size=subject["size"]
+    )
 
     client.push(
         target=f"{dockyard.host}/{repository}:sbom",
@@ -82,14 +99,33 @@ def _push_small_image(client, repository):
     layer = secrets.token_bytes(256)
     for blob in (config, layer):
         digest = "sha256:" + hashlib.sha256(blob).hexdigest()
-        client.post(f"/v2/{repository}/blobs/uploads/?digest={digest}", content=blob).raise_for_status()
+        client.post(
+            f"/v2/{repository}/blobs/uploads/?digest={digest}", content=blob
+        ).raise_for_status()
     manifest = json.dumps(
         {
             "schemaVersion": 2,
             "mediaType": OCI_MANIFEST,
-            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": "sha256:" + hashlib.sha256(config).hexdigest(), "size": len(config)},
-            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": "sha256:" + hashlib.sha256(layer).hexdigest(), "size": len(layer)}],
+            "config": {
+                "mediaType": "application/vnd.oci.image.config.v1+json",
+                "digest": "sha256:" + hashlib.sha256(config).hexdigest(),
+                "size": len(config),
+            },
+            "layers": [
+                {
+                    "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+                    "digest": "sha256:" + hashlib.sha256(layer).hexdigest(),
+                    "size": len(layer),
+                }
+            ],
         }
     ).encode()
-    client.put(f"/v2/{repository}/manifests/v1", content=manifest, headers={"content-type": OCI_MANIFEST}).raise_for_status()
-    return {"digest": "sha256:" + hashlib.sha256(manifest).hexdigest(), "size": len(manifest)}
+    client.put(
+        f"/v2/{repository}/manifests/v1",
+        content=manifest,
+        headers={"content-type": OCI_MANIFEST},
+    ).raise_for_status()
+    return {
+        "digest": "sha256:" + hashlib.sha256(manifest).hexdigest(),
+        "size": len(manifest),
+    }

@@ -25,15 +25,32 @@ def test_readme_start_command_serves_a_registry_skopeo_uses(images, tmp_path):
         "DOCKYARD_ADMIN_PASSWORD": password,
     }
     log = (tmp_path / "serve.log").open("wb")
-    process = subprocess.Popen(command, shell=True, cwd=checkout, env=env, stdout=log, stderr=log,
-                               start_new_session=True)
+    process = subprocess.Popen(
+        command,
+        shell=True,
+        cwd=checkout,
+        env=env,
+        stdout=log,
+        stderr=log,
+        start_new_session=True,
+    )
     host = f"127.0.0.1:{port}"
     try:
         _wait_until_ours(host, password, process, tmp_path / "serve.log")
-        skopeo("copy", "--dest-tls-verify=false", "--dest-creds", f"admin:{password}",
-               f"oci:{images.oci}/busybox:1.36", f"docker://{host}/library/busybox:1.36")
-        skopeo("copy", "--src-tls-verify=false", f"docker://{host}/library/busybox:1.36",
-               f"oci:{tmp_path}/back:1.36")
+        skopeo(
+            "copy",
+            "--dest-tls-verify=false",
+            "--dest-creds",
+            f"admin:{password}",
+            f"oci:{images.oci}/busybox:1.36",
+            f"docker://{host}/library/busybox:1.36",
+        )
+        skopeo(
+            "copy",
+            "--src-tls-verify=false",
+            f"docker://{host}/library/busybox:1.36",
+            f"oci:{tmp_path}/back:1.36",
+        )
     finally:
         # The command is a shell running our script; end that process group.
         os.killpg(process.pid, signal.SIGTERM)
@@ -56,9 +73,16 @@ def _wait_until_ours(host, password, process, log_path):
         if process.poll() is not None:
             raise AssertionError(f"start command exited:\n{log_path.read_text()}")
         try:
-            if httpx.get(f"http://{host}/v2/", auth=("admin", password), timeout=2).status_code == 200:
+            if (
+                httpx.get(
+                    f"http://{host}/v2/", auth=("admin", password), timeout=2
+                ).status_code
+                == 200
+            ):
                 return
         except httpx.HTTPError:
             pass
         time.sleep(0.5)
-    raise AssertionError(f"start command did not serve within 10 minutes:\n{log_path.read_text()}")
+    raise AssertionError(
+        f"start command did not serve within 10 minutes:\n{log_path.read_text()}"
+    )

@@ -41,7 +41,9 @@ auth:
 """
     )
     log = (tmp_path / "registry.log").open("wb")
-    process = subprocess.Popen(["docker-registry", "serve", str(config)], stdout=log, stderr=log)
+    process = subprocess.Popen(
+        ["docker-registry", "serve", str(config)], stdout=log, stderr=log
+    )
     host = f"127.0.0.1:{port}"
     try:
         _wait_for(host, process)
@@ -80,15 +82,24 @@ def team(dockyard):
     return project, names
 
 
-def test_reference_registry_accepts_push_from_dockyard_developer(reference_registry, team, images):
+def test_reference_registry_accepts_push_from_dockyard_developer(
+    reference_registry, team, images
+):
     project, names = team
 
     result = skopeo(
-        "copy", "--dest-tls-verify=false", "--dest-creds", f"{names['developer']}:{PASSWORD}",
-        f"oci:{images.oci}/busybox:1.36", f"docker://{reference_registry}/{project}/busybox:1.36",
+        "copy",
+        "--dest-tls-verify=false",
+        "--dest-creds",
+        f"{names['developer']}:{PASSWORD}",
+        f"oci:{images.oci}/busybox:1.36",
+        f"docker://{reference_registry}/{project}/busybox:1.36",
     )
     inspected = skopeo(
-        "inspect", "--tls-verify=false", "--creds", f"{names['developer']}:{PASSWORD}",
+        "inspect",
+        "--tls-verify=false",
+        "--creds",
+        f"{names['developer']}:{PASSWORD}",
         f"docker://{reference_registry}/{project}/busybox:1.36",
     )
 
@@ -96,12 +107,18 @@ def test_reference_registry_accepts_push_from_dockyard_developer(reference_regis
     assert images.digest("busybox:1.36") in inspected.stdout
 
 
-def test_reference_registry_refuses_push_from_dockyard_guest(reference_registry, team, images):
+def test_reference_registry_refuses_push_from_dockyard_guest(
+    reference_registry, team, images
+):
     project, names = team
 
     result = skopeo(
-        "copy", "--dest-tls-verify=false", "--dest-creds", f"{names['guest']}:{PASSWORD}",
-        f"oci:{images.oci}/busybox:1.36", f"docker://{reference_registry}/{project}/busybox:1.36",
+        "copy",
+        "--dest-tls-verify=false",
+        "--dest-creds",
+        f"{names['guest']}:{PASSWORD}",
+        f"oci:{images.oci}/busybox:1.36",
+        f"docker://{reference_registry}/{project}/busybox:1.36",
         check=False,
     )
 
