@@ -1,0 +1,81 @@
+"""A 2 GiB blob streams through without the server holding it in memory."""
+
+import hashlib
+import os
+import threading
+
+import httpx
+
+from tests.conftest import DockyardServer
+
+GIB = 1024**3
+CHUNK = 1024 * 1024
+# What the serving processes (supervisor and worker) may hold together while
+# a 2 GiB body streams through: far below the body, close to their idle size.
+RSS_LIMIT = 150 * 1024 * 1024
+
+
+def rss_of_tree(pid):
+    """Resident memory of `pid` and its children, in bytes."""
+    total = 0
+    for member in [pid, *_children(pid)]:
+        try:
+            with open(f"/proc/{member}/status") as status:
+                for line in status:
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1]) * 1024
+        except FileNotFoundError:
+            pass
+    return total
+
+
+def _children(pid):
+    found = []
+    for task in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{task}/children") as children:
+                for child in children.read().split():
+                    found += [int(child), *_children(int(child))]
+        except FileNotFoundError:
+            pass
+    return found
+
+
+def test_two_gib_push_is_verified_while_server_memory_stays_bounded(start_dockyard):
+    server: DockyardServer = start_dockyard()
+    block = os.urandom(CHUNK)
+    hasher = hashlib.sha256()
+
+    def body():
+        for index in range(2 * GIB // CHUNK):
+            piece = index.to_bytes(8, "big") + block[8:]
+            hasher.update(piece)
+            yield piece
+
+    peak = 0
+    done = threading.Event()
+
+    def watch():
+        nonlocal peak
+        while not done.wait(0.05):
+            peak = max(peak, rss_of_tree(server.pid))
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    client = httpx.Client(
+        base_url=server.url, auth=("admin", server.admin_password), timeout=600
+    )
+    try:
+        location = client.post("/v2/library/big/blobs/uploads/").headers["location"]
+        patched = client.patch(location, content=body())
+        digest = "sha256:" + hasher.hexdigest()
+        finished = client.put(f"{patched.headers['location']}?digest={digest}")
+    finally:
+        done.set()
+        watcher.join()
+
+    assert finished.status_code == 201, finished.text
+    assert client.head(f"/v2/library/big/blobs/{digest}").headers[
+        "content-length"
+    ] == str(2 * GIB)
+    assert peak < RSS_LIMIT, f"peak RSS {peak / 2**20:.0f} MiB"
