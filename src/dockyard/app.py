@@ -32,7 +32,6 @@ from dockyard.services import build_services
 log = logging.getLogger("dockyard.access")
 
 
-
 def create_app(settings: Settings) -> Starlette:
     """Build the application for `settings`; services start with the lifespan."""
 

@@ -13,11 +13,22 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Select, delete, func, insert, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    true,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from dockyard.audit import CLI_ACTOR, record_change
+from dockyard.auth.principals import Principal
 from dockyard.auth.roles import Role
 from dockyard.db.database import Database
 from dockyard.db.schema import members, projects, repositories, users
@@ -268,6 +279,16 @@ class ProjectService:
             await record_change(
                 conn, actor, "member", "delete", member.username, member.project_id
             )
+
+
+def visible_to(principal: Principal) -> ColumnElement[bool]:
+    """A condition on `projects`: those whose repositories `principal` may pull."""
+    if principal.sysadmin:
+        return true()
+    if principal.user_id is None:
+        return projects.c.public.is_(True)
+    mine = select(members.c.project_id).where(members.c.user_id == principal.user_id)
+    return or_(projects.c.public.is_(True), projects.c.id.in_(mine))
 
 
 async def find_project(conn: AsyncConnection, name: str) -> Project | None:

@@ -78,6 +78,12 @@ def admin_client(dockyard):
 
 
 @pytest.fixture
+def api(admin_client) -> httpx.Client:
+    """An admin client, for tests of `/api/v2.0`."""
+    return admin_client
+
+
+@pytest.fixture
 def registry(admin_client) -> Registry:
     return Registry(admin_client, f"library/t-{secrets.token_hex(4)}")
 

@@ -4,19 +4,10 @@ import secrets
 import time
 
 import httpx
-import pytest
 
 from tests.api.conftest import Registry
 
 API = "/api/v2.0"
-
-
-@pytest.fixture
-def api(dockyard):
-    with httpx.Client(
-        base_url=dockyard.url, auth=("admin", dockyard.admin_password)
-    ) as client:
-        yield client
 
 
 def logs(api, **query):

@@ -8,19 +8,10 @@ import contextlib
 import secrets
 
 import httpx
-import pytest
 
 from tests.api.conftest import Registry
 
 API = "/api/v2.0"
-
-
-@pytest.fixture
-def api(dockyard):
-    with httpx.Client(
-        base_url=dockyard.url, auth=("admin", dockyard.admin_password)
-    ) as client:
-        yield client
 
 
 @contextlib.contextmanager

@@ -4,18 +4,9 @@ import secrets
 import time
 
 import httpx
-import pytest
 
 API = "/api/v2.0"
 PASSWORD = "Str0ng-pass"
-
-
-@pytest.fixture
-def api(dockyard):
-    with httpx.Client(
-        base_url=dockyard.url, auth=("admin", dockyard.admin_password)
-    ) as client:
-        yield client
 
 
 def new_user(api, dockyard):

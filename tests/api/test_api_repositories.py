@@ -12,14 +12,6 @@ API = "/api/v2.0"
 
 
 @pytest.fixture
-def api(dockyard):
-    with httpx.Client(
-        base_url=dockyard.url, auth=("admin", dockyard.admin_password)
-    ) as client:
-        yield client
-
-
-@pytest.fixture
 def pushed(api):
     """A repository `library/r-xxxx` with one image tagged v1 and v1-alias."""
     short = f"r-{secrets.token_hex(3)}"

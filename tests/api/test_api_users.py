@@ -3,18 +3,9 @@
 import secrets
 
 import httpx
-import pytest
 
 API = "/api/v2.0"
 PASSWORD = "Str0ng-pass"
-
-
-@pytest.fixture
-def api(dockyard):
-    with httpx.Client(
-        base_url=dockyard.url, auth=("admin", dockyard.admin_password)
-    ) as client:
-        yield client
 
 
 def create_user(api, name=None, password=PASSWORD):

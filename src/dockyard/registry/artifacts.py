@@ -130,14 +130,7 @@ class ArtifactService:
 
     async def get_artifact(self, repository: str, reference: str) -> Artifact:
         async with self.db.read() as conn:
-            repo_id = await _repository_id(conn, repository)
-            row = (
-                (await conn.execute(_by_reference(repo_id, reference)))
-                .mappings()
-                .first()
-            )
-            if row is None:
-                raise ManifestUnknown(reference=reference)
+            repo_id, row = await _find(conn, repository, reference)
             return await _artifact(conn, row)
 
     async def children(self, repository: str, artifact: Artifact) -> list[Artifact]:
@@ -157,14 +150,7 @@ class ArtifactService:
     ) -> None:
         """Delete the artifact a tag or digest names, with all its tags."""
         async with self.db.write() as conn:
-            repo_id = await _repository_id(conn, repository)
-            row = (
-                (await conn.execute(_by_reference(repo_id, reference)))
-                .mappings()
-                .first()
-            )
-            if row is None:
-                raise ManifestUnknown(reference=reference)
+            repo_id, row = await _find(conn, repository, reference)
             await conn.execute(delete(manifests).where(manifests.c.id == row["id"]))
             project_id = await _project_id(conn, repository)
             resource = artifact_resource(repository, row["digest"])
@@ -175,14 +161,7 @@ class ArtifactService:
     ) -> None:
         validate_tag(tag)
         async with self.db.write() as conn:
-            repo_id = await _repository_id(conn, repository)
-            row = (
-                (await conn.execute(_by_reference(repo_id, reference)))
-                .mappings()
-                .first()
-            )
-            if row is None:
-                raise ManifestUnknown(reference=reference)
+            repo_id, row = await _find(conn, repository, reference)
             taken = await conn.scalar(
                 select(tags.c.id).where(
                     (tags.c.repository_id == repo_id) & (tags.c.name == tag)
@@ -208,14 +187,7 @@ class ArtifactService:
         self, repository: str, reference: str, tag: str, actor: str
     ) -> None:
         async with self.db.write() as conn:
-            repo_id = await _repository_id(conn, repository)
-            row = (
-                (await conn.execute(_by_reference(repo_id, reference)))
-                .mappings()
-                .first()
-            )
-            if row is None:
-                raise ManifestUnknown(reference=reference)
+            repo_id, row = await _find(conn, repository, reference)
             result = await conn.execute(
                 delete(tags).where(
                     (tags.c.repository_id == repo_id)
@@ -228,6 +200,17 @@ class ArtifactService:
             project_id = await _project_id(conn, repository)
             resource = artifact_resource(repository, tag)
             await record_change(conn, actor, "tag", "delete", resource, project_id)
+
+
+async def _find(
+    conn: AsyncConnection, repository: str, reference: str
+) -> tuple[int, Any]:
+    """The repository's id and the manifest row `reference` names in it."""
+    repo_id = await _repository_id(conn, repository)
+    row = (await conn.execute(_by_reference(repo_id, reference))).mappings().first()
+    if row is None:
+        raise ManifestUnknown(reference=reference)
+    return repo_id, row
 
 
 def _by_reference(repo_id: int, reference: str) -> Select:

@@ -316,32 +316,21 @@ def _digest_for(reference: str, content: bytes) -> str:
 async def _check_references(
     conn: AsyncConnection, repo_id: int, parsed: ParsedManifest
 ) -> None:
-    if parsed.blobs:
-        present = set(
-            await conn.scalars(
-                select(repository_blobs.c.digest).where(
-                    (repository_blobs.c.repository_id == repo_id)
-                    & repository_blobs.c.digest.in_(set(parsed.blobs))
-                )
-            )
-        )
-        missing = [digest for digest in parsed.blobs if digest not in present]
+    """`ManifestBlobUnknown` unless all it references is in the repository."""
+    blob_query = select(repository_blobs.c.digest).where(
+        repository_blobs.c.repository_id == repo_id
+    )
+    child_query = select(manifests.c.digest).where(manifests.c.repository_id == repo_id)
+    for wanted, query, column in (
+        (parsed.blobs, blob_query, repository_blobs.c.digest),
+        (parsed.children, child_query, manifests.c.digest),
+    ):
+        if not wanted:
+            continue
+        present = set(await conn.scalars(query.where(column.in_(set(wanted)))))
+        missing = [digest for digest in wanted if digest not in present]
         if missing:
             raise ManifestBlobUnknown(digest=missing[0])
-    if parsed.children:
-        present = set(
-            await conn.scalars(
-                select(manifests.c.digest).where(
-                    (manifests.c.repository_id == repo_id)
-                    & manifests.c.digest.in_(set(parsed.children))
-                )
-            )
-        )
-        missing = [digest for digest in parsed.children if digest not in present]
-        if missing:
-            raise ManifestBlobUnknown(
-                "index references an unknown manifest", digest=missing[0]
-            )
 
 
 async def _store(

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import insert, or_, select
+from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from dockyard.auth.principals import Principal
 from dockyard.db.database import Database
-from dockyard.db.schema import members, projects, repositories
+from dockyard.db.schema import projects, repositories
+from dockyard.projects import visible_to
 from dockyard.registry.errors import NameUnknown
 from dockyard.registry.reference import project_of
 
@@ -60,16 +61,7 @@ class Catalog:
             query = query.where(repositories.c.name > last)
         if not principal.sysadmin:
             query = query.join(projects, projects.c.id == repositories.c.project_id)
-            visible = [projects.c.public.is_(True)]
-            if principal.user_id is not None:
-                visible.append(
-                    projects.c.id.in_(
-                        select(members.c.project_id).where(
-                            members.c.user_id == principal.user_id
-                        )
-                    )
-                )
-            query = query.where(or_(*visible))
+            query = query.where(visible_to(principal))
         if limit is not None:
             query = query.limit(limit)
         async with self.db.read() as conn:

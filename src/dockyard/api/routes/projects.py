@@ -11,9 +11,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from pydantic import BaseModel, Field
-from sqlalchemy import or_, select
+from sqlalchemy import select
 
 from dockyard.api.deps import CallerDep, PageDep, ServicesDep, UserDep, paginated
 from dockyard.api.errors import (
@@ -29,13 +29,15 @@ from dockyard.api.routes.users import harbor_time
 from dockyard.auth.principals import Principal
 from dockyard.auth.roles import Role
 from dockyard.auth.users import UserNotFound
-from dockyard.db.schema import members, projects
+from dockyard.db.schema import projects
 from dockyard.projects import (
+    Member,
     MemberExists,
     NotEmpty,
     Project,
     ProjectError,
     ProjectExists,
+    visible_to,
 )
 from dockyard.services import Services
 
@@ -79,6 +81,55 @@ class RoleRequest(BaseModel):
     role_id: int
 
 
+async def _named_project(
+    project_name_or_id: str,
+    services: ServicesDep,
+    x_is_resource_name: Annotated[bool, Header()] = False,
+) -> Project:
+    return await project_named(services, project_name_or_id, x_is_resource_name)
+
+
+NamedProject = Annotated[Project, Depends(_named_project)]
+
+
+async def _readable_project(
+    project: NamedProject, services: ServicesDep, caller: CallerDep
+) -> Project:
+    if project.public or caller.sysadmin or await _role_of(services, caller, project):
+        return project
+    if caller.anonymous:
+        raise Unauthorized("authentication required")
+    raise Forbidden("you are not a member of this project")
+
+
+async def _member_project(
+    project: NamedProject, services: ServicesDep, caller: CallerDep
+) -> Project:
+    if caller.sysadmin or await _role_of(services, caller, project):
+        return project
+    if caller.anonymous:
+        raise Unauthorized("authentication required")
+    raise Forbidden("only members may see the project's members")
+
+
+async def _administered_project(
+    project: NamedProject, services: ServicesDep, caller: CallerDep
+) -> Project:
+    if caller.anonymous:
+        raise Unauthorized("authentication required")
+    if (
+        caller.sysadmin
+        or await _role_of(services, caller, project) is Role.PROJECT_ADMIN
+    ):
+        return project
+    raise Forbidden("only project admins may do this")
+
+
+ReadableProject = Annotated[Project, Depends(_readable_project)]
+MemberProject = Annotated[Project, Depends(_member_project)]
+AdministeredProject = Annotated[Project, Depends(_administered_project)]
+
+
 @router.get("/projects")
 async def list_projects(
     request: Request,
@@ -91,7 +142,7 @@ async def list_projects(
     public: bool | None = None,
     owner: str | None = None,
 ) -> Response:
-    query = select(projects).where(_visible_to(caller))
+    query = select(projects).where(visible_to(caller))
     if name:
         query = query.where(projects.c.name.contains(name, autoescape=True))
     if public is not None:
@@ -150,31 +201,18 @@ async def create_project(
 
 @router.get("/projects/{project_name_or_id}")
 async def get_project(
-    project_name_or_id: str,
-    services: ServicesDep,
-    caller: CallerDep,
-    x_is_resource_name: Annotated[bool, Header()] = False,
+    project: ReadableProject, services: ServicesDep, caller: CallerDep
 ) -> dict[str, Any]:
-    project = await _readable_project(
-        services, caller, project_name_or_id, x_is_resource_name
-    )
-    rows = await services.projects.project_details(
-        select(projects).where(projects.c.id == project.id)
-    )
-    return await _project_resp(services, caller, rows[0])
+    return await _project_resp(services, caller, await _details(services, project))
 
 
 @router.put("/projects/{project_name_or_id}")
 async def update_project(
-    project_name_or_id: str,
+    project: AdministeredProject,
     body: ProjectReq,
     services: ServicesDep,
     caller: CallerDep,
-    x_is_resource_name: Annotated[bool, Header()] = False,
 ) -> Response:
-    project = await _administered_project(
-        services, caller, project_name_or_id, x_is_resource_name
-    )
     public = _requested_public(body)
     if public is not None:
         await services.projects.set_public(project.id, public, caller.username)
@@ -183,14 +221,8 @@ async def update_project(
 
 @router.delete("/projects/{project_name_or_id}")
 async def delete_project(
-    project_name_or_id: str,
-    services: ServicesDep,
-    caller: CallerDep,
-    x_is_resource_name: Annotated[bool, Header()] = False,
+    project: AdministeredProject, services: ServicesDep, caller: CallerDep
 ) -> Response:
-    project = await _administered_project(
-        services, caller, project_name_or_id, x_is_resource_name
-    )
     try:
         await services.projects.delete_project(project.id, caller.username)
     except NotEmpty as exc:
@@ -200,18 +232,9 @@ async def delete_project(
 
 @router.get("/projects/{project_name_or_id}/_deletable")
 async def project_deletable(
-    project_name_or_id: str,
-    services: ServicesDep,
-    caller: CallerDep,
-    x_is_resource_name: Annotated[bool, Header()] = False,
+    project: AdministeredProject, services: ServicesDep
 ) -> dict[str, Any]:
-    project = await _administered_project(
-        services, caller, project_name_or_id, x_is_resource_name
-    )
-    rows = await services.projects.project_details(
-        select(projects).where(projects.c.id == project.id)
-    )
-    if rows[0]["repo_count"]:
+    if (await _details(services, project))["repo_count"]:
         return {"deletable": False, "message": "the project contains repositories"}
     return {"deletable": True}
 
@@ -219,16 +242,11 @@ async def project_deletable(
 @router.get("/projects/{project_name_or_id}/members")
 async def list_members(
     request: Request,
-    project_name_or_id: str,
+    project: MemberProject,
     services: ServicesDep,
-    caller: CallerDep,
     page: PageDep,
     entityname: str | None = None,
-    x_is_resource_name: Annotated[bool, Header()] = False,
 ) -> Response:
-    project = await _member_project(
-        services, caller, project_name_or_id, x_is_resource_name
-    )
     found = await services.projects.list_members(project.id, entityname)
     window = found[page.offset : page.offset + page.size]
     return paginated(request, [_member_resp(m) for m in window], len(found), page)
@@ -236,15 +254,11 @@ async def list_members(
 
 @router.post("/projects/{project_name_or_id}/members", status_code=201)
 async def create_member(
-    project_name_or_id: str,
+    project: AdministeredProject,
     body: ProjectMemberReq,
     services: ServicesDep,
     caller: CallerDep,
-    x_is_resource_name: Annotated[bool, Header()] = False,
 ) -> Response:
-    project = await _administered_project(
-        services, caller, project_name_or_id, x_is_resource_name
-    )
     role = _role(body.role_id)
     if body.member_user is None:
         raise BadRequest("member_user is required (user groups are not supported yet)")
@@ -261,65 +275,43 @@ async def create_member(
 
 @router.get("/projects/{project_name_or_id}/members/{mid}")
 async def get_member(
-    project_name_or_id: str,
-    mid: int,
-    services: ServicesDep,
-    caller: CallerDep,
-    x_is_resource_name: Annotated[bool, Header()] = False,
+    project: MemberProject, mid: int, services: ServicesDep
 ) -> dict[str, Any]:
-    project = await _member_project(
-        services, caller, project_name_or_id, x_is_resource_name
-    )
-    member = await services.projects.get_member(project.id, mid)
-    if member is None:
-        raise NotFound(f"member {mid} not found")
-    return _member_resp(member)
+    return _member_resp(await _member(services, project, mid))
 
 
 @router.put("/projects/{project_name_or_id}/members/{mid}")
 async def update_member(
-    project_name_or_id: str,
+    project: AdministeredProject,
     mid: int,
     body: RoleRequest,
     services: ServicesDep,
     caller: CallerDep,
-    x_is_resource_name: Annotated[bool, Header()] = False,
 ) -> Response:
-    project = await _administered_project(
-        services, caller, project_name_or_id, x_is_resource_name
-    )
-    member = await services.projects.get_member(project.id, mid)
-    if member is None:
-        raise NotFound(f"member {mid} not found")
+    member = await _member(services, project, mid)
     await services.projects.update_member(member, _role(body.role_id), caller.username)
     return Response(status_code=200)
 
 
 @router.delete("/projects/{project_name_or_id}/members/{mid}")
 async def delete_member(
-    project_name_or_id: str,
-    mid: int,
-    services: ServicesDep,
-    caller: CallerDep,
-    x_is_resource_name: Annotated[bool, Header()] = False,
+    project: AdministeredProject, mid: int, services: ServicesDep, caller: CallerDep
 ) -> Response:
-    project = await _administered_project(
-        services, caller, project_name_or_id, x_is_resource_name
-    )
-    member = await services.projects.get_member(project.id, mid)
-    if member is None:
-        raise NotFound(f"member {mid} not found")
+    member = await _member(services, project, mid)
     await services.projects.delete_member(member, caller.username)
     return Response(status_code=200)
 
 
-def _visible_to(caller: Principal) -> Any:
-    if caller.sysadmin:
-        return projects.c.id.is_not(None)
-    if caller.anonymous:
-        return projects.c.public.is_(True)
-    mine = select(members.c.project_id).where(members.c.user_id == caller.user_id)
-    return or_(projects.c.public.is_(True), projects.c.id.in_(mine))
+async def _details(services: Services, project: Project) -> dict[str, Any]:
+    query = select(projects).where(projects.c.id == project.id)
+    return (await services.projects.project_details(query))[0]
+
+
+async def _member(services: Services, project: Project, member_id: int) -> Member:
+    member = await services.projects.get_member(project.id, member_id)
+    if member is None:
+        raise NotFound(f"member {member_id} not found")
+    return member
 
 
 def _requested_public(body: ProjectReq) -> bool | None:
@@ -348,42 +340,6 @@ async def _role_of(
     if caller.user_id is None:
         return None
     return await services.projects.member_role(project.id, caller.user_id)
-
-
-async def _readable_project(
-    services: Services, caller: Principal, name_or_id: str, is_name: bool
-) -> Project:
-    project = await project_named(services, name_or_id, is_name)
-    if project.public or caller.sysadmin or await _role_of(services, caller, project):
-        return project
-    if caller.anonymous:
-        raise Unauthorized("authentication required")
-    raise Forbidden("you are not a member of this project")
-
-
-async def _member_project(
-    services: Services, caller: Principal, name_or_id: str, is_name: bool
-) -> Project:
-    project = await project_named(services, name_or_id, is_name)
-    if caller.sysadmin or await _role_of(services, caller, project):
-        return project
-    if caller.anonymous:
-        raise Unauthorized("authentication required")
-    raise Forbidden("only members may see the project's members")
-
-
-async def _administered_project(
-    services: Services, caller: Principal, name_or_id: str, is_name: bool
-) -> Project:
-    if caller.anonymous:
-        raise Unauthorized("authentication required")
-    project = await project_named(services, name_or_id, is_name)
-    if (
-        caller.sysadmin
-        or await _role_of(services, caller, project) is Role.PROJECT_ADMIN
-    ):
-        return project
-    raise Forbidden("only project admins may do this")
 
 
 async def _member_user_id(services: Services, member: MemberUser) -> int:

@@ -13,7 +13,7 @@ from urllib.parse import unquote
 
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, Field
-from sqlalchemy import Select, or_, select
+from sqlalchemy import Select, select
 
 from dockyard.api.deps import CallerDep, Page, PageDep, ServicesDep, paginated
 from dockyard.api.errors import BadRequest, Conflict, Forbidden, NotFound, Unauthorized
@@ -21,7 +21,8 @@ from dockyard.api.query import QueryError, apply_query, parse_q, parse_sort
 from dockyard.api.routes.users import harbor_time
 from dockyard.auth.principals import Principal
 from dockyard.auth.roles import DELETE, PULL, PUSH
-from dockyard.db.schema import manifests, members, projects, repositories
+from dockyard.db.schema import manifests, projects, repositories
+from dockyard.projects import visible_to
 from dockyard.registry import mediatypes
 from dockyard.registry.artifacts import Artifact, TagExists
 from dockyard.registry.errors import (
@@ -72,17 +73,7 @@ async def list_all_repositories(
     query = select(repositories).join(
         projects, projects.c.id == repositories.c.project_id
     )
-    if not caller.sysadmin:
-        visible = [projects.c.public.is_(True)]
-        if caller.user_id is not None:
-            visible.append(
-                projects.c.id.in_(
-                    select(members.c.project_id).where(
-                        members.c.user_id == caller.user_id
-                    )
-                )
-            )
-        query = query.where(or_(*visible))
+    query = query.where(visible_to(caller))
     return await _repository_page(request, services, query, q, sort, page)
 
 
