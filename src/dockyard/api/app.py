@@ -9,6 +9,7 @@ from starlette.exceptions import HTTPException
 from dockyard import __version__
 from dockyard.api import errors
 from dockyard.api.deps import refuse_changes_when_read_only
+from dockyard.api.query import QueryError
 from dockyard.api.routes import (
     audit,
     configurations,
@@ -36,6 +37,7 @@ def create_api() -> FastAPI:
             errors.ApiError: errors.handle_api_error,
             RequestValidationError: errors.handle_validation_error,
             HTTPException: errors.handle_http_exception,
+            QueryError: errors.handle_query_error,
             Exception: errors.handle_unexpected,
         },
     )

@@ -95,6 +95,10 @@ async def handle_validation_error(request: Request, exc: Exception) -> JSONRespo
     )
 
 
+async def handle_query_error(request: Request, exc: Exception) -> JSONResponse:
+    return JSONResponse(error_body("BAD_REQUEST", str(exc)), status_code=400)
+
+
 async def handle_unexpected(request: Request, exc: Exception) -> JSONResponse:
     log.error("api_request_failed path=%s", request.url.path, exc_info=exc)
     body = error_body("INTERNAL_SERVER_ERROR", "internal server error")

@@ -18,7 +18,7 @@ refuses keys it does not know with a clear error.
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -65,17 +65,19 @@ def parse_sort(text: str | None) -> list[tuple[str, bool]]:
 
 def apply_query(
     query: Select,
-    conditions: list[Condition],
-    sort: list[tuple[str, bool]],
+    q: str | None,
+    sort: str | None,
     columns: Mapping[str, Any],
-    default_order: list[Any],
+    default_order: Sequence[Any] = (),
 ) -> Select:
-    """Add WHERE and ORDER BY for `conditions` and `sort` over `columns`."""
-    for condition in conditions:
+    """Add WHERE and ORDER BY for the `q` and `sort` parameters over `columns`.
+
+    Raise `QueryError` (rendered as 400) for malformed text or unknown keys."""
+    for condition in parse_q(q):
         query = query.where(_clause(condition, _column(columns, condition.key)))
     order = [
         _column(columns, key).desc() if descending else _column(columns, key).asc()
-        for key, descending in sort
+        for key, descending in parse_sort(sort)
     ]
     return query.order_by(*order, *default_order)
 

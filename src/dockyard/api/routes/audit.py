@@ -8,8 +8,8 @@ from fastapi import APIRouter, Header, Request, Response
 from sqlalchemy import Select, select
 
 from dockyard.api.deps import Page, PageDep, ServicesDep, UserDep, paginated
-from dockyard.api.errors import BadRequest, Forbidden
-from dockyard.api.query import QueryError, apply_query, parse_q, parse_sort
+from dockyard.api.errors import Forbidden
+from dockyard.api.query import apply_query
 from dockyard.api.routes.projects import project_named
 from dockyard.api.routes.users import harbor_time
 from dockyard.auth.roles import Role
@@ -77,10 +77,7 @@ async def _page(
     sort: str | None,
     page: Page,
 ) -> Response:
-    try:
-        query = apply_query(query, parse_q(q), parse_sort(sort), _QUERY_COLUMNS, [])
-    except QueryError as exc:
-        raise BadRequest(str(exc)) from exc
+    query = apply_query(query, q, sort, _QUERY_COLUMNS, [])
     rows, total = await services.audit.list_entries(query, page.offset, page.size)
     return paginated(request, [_log_resp(row) for row in rows], total, page)
 

@@ -24,7 +24,7 @@ from dockyard.api.errors import (
     PreconditionFailed,
     Unauthorized,
 )
-from dockyard.api.query import QueryError, apply_query, parse_q, parse_sort
+from dockyard.api.query import apply_query
 from dockyard.api.routes.users import harbor_time
 from dockyard.auth.principals import Principal
 from dockyard.auth.roles import Role
@@ -152,12 +152,7 @@ async def list_projects(
         query = query.where(
             projects.c.owner_id == (owner_row["id"] if owner_row else -1)
         )
-    try:
-        query = apply_query(
-            query, parse_q(q), parse_sort(sort), _QUERY_COLUMNS, [projects.c.id]
-        )
-    except QueryError as exc:
-        raise BadRequest(str(exc)) from exc
+    query = apply_query(query, q, sort, _QUERY_COLUMNS, [projects.c.id])
     total = await services.projects.count(query)
     rows = await services.projects.project_details(
         query.offset(page.offset).limit(page.size)

@@ -8,16 +8,16 @@ deleting and describing need delete.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import unquote
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, Field
 from sqlalchemy import Select, select
 
 from dockyard.api.deps import CallerDep, Page, PageDep, ServicesDep, paginated
 from dockyard.api.errors import BadRequest, Conflict, Forbidden, NotFound, Unauthorized
-from dockyard.api.query import QueryError, apply_query, parse_q, parse_sort
+from dockyard.api.query import apply_query
 from dockyard.api.routes.users import harbor_time
 from dockyard.auth.principals import Principal
 from dockyard.auth.roles import DELETE, PULL, PUSH
@@ -61,6 +61,25 @@ class TagReq(BaseModel):
     name: str
 
 
+def _repository_dependency(action: str):  # type: ignore[no-untyped-def]
+    async def resolve(
+        project_name: str,
+        repository_name: str,
+        services: ServicesDep,
+        caller: CallerDep,
+    ) -> str:
+        name = f"{project_name}/{unquote(repository_name)}"
+        return await _require(services, caller, name, action)
+
+    return Depends(resolve)
+
+
+# The full repository name from the path, once the caller may act on it.
+ReadableRepository = Annotated[str, _repository_dependency(PULL)]
+TaggableRepository = Annotated[str, _repository_dependency(PUSH)]
+DeletableRepository = Annotated[str, _repository_dependency(DELETE)]
+
+
 @router.get("/repositories")
 async def list_all_repositories(
     request: Request,
@@ -102,11 +121,8 @@ async def list_repositories(
 
 @router.get("/projects/{project_name}/repositories/{repository_name}")
 async def get_repository(
-    project_name: str, repository_name: str, services: ServicesDep, caller: CallerDep
+    name: ReadableRepository, services: ServicesDep, caller: CallerDep
 ) -> dict[str, Any]:
-    name = await _require(
-        services, caller, _full_name(project_name, repository_name), PULL
-    )
     rows, _ = await services.artifacts.list_repositories(
         select(repositories).where(repositories.c.name == name), 0, 1
     )
@@ -117,15 +133,11 @@ async def get_repository(
 
 @router.put("/projects/{project_name}/repositories/{repository_name}")
 async def update_repository(
-    project_name: str,
-    repository_name: str,
+    name: DeletableRepository,
     body: RepositoryUpdate,
     services: ServicesDep,
     caller: CallerDep,
 ) -> Response:
-    name = await _require(
-        services, caller, _full_name(project_name, repository_name), DELETE
-    )
     await _translate(
         services.artifacts.update_description(name, body.description, caller.username)
     )
@@ -134,11 +146,8 @@ async def update_repository(
 
 @router.delete("/projects/{project_name}/repositories/{repository_name}")
 async def delete_repository(
-    project_name: str, repository_name: str, services: ServicesDep, caller: CallerDep
+    name: DeletableRepository, services: ServicesDep, caller: CallerDep
 ) -> Response:
-    name = await _require(
-        services, caller, _full_name(project_name, repository_name), DELETE
-    )
     await _translate(services.artifacts.delete_repository(name, caller.username))
     return Response(status_code=200)
 
@@ -146,8 +155,7 @@ async def delete_repository(
 @router.get(_ARTIFACT_PATH)
 async def list_artifacts(
     request: Request,
-    project_name: str,
-    repository_name: str,
+    name: ReadableRepository,
     services: ServicesDep,
     caller: CallerDep,
     page: PageDep,
@@ -155,15 +163,7 @@ async def list_artifacts(
     sort: str | None = None,
     with_tag: bool = True,
 ) -> Response:
-    name = await _require(
-        services, caller, _full_name(project_name, repository_name), PULL
-    )
-    try:
-        query = apply_query(
-            select(manifests), parse_q(q), parse_sort(sort), _ARTIFACT_COLUMNS, []
-        )
-    except QueryError as exc:
-        raise BadRequest(str(exc)) from exc
+    query = apply_query(select(manifests), q, sort, _ARTIFACT_COLUMNS)
     found, total = await _translate(
         services.artifacts.list_artifacts(name, query, page.offset, page.size)
     )
@@ -173,31 +173,23 @@ async def list_artifacts(
 
 @router.get(_ARTIFACT_PATH + "/{reference}")
 async def get_artifact(
-    project_name: str,
-    repository_name: str,
+    name: ReadableRepository,
     reference: str,
     services: ServicesDep,
     caller: CallerDep,
     with_tag: bool = True,
 ) -> dict[str, Any]:
-    name = await _require(
-        services, caller, _full_name(project_name, repository_name), PULL
-    )
     artifact = await _translate(services.artifacts.get_artifact(name, reference))
     return await _artifact_resp(services, name, artifact, with_tag)
 
 
 @router.delete(_ARTIFACT_PATH + "/{reference}")
 async def delete_artifact(
-    project_name: str,
-    repository_name: str,
+    name: DeletableRepository,
     reference: str,
     services: ServicesDep,
     caller: CallerDep,
 ) -> Response:
-    name = await _require(
-        services, caller, _full_name(project_name, repository_name), DELETE
-    )
     await _translate(
         services.artifacts.delete_artifact(name, reference, caller.username)
     )
@@ -207,16 +199,12 @@ async def delete_artifact(
 @router.get(_ARTIFACT_PATH + "/{reference}/tags")
 async def list_tags(
     request: Request,
-    project_name: str,
-    repository_name: str,
+    name: ReadableRepository,
     reference: str,
     services: ServicesDep,
     caller: CallerDep,
     page: PageDep,
 ) -> Response:
-    name = await _require(
-        services, caller, _full_name(project_name, repository_name), PULL
-    )
     artifact = await _translate(services.artifacts.get_artifact(name, reference))
     window = artifact.tags[page.offset : page.offset + page.size]
     return paginated(
@@ -226,16 +214,12 @@ async def list_tags(
 
 @router.post(_ARTIFACT_PATH + "/{reference}/tags", status_code=201)
 async def create_tag(
-    project_name: str,
-    repository_name: str,
+    name: TaggableRepository,
     reference: str,
     body: TagReq,
     services: ServicesDep,
     caller: CallerDep,
 ) -> Response:
-    name = await _require(
-        services, caller, _full_name(project_name, repository_name), PUSH
-    )
     try:
         await _translate(
             services.artifacts.add_tag(name, reference, body.name, caller.username)
@@ -247,16 +231,12 @@ async def create_tag(
 
 @router.delete(_ARTIFACT_PATH + "/{reference}/tags/{tag_name}")
 async def delete_tag(
-    project_name: str,
-    repository_name: str,
+    name: DeletableRepository,
     reference: str,
     tag_name: str,
     services: ServicesDep,
     caller: CallerDep,
 ) -> Response:
-    name = await _require(
-        services, caller, _full_name(project_name, repository_name), DELETE
-    )
     await _translate(
         services.artifacts.delete_tag(name, reference, tag_name, caller.username)
     )
@@ -298,16 +278,13 @@ async def _repository_page(
     sort: str | None,
     page: Page,
 ) -> Response:
-    try:
-        query = apply_query(
-            query,
-            parse_q(q),
-            parse_sort(sort),
-            _REPOSITORY_COLUMNS,
-            [repositories.c.name],
-        )
-    except QueryError as exc:
-        raise BadRequest(str(exc)) from exc
+    query = apply_query(
+        query,
+        q,
+        sort,
+        _REPOSITORY_COLUMNS,
+        [repositories.c.name],
+    )
     rows, total = await services.artifacts.list_repositories(
         query, page.offset, page.size
     )

@@ -17,7 +17,7 @@ from dockyard.api.deps import (
     paginated,
 )
 from dockyard.api.errors import BadRequest, Conflict, Forbidden, NotFound, Unauthorized
-from dockyard.api.query import QueryError, apply_query, parse_q, parse_sort
+from dockyard.api.query import apply_query
 from dockyard.auth.passwords import PasswordTooWeak
 from dockyard.auth.principals import Principal
 from dockyard.auth.users import UserError, UserExists, UserNotFound
@@ -86,12 +86,7 @@ async def list_users(
     q: str | None = None,
     sort: str | None = None,
 ) -> Response:
-    try:
-        query = apply_query(
-            users.select(), parse_q(q), parse_sort(sort), _QUERY_COLUMNS, []
-        )
-    except QueryError as exc:
-        raise BadRequest(str(exc)) from exc
+    query = apply_query(users.select(), q, sort, _QUERY_COLUMNS)
     rows, total = await services.users.list_users(query, page.offset, page.size)
     return paginated(request, [user_resp(row) for row in rows], total, page)
 
