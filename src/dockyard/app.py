@@ -15,7 +15,7 @@ from contextlib import asynccontextmanager
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -27,7 +27,7 @@ from dockyard.config import Settings
 from dockyard.registry import routes as registry_routes
 from dockyard.registry.errors import ERROR_CODES, RegistryError
 from dockyard.server import SETTINGS_ENV
-from dockyard.services import build_services
+from dockyard.services import Services, build_services
 
 log = logging.getLogger("dockyard.access")
 
@@ -42,13 +42,18 @@ def create_app(settings: Settings) -> Starlette:
         services = build_services(settings)
         app.state.services = services
         api.state.services = services
-        flusher = asyncio.create_task(services.audit.run_flusher())
+        tasks = [
+            asyncio.create_task(services.audit.run_flusher()),
+            asyncio.create_task(_expire_uploads_forever(services)),
+        ]
         try:
             yield
         finally:
-            flusher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await flusher
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             await services.close()
 
     app = Starlette(
@@ -57,6 +62,7 @@ def create_app(settings: Settings) -> Starlette:
             RegistryError: registry_routes.handle_registry_error,
             token_routes.TokenRequestError: token_routes.handle_token_error,
             HTTPException: _handle_http_exception,
+            ClientDisconnect: _handle_client_disconnect,
             Exception: _handle_unexpected,
         },
         lifespan=lifespan,
@@ -73,6 +79,19 @@ def app_from_environment() -> Starlette:
     return create_app(settings)
 
 
+_EXPIRY_INTERVAL_SECONDS = 600
+
+
+async def _expire_uploads_forever(services: Services) -> None:
+    max_age = services.settings.upload_expiry_seconds
+    while True:
+        await asyncio.sleep(_EXPIRY_INTERVAL_SECONDS)
+        try:
+            await services.uploads.expire_uploads(max_age)
+        except Exception:  # try again next round; the uploads stay
+            log.exception("upload_expiry_failed")
+
+
 async def _handle_http_exception(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     code = {404: "NOT_FOUND", 405: "UNSUPPORTED"}.get(exc.status_code, "UNSUPPORTED")
@@ -80,19 +99,33 @@ async def _handle_http_exception(request: Request, exc: Exception) -> Response:
     return JSONResponse(body, status_code=exc.status_code)
 
 
+async def _handle_client_disconnect(request: Request, exc: Exception) -> Response:
+    # Nobody is left to answer; whatever the handler was writing was rolled back.
+    log.warning("client_disconnected path=%s", logged_path(request.scope))
+    return Response(status_code=400)
+
+
 async def _handle_unexpected(request: Request, exc: Exception) -> Response:
-    log.error("request_failed path=%s", request.url.path, exc_info=exc)
+    log.error("request_failed path=%s", logged_path(request.scope), exc_info=exc)
     body = {"errors": [{"code": "UNKNOWN", "message": "internal server error"}]}
     return JSONResponse(body, status_code=500)
 
 
-_REQUEST_ID_RE = re.compile(rb"^[A-Za-z0-9._-]{1,64}$")
+def logged_path(scope: Scope) -> str:
+    """The path as the client sent it, still percent-encoded: decoded, it could
+    hold line breaks that forge log lines. The query string is left out (it
+    can carry credentials)."""
+    raw = scope.get("raw_path") or scope["path"].encode()
+    return raw.split(b"?", 1)[0].decode("latin-1").encode("unicode_escape").decode()
+
+
+_REQUEST_ID_RE = re.compile(rb"[A-Za-z0-9._-]{1,64}")
 
 
 def _request_id(scope: Scope) -> str:
     """The caller's `X-Request-Id` when it is a sane token, else a new one."""
     for name, value in scope["headers"]:
-        if name == b"x-request-id" and _REQUEST_ID_RE.match(value):
+        if name == b"x-request-id" and _REQUEST_ID_RE.fullmatch(value):
             return value.decode()
     return secrets.token_hex(8)
 
@@ -132,7 +165,7 @@ class RequestLogMiddleware:
             log.info(
                 "request method=%s path=%s status=%d duration_ms=%.1f",
                 scope["method"],
-                scope["path"],
+                logged_path(scope),
                 status,
                 (time.perf_counter() - started) * 1000,
             )

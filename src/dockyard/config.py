@@ -51,6 +51,8 @@ class Settings(BaseSettings):
     # Build absolute URLs from X-Forwarded-* only behind a proxy we trust.
     trust_forwarded_headers: bool = False
     max_manifest_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
+    # Uploads untouched this long are discarded (clients never came back).
+    upload_expiry_seconds: int = Field(default=24 * 3600, ge=60)
     token: TokenSettings = TokenSettings()
 
     @field_validator("listen")

@@ -34,7 +34,7 @@ from dockyard.db.database import Database
 from dockyard.db.schema import members, projects, repositories, users
 
 # Harbor's rule for project names (a single repository path component).
-_PROJECT_NAME_RE = re.compile(r"^[a-z0-9]+(?:[._-][a-z0-9]+)*$")
+_PROJECT_NAME_RE = re.compile(r"[a-z0-9]+(?:[._-][a-z0-9]+)*")
 
 
 class ProjectError(Exception):
@@ -86,7 +86,7 @@ class ProjectService:
         owner_id: int | None = None,
         actor: str = CLI_ACTOR,
     ) -> Project:
-        if len(name) > 255 or not _PROJECT_NAME_RE.match(name):
+        if len(name) > 255 or not _PROJECT_NAME_RE.fullmatch(name):
             raise ProjectError(
                 "a project name is lower case letters, digits and '.', '_', '-' "
                 "between them"

@@ -403,3 +403,54 @@ def test_mount_from_unreadable_source_falls_back_to_upload(dockyard, people):
 
     assert response.status_code == 202
     assert admin.head(f"/v2/{dest}/blobs/{digest}").status_code == 404
+
+
+def test_refresh_token_dies_with_its_user_even_if_the_name_returns(dockyard):
+    name = f"eve-{secrets.token_hex(3)}"
+    dockyard.create_user(name, PASSWORD)
+    refresh = httpx.get(
+        f"{dockyard.url}/service/token",
+        params={"offline_token": "true"},
+        auth=(name, PASSWORD),
+    ).json()["refresh_token"]
+    api = httpx.Client(base_url=dockyard.url, auth=("admin", dockyard.admin_password))
+    user_id = next(
+        u["user_id"]
+        for u in api.get("/api/v2.0/users", params={"q": f"username={name}"}).json()
+    )
+    api.delete(f"/api/v2.0/users/{user_id}")
+    dockyard.create_user(name, PASSWORD, "--admin")
+
+    response = httpx.post(
+        f"{dockyard.url}/service/token",
+        data={
+            "grant_type": "refresh_token",
+            "refresh_token": refresh,
+            "service": "dockyard",
+        },
+    )
+
+    assert response.status_code == 401
+
+
+def test_challenge_realm_ignores_a_forged_host_header(dockyard):
+    response = httpx.get(
+        f"{dockyard.url}/v2/", headers={"host": 'a.com",realm="http://evil.example'}
+    )
+
+    assert "evil.example" not in response.headers["www-authenticate"]
+
+
+def test_token_service_grants_nothing_for_invalid_repository_names(dockyard):
+    granted = claims(token(dockyard, "repository:library/../library/x:pull"))
+
+    assert granted["access"] == []
+
+
+def test_request_path_with_line_break_cannot_forge_log_lines(dockyard):
+    httpx.get(f"{dockyard.url}/v2/%0A2026-01-01%20INFO%20FORGED-LINE/tags/list")
+
+    assert not any(
+        line.startswith("2026-01-01 INFO FORGED-LINE")
+        for line in dockyard.log().splitlines()
+    )

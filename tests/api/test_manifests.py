@@ -221,3 +221,65 @@ def test_get_manifest_with_reference_that_cannot_be_a_tag_returns_manifest_unkno
 
     assert response.status_code == 404
     assert error_code(response) == "MANIFEST_UNKNOWN"
+
+
+def test_manifest_mixing_index_and_image_fields_is_invalid(registry):
+    config = registry.push_blob(b"{}")
+    body = json.dumps(
+        {
+            "schemaVersion": 2,
+            "manifests": [],
+            "config": {"mediaType": "a", "digest": config, "size": 2},
+            "layers": [],
+        }
+    ).encode()
+
+    response = registry.client.put(registry.url("manifests/mixed"), content=body)
+
+    assert error_code(response) == "MANIFEST_INVALID"
+
+
+def test_deeply_nested_manifest_is_invalid_not_a_server_error(registry):
+    body = b"[" * 100_000 + b"]" * 100_000
+
+    response = registry.put_manifest("deep", body)
+
+    assert response.status_code in (400, 413)
+
+
+def test_tag_with_trailing_newline_is_invalid(registry):
+    response = registry.put_manifest("latest%0A", registry.image_manifest())
+
+    assert error_code(response) == "MANIFEST_INVALID"
+
+
+def test_deleting_a_manifest_an_index_uses_is_refused(registry):
+    child = registry.image_manifest()
+    registry.put_manifest(sha256(child), child)
+    index = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": OCI_INDEX,
+            "manifests": [
+                {"mediaType": OCI_MANIFEST, "digest": sha256(child), "size": len(child)}
+            ],
+        }
+    ).encode()
+    registry.put_manifest("multi", index, OCI_INDEX)
+
+    response = registry.client.delete(registry.url(f"manifests/{sha256(child)}"))
+
+    assert response.status_code == 412
+    assert (
+        registry.client.get(registry.url(f"manifests/{sha256(child)}")).status_code
+        == 200
+    )
+
+
+def test_deleting_a_blob_a_manifest_uses_is_refused(registry):
+    body = registry.image_manifest(layers=[b"needed layer"])
+    registry.put_manifest("v1", body)
+
+    response = registry.client.delete(registry.url(f"blobs/{sha256(b'needed layer')}"))
+
+    assert response.status_code == 412

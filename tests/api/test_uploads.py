@@ -151,3 +151,16 @@ def test_mount_of_missing_blob_falls_back_to_upload_session(registry):
 
     assert response.status_code == 202
     assert "docker-upload-uuid" in response.headers
+
+
+def test_chunk_sent_to_a_finished_upload_is_refused_and_blob_unchanged(registry):
+    location = start(registry)
+    patch(registry, location, b"committed", 0)
+    digest = sha256(b"committed")
+    registry.client.put(f"{location}?digest={digest}")
+
+    late = patch(registry, location, b"GARBAGE", 9)
+    blob = registry.client.get(registry.url(f"blobs/{digest}"))
+
+    assert late.status_code == 404
+    assert blob.content == b"committed"

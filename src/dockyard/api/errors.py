@@ -100,7 +100,7 @@ async def handle_query_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 async def handle_unexpected(request: Request, exc: Exception) -> JSONResponse:
-    log.error("api_request_failed path=%s", request.url.path, exc_info=exc)
+    log.error("api_request_failed path=%r", request.url.path, exc_info=exc)
     body = error_body("INTERNAL_SERVER_ERROR", "internal server error")
     return JSONResponse(body, status_code=500)
 

@@ -11,7 +11,7 @@ from dockyard.auth.principals import Principal
 from dockyard.auth.roles import ADMIN_ACTIONS, PULL, ROLE_ACTIONS
 from dockyard.auth.scopes import Scope
 from dockyard.projects import ProjectService
-from dockyard.registry.reference import project_of
+from dockyard.registry.reference import is_valid_name, project_of
 
 NO_ACTIONS: frozenset[str] = frozenset()
 CATALOG_SCOPE = ("registry", "catalog")
@@ -51,7 +51,7 @@ class AccessPolicy:
         """Each requested scope cut down to what `principal` is allowed."""
         granted = []
         for scope in requested:
-            if scope.type == "repository":
+            if scope.type == "repository" and is_valid_name(scope.name):
                 allowed = await self.allowed_actions(principal, scope.name)
                 actions = _expand(scope.actions, allowed)
             elif (scope.type, scope.name) == CATALOG_SCOPE:

@@ -25,7 +25,7 @@ from starlette.routing import Route
 
 from dockyard.auth.principals import ANONYMOUS, Principal
 from dockyard.auth.scopes import parse_scopes
-from dockyard.auth.tokens import InvalidToken
+from dockyard.auth.tokens import InvalidToken, credential_fingerprint
 from dockyard.auth.users import LoginThrottled
 
 if TYPE_CHECKING:
@@ -116,7 +116,7 @@ async def _token_response(
         user = await svc.users.find_user(principal.username)
         if user is not None:
             refresh = svc.authority.issue_refresh_token(
-                principal.username, user["password_version"]
+                principal.username, credential_fingerprint(user["password_hash"])
             )
             body["refresh_token"] = refresh.token
     return JSONResponse(body, headers={"cache-control": "no-store"})
@@ -161,13 +161,13 @@ async def _login(
 
 async def _refreshed_principal(svc: Services, token: str) -> Principal:
     try:
-        username, password_version = svc.authority.verify_refresh_token(token)
+        username, credential = svc.authority.verify_refresh_token(token)
     except InvalidToken as exc:
         log.warning("refresh_token_refused reason=%s", exc)
         raise TokenRequestError(401, "UNAUTHORIZED", "invalid refresh token") from exc
     user = await svc.users.find_user(username)
     # A password change retires every refresh token issued before it.
-    if user is None or user["password_version"] != password_version:
+    if user is None or credential_fingerprint(user["password_hash"]) != credential:
         raise TokenRequestError(401, "UNAUTHORIZED", "invalid refresh token")
     return Principal(user["id"], user["username"], bool(user["sysadmin"]))
 

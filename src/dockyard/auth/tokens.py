@@ -8,6 +8,7 @@ refused where the other is expected.
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 import time
 from collections import OrderedDict
@@ -21,6 +22,10 @@ from dockyard.auth.scopes import Scope
 
 _ALGORITHM = "RS256"
 _REFRESH = "refresh"
+# `iat` has one-second resolution (and must stay an integer for other
+# verifiers); Dockyard also records the exact moment, to tell a token from
+# before a project was recreated from one issued just after.
+_PRECISE_IAT = "dockyard_iat"
 # Verified access tokens are cached so that a client's every request does not
 # pay for an RSA verification. Bounded; entries die with their token.
 _CACHE_SIZE = 4096
@@ -80,8 +85,10 @@ class TokenAuthority:
         claims = {"access": [scope.to_claim() for scope in access]}
         return self._sign(subject, lifetime or self.expiration, claims)
 
-    def issue_refresh_token(self, subject: str, password_version: int) -> IssuedToken:
-        claims = {"token_use": _REFRESH, "pwv": password_version}
+    def issue_refresh_token(self, subject: str, credential: str) -> IssuedToken:
+        """A refresh token bound to `credential`, a fingerprint of the account's
+        current password (see `credential_fingerprint`)."""
+        claims = {"token_use": _REFRESH, "cred": credential}
         return self._sign(subject, self.refresh_expiration, claims)
 
     def verify_access_token(self, token: str) -> AccessToken:
@@ -96,23 +103,25 @@ class TokenAuthority:
             raise InvalidToken("a refresh token cannot be used as an access token")
         verified = AccessToken(
             subject=str(claims.get("sub", "")),
-            issued_at=float(claims["iat"]),
+            issued_at=float(claims.get(_PRECISE_IAT, claims["iat"])),
             expires_at=float(claims["exp"]),
             access=_parse_access(claims.get("access")),
         )
         self._remember(token, verified)
         return verified
 
-    def verify_refresh_token(self, token: str) -> tuple[str, int]:
-        """Return (subject, password version); raise `InvalidToken` if refused."""
+    def verify_refresh_token(self, token: str) -> tuple[str, str]:
+        """Return (subject, credential fingerprint); `InvalidToken` if refused."""
         claims = self._decode(token)
         if claims.get("token_use") != _REFRESH:
             raise InvalidToken("not a refresh token")
-        return str(claims.get("sub", "")), int(claims.get("pwv", -1))
+        return str(claims.get("sub", "")), str(claims.get("cred", ""))
 
     def _sign(self, subject: str, lifetime: int, extra: dict[str, Any]) -> IssuedToken:
-        now = int(time.time())
+        moment = time.time()
+        now = int(moment)
         claims = {
+            _PRECISE_IAT: moment,
             "iss": self.issuer,
             "sub": subject,
             "aud": self.service,
@@ -148,6 +157,12 @@ class TokenAuthority:
         self._verified[token] = verified
         if len(self._verified) > _CACHE_SIZE:
             self._verified.popitem(last=False)
+
+
+def credential_fingerprint(password_hash: str) -> str:
+    """Changes with every password change and differs between two accounts of
+    the same name (salted hashes), so a refresh token dies with either."""
+    return hashlib.sha256(password_hash.encode()).hexdigest()[:32]
 
 
 def _parse_access(value: Any) -> tuple[Scope, ...]:

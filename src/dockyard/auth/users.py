@@ -7,6 +7,7 @@ therefore remembered for a short while, keyed by a hash of the credentials.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import time
@@ -22,6 +23,7 @@ from dockyard.auth.passwords import (
     verify_password,
 )
 from dockyard.auth.principals import Principal
+from dockyard.auth.throttle import FailedLogins
 from dockyard.db.database import Database
 from dockyard.db.schema import projects, users
 
@@ -29,10 +31,8 @@ log = logging.getLogger(__name__)
 
 _LOGIN_CACHE_SECONDS = 60
 _LOGIN_CACHE_SIZE = 1024
-# Failed logins allowed per (username, client) within the window before
-# further attempts are refused without checking the password.
-_MAX_FAILURES = 10
-_FAILURE_WINDOW_SECONDS = 300
+_CONCURRENT_HASHES = 2
+_DUMMY_HASH = hash_password("not-a-password-of-anyone")
 
 
 class UserError(Exception):
@@ -55,7 +55,8 @@ class UserService:
     def __init__(self, db: Database) -> None:
         self.db = db
         self._recent_logins: dict[bytes, float] = {}
-        self._failures: dict[tuple[str, str], list[float]] = {}
+        self._failed_logins = FailedLogins()
+        self._hashing = asyncio.Semaphore(_CONCURRENT_HASHES)
 
     async def create_user(
         self,
@@ -70,7 +71,11 @@ class UserService:
         actor: str = CLI_ACTOR,
     ) -> int:
         """Create a user and return its id; raise `UserExists` or `PasswordTooWeak`."""
-        if not username or len(username) > 255 or any(c in username for c in ':/ "'):
+        if (
+            not 0 < len(username) <= 255
+            or not username.isprintable()
+            or any(c in username for c in ':/ "')
+        ):
             raise UserError(
                 "a username must be 1-255 characters without ':', '/', '\"' or spaces"
             )
@@ -86,7 +91,6 @@ class UserService:
             "sysadmin": sysadmin,
             "created_at": now,
             "updated_at": now,
-            "password_version": 1,
         }
         try:
             async with self.db.write() as conn:
@@ -101,7 +105,6 @@ class UserService:
         await self._update(
             username,
             password_hash=hash_password(password),
-            password_version=users.c.password_version + 1,
         )
 
     async def set_sysadmin(self, username: str, sysadmin: bool) -> None:
@@ -163,7 +166,6 @@ class UserService:
             actor,
             "change_password",
             password_hash=hash_password(new_password),
-            password_version=users.c.password_version + 1,
         )
 
     async def set_sysadmin_by_id(
@@ -223,20 +225,31 @@ class UserService:
     ) -> Principal | None:
         """The user these credentials prove, or None. Failures are logged;
         `LoginThrottled` once a client failed too often for one username."""
-        self._check_throttle(username, client)
+        if self._failed_logins.throttled(username, client):
+            raise LoginThrottled("too many failed logins; try again later")
         user = await self.find_user(username)
-        if user is None or not self._password_matches(user, password):
+        if user is None:
+            # Spend the same time as for a real account: timing must not tell
+            # which usernames exist.
+            await self._verify(_DUMMY_HASH, password)
+        if user is None or not await self._password_matches(user, password):
             log.warning(
-                "login_failed username=%s client=%s reason=%s",
+                "login_failed username=%r client=%s reason=%s",
                 username[:64],
                 client,
                 "unknown user" if user is None else "wrong password",
             )
-            self._record_failure(username, client)
+            self._failed_logins.record(username, client)
             return None
         return Principal(user["id"], user["username"], bool(user["sysadmin"]))
 
-    def _password_matches(self, user: dict, password: str) -> bool:
+    async def _verify(self, password_hash: str, password: str) -> bool:
+        # Argon2 takes tens of milliseconds of CPU on purpose: never on the
+        # event loop, and only a few at once.
+        async with self._hashing:
+            return await asyncio.to_thread(verify_password, password_hash, password)
+
+    async def _password_matches(self, user: dict, password: str) -> bool:
         # Keyed on the stored hash too: a changed password (in any process)
         # makes every remembered check miss.
         key = hashlib.sha256(
@@ -245,26 +258,12 @@ class UserService:
         remembered = self._recent_logins.get(key)
         if remembered is not None and remembered > time.monotonic():
             return True
-        if not verify_password(user["password_hash"], password):
+        if not await self._verify(user["password_hash"], password):
             return False
         if len(self._recent_logins) >= _LOGIN_CACHE_SIZE:
             self._recent_logins.clear()
         self._recent_logins[key] = time.monotonic() + _LOGIN_CACHE_SECONDS
         return True
-
-    def _check_throttle(self, username: str, client: str) -> None:
-        recent = self._failures.get((username, client))
-        if not recent:
-            return
-        horizon = time.monotonic() - _FAILURE_WINDOW_SECONDS
-        recent[:] = [moment for moment in recent if moment > horizon]
-        if len(recent) >= _MAX_FAILURES:
-            raise LoginThrottled("too many failed logins; try again later")
-
-    def _record_failure(self, username: str, client: str) -> None:
-        if len(self._failures) >= _LOGIN_CACHE_SIZE:
-            self._failures.clear()
-        self._failures.setdefault((username, client), []).append(time.monotonic())
 
     async def _update(self, username: str, **values: object) -> None:
         """Change a user from the CLI (recorded as `CLI_ACTOR`)."""

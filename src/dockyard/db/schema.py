@@ -52,8 +52,6 @@ users = Table(
     Column("sysadmin", Boolean, nullable=False, default=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
-    # Bumped when the password changes, so that refresh tokens issued before die.
-    Column("password_version", Integer, nullable=False, default=1),
 )
 
 projects = Table(

@@ -22,7 +22,7 @@ from dockyard.db.database import Database
 from dockyard.db.schema import blobs, manifest_references, manifests, repositories, tags
 from dockyard.registry.digest import is_digest, parse_digest
 from dockyard.registry.errors import ManifestUnknown, NameUnknown
-from dockyard.registry.manifests import artifact_resource
+from dockyard.registry.manifests import artifact_resource, refuse_if_referenced
 from dockyard.registry.reference import validate_tag
 
 
@@ -151,6 +151,7 @@ class ArtifactService:
         """Delete the artifact a tag or digest names, with all its tags."""
         async with self.db.write() as conn:
             repo_id, row = await _find(conn, repository, reference)
+            await refuse_if_referenced(conn, repo_id, row["digest"], "manifest")
             await conn.execute(delete(manifests).where(manifests.c.id == row["id"]))
             project_id = await _project_id(conn, repository)
             resource = artifact_resource(repository, row["digest"])

@@ -19,6 +19,7 @@ from dockyard.audit import AuditEntry, AuditLog
 from dockyard.db.database import Database, insert_or_ignore
 from dockyard.db.schema import blobs, repositories, repository_blobs
 from dockyard.registry.errors import BlobUnknown
+from dockyard.registry.manifests import refuse_if_referenced
 from dockyard.registry.repositories import ensure_repository
 from dockyard.storage.base import BlobStorage
 
@@ -71,6 +72,7 @@ class BlobService:
                     )
                 )
             ).first()
+            await refuse_if_referenced(conn, repo.id if repo else None, digest, "blob")
             result = await conn.execute(
                 delete(repository_blobs).where(
                     (repository_blobs.c.repository_id == (repo.id if repo else None))

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from dockyard.registry.errors import DigestInvalid
 
 _ENCODED_LENGTH = {"sha256": 64, "sha512": 128}
-_DIGEST_RE = re.compile(r"^(sha256|sha512):([a-f0-9]+)$")
+_DIGEST_RE = re.compile(r"(sha256|sha512):([a-f0-9]+)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,7 +31,7 @@ class Digest:
 
 def parse_digest(text: str) -> Digest:
     """Parse and validate a digest string; raise `DigestInvalid` if it is not one."""
-    match = _DIGEST_RE.match(text)
+    match = _DIGEST_RE.fullmatch(text)
     if match is None or len(match.group(2)) != _ENCODED_LENGTH[match.group(1)]:
         raise DigestInvalid("invalid digest", digest=text[:200])
     return Digest(match.group(1), match.group(2))

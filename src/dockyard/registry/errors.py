@@ -10,7 +10,8 @@ exceptions below with the facts of the failure; one handler in
       BlobUnknown, BlobUploadInvalid, BlobUploadUnknown, DigestInvalid,
       ManifestBlobUnknown, ManifestInvalid, ManifestUnknown, NameInvalid,
       NameUnknown, SizeInvalid, Unauthorized, Denied, Unsupported,
-      TooManyRequests, ChunkOutOfOrder, RangeNotSatisfiable, ManifestTooLarge
+      TooManyRequests, ChunkOutOfOrder, RangeNotSatisfiable, ManifestTooLarge,
+      StillReferenced
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ ERROR_CODES: dict[str, tuple[int, str]] = {
 STATUS_OVERRIDES: dict[str, int] = {
     "ChunkOutOfOrder": 416,
     "ManifestTooLarge": 413,
+    "StillReferenced": 412,
 }
 
 
@@ -137,6 +139,12 @@ class RangeNotSatisfiable(RegistryError):
     """A `Range` outside the blob; `detail["size"]` is the blob's size."""
 
     code = "RANGE_NOT_SATISFIABLE"
+
+
+class StillReferenced(RegistryError):
+    """Content that a manifest in the repository still needs (412)."""
+
+    code = "DENIED"
 
 
 class ManifestTooLarge(RegistryError):

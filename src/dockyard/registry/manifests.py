@@ -33,6 +33,7 @@ from dockyard.registry.errors import (
     ManifestInvalid,
     ManifestTooLarge,
     ManifestUnknown,
+    StillReferenced,
 )
 from dockyard.registry.reference import is_valid_tag, validate_tag
 from dockyard.registry.repositories import ensure_repository, repository_id
@@ -142,10 +143,9 @@ class ManifestService:
         async with self.db.write() as conn:
             repo_id = await repository_id(conn, repository)
             if is_digest(reference):
-                table, where = (
-                    manifests,
-                    manifests.c.digest == str(parse_digest(reference)),
-                )
+                digest = str(parse_digest(reference))
+                await refuse_if_referenced(conn, repo_id, digest, "manifest")
+                table, where = manifests, manifests.c.digest == digest
             else:
                 table, where = tags, tags.c.name == validate_tag(reference)
             result = await conn.execute(
@@ -184,6 +184,27 @@ class ManifestService:
         return [_descriptor(row) for row in rows]
 
 
+async def refuse_if_referenced(
+    conn: AsyncConnection, repo_id: int | None, digest: str, kind: str
+) -> None:
+    """`StillReferenced` if a manifest of the repository points at `digest`:
+    deleting it would leave that manifest unpullable."""
+    user = await conn.scalar(
+        select(manifests.c.digest)
+        .join(manifest_references, manifest_references.c.manifest_id == manifests.c.id)
+        .where(
+            (manifests.c.repository_id == repo_id)
+            & (manifest_references.c.digest == digest)
+            & (manifest_references.c.kind == kind)
+        )
+        .limit(1)
+    )
+    if user is not None:
+        raise StillReferenced(
+            f"{digest} is referenced by {user}; delete that first", referenced_by=user
+        )
+
+
 def artifact_resource(repository: str, reference: str) -> str:
     """How the audit log names an artifact: `repo:tag` or `repo@digest`."""
     return f"{repository}{'@' if is_digest(reference) else ':'}{reference}"
@@ -208,11 +229,13 @@ def parse_manifest(content: bytes, content_type: str | None) -> ParsedManifest:
     """Check a manifest's structure and pull out what Dockyard indexes."""
     try:
         document = json.loads(content)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        # ValueError covers malformed JSON and over-long integers.
         raise ManifestInvalid("manifest is not valid JSON") from exc
     if not isinstance(document, dict):
         raise ManifestInvalid("manifest must be a JSON object")
     media_type = _media_type(document, content_type)
+    _check_unambiguous(document, media_type)
     if media_type in mediatypes.INDEXES:
         children = [d["digest"] for d in _descriptors(document, "manifests")]
         blobs: list[str] = []
@@ -268,6 +291,19 @@ def _media_type(document: dict[str, Any], content_type: str | None) -> str:
     return media_type
 
 
+def _check_unambiguous(document: dict[str, Any], media_type: str) -> None:
+    """An index has no config or layers, an image no manifests: a document that
+    could be read both ways would let one reading hide what the other pulls."""
+    if media_type in mediatypes.INDEXES:
+        stray = {"config", "layers"} & document.keys()
+    else:
+        stray = {"manifests"} & document.keys()
+    if stray:
+        raise ManifestInvalid(
+            "manifest mixes fields of an index and an image", fields=sorted(stray)
+        )
+
+
 def _descriptors(document: dict[str, Any], field: str) -> list[dict[str, Any]]:
     value = document.get(field)
     if not isinstance(value, list):
@@ -296,8 +332,8 @@ def _descriptor_of(value: Any, field: str) -> dict[str, Any]:
 
 def _optional_str(document: dict[str, Any], field: str) -> str | None:
     value = document.get(field)
-    if value is not None and not isinstance(value, str):
-        raise ManifestInvalid(f"{field} must be a string")
+    if value is not None and not (isinstance(value, str) and 0 < len(value) <= 255):
+        raise ManifestInvalid(f"{field} must be a string of 1 to 255 characters")
     return value
 
 

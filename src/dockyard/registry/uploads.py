@@ -15,12 +15,14 @@ blob, and only after the digest matched.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fcntl
 import hashlib
 import logging
 import os
+import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -103,7 +105,10 @@ class UploadService:
         raises `SizeInvalid` and leaves the upload as it was.
         """
         await self._check_upload(repository, upload_id)
-        return await self._append(upload_id, body, chunk_range, content_length)
+        with self._locked(upload_id) as descriptor:
+            return await self._append(
+                upload_id, descriptor, body, chunk_range, content_length
+            )
 
     async def finish_upload(
         self,
@@ -122,13 +127,18 @@ class UploadService:
         """
         expected = parse_digest(digest)
         await self._check_upload(repository, upload_id)
-        if body is not None:
-            await self._append(upload_id, body, chunk_range, content_length)
-        actual, size = await self._digest_of(upload_id, expected)
-        if actual != str(expected):
-            await self._discard(upload_id)
-            raise DigestInvalid(digest=digest)
-        await asyncio.to_thread(self.storage.commit_upload, upload_id, actual)
+        # The lock is held until the bytes are a blob: no chunk may slip in
+        # between the digest check and the rename.
+        with self._locked(upload_id) as descriptor:
+            if body is not None:
+                await self._append(
+                    upload_id, descriptor, body, chunk_range, content_length
+                )
+            actual, size = await self._digest_of(upload_id, expected)
+            if actual != str(expected):
+                await self._discard(upload_id)
+                raise DigestInvalid(digest=digest)
+            await asyncio.to_thread(self.storage.commit_upload, upload_id, actual)
         async with self.db.write() as conn:
             await link_blob(
                 conn, await ensure_repository(conn, repository), actual, size
@@ -157,7 +167,61 @@ class UploadService:
 
     async def cancel_upload(self, repository: str, upload_id: str) -> None:
         await self._check_upload(repository, upload_id)
-        await self._discard(upload_id)
+        with self._locked(upload_id):
+            await self._discard(upload_id)
+
+    async def expire_uploads(self, max_age: float) -> int:
+        """Discard uploads nobody wrote to for `max_age` seconds, and upload
+        files or rows left without their other half (a crash between the two).
+        Uploads being written are skipped. Return how many went."""
+        horizon = time.time() - max_age
+        async with self.db.read() as conn:
+            rows = dict(
+                (await conn.execute(select(uploads.c.id, uploads.c.created_at))).all()
+            )
+        files = dict(await asyncio.to_thread(self.storage.list_uploads))
+        stale = [uid for uid, changed in files.items() if changed < horizon]
+        stale += [
+            uid
+            for uid, created in rows.items()
+            if uid not in files and _epoch(created) < horizon
+        ]
+        expired = 0
+        for upload_id in stale:
+            with contextlib.suppress(BlobUploadInvalid, BlobUploadUnknown):
+                if upload_id in files:
+                    with self._locked(upload_id):
+                        await self._discard(upload_id)
+                else:
+                    await self._discard(upload_id)
+                expired += 1
+        if expired:
+            log.info("uploads_expired count=%d", expired)
+        return expired
+
+    @contextlib.contextmanager
+    def _locked(self, upload_id: str) -> Iterator[int]:
+        """The upload's file, open for appending and locked against every other
+        request (in any process); `BlobUploadInvalid` while another holds it,
+        `BlobUploadUnknown` once it is gone or committed."""
+        path = self.storage.upload_path(upload_id)
+        try:
+            descriptor = os.open(path, os.O_WRONLY | os.O_APPEND)
+        except FileNotFoundError as exc:
+            raise BlobUploadUnknown(upload_id=upload_id) from exc
+        try:
+            _lock(descriptor, upload_id)
+            # The file may have become a blob (renamed away) between our open
+            # and our lock; then this descriptor must not be written.
+            try:
+                same = os.stat(path).st_ino == os.fstat(descriptor).st_ino
+            except FileNotFoundError:
+                same = False
+            if not same:
+                raise BlobUploadUnknown(upload_id=upload_id)
+            yield descriptor
+        finally:
+            os.close(descriptor)
 
     async def _check_upload(self, repository: str, upload_id: str) -> None:
         async with self.db.read() as conn:
@@ -176,41 +240,30 @@ class UploadService:
     async def _append(
         self,
         upload_id: str,
+        descriptor: int,
         body: AsyncIterator[bytes],
         chunk_range: ChunkRange | None,
         content_length: int | None,
     ) -> int:
-        path = self.storage.upload_path(upload_id)
-        try:
-            descriptor = os.open(path, os.O_WRONLY | os.O_APPEND)
-        except FileNotFoundError as exc:
-            raise BlobUploadUnknown(upload_id=upload_id) from exc
-        try:
-            _lock(descriptor, upload_id)
-            start = os.fstat(descriptor).st_size
-            if chunk_range is not None and chunk_range.start != start:
-                raise ChunkOutOfOrder(
-                    "chunk does not start at the upload's offset", offset=start
-                )
-            expected = chunk_range.length if chunk_range else content_length
-            if (
-                chunk_range
-                and content_length is not None
-                and content_length != expected
-            ):
-                raise SizeInvalid("Content-Length disagrees with Content-Range")
-            written = await self._write_body(upload_id, descriptor, start, body)
-            if expected is not None and written != expected:
-                os.ftruncate(descriptor, start)
-                self._hashes.pop(upload_id, None)
-                raise SizeInvalid(
-                    "received length differs from the declared one",
-                    declared=expected,
-                    received=written,
-                )
-            return start + written
-        finally:
-            os.close(descriptor)
+        """Append `body` to the locked upload file; the new offset."""
+        start = os.fstat(descriptor).st_size
+        if chunk_range is not None and chunk_range.start != start:
+            raise ChunkOutOfOrder(
+                "chunk does not start at the upload's offset", offset=start
+            )
+        expected = chunk_range.length if chunk_range else content_length
+        if chunk_range and content_length is not None and content_length != expected:
+            raise SizeInvalid("Content-Length disagrees with Content-Range")
+        written = await self._write_body(upload_id, descriptor, start, body)
+        if expected is not None and written != expected:
+            os.ftruncate(descriptor, start)
+            self._hashes.pop(upload_id, None)
+            raise SizeInvalid(
+                "received length differs from the declared one",
+                declared=expected,
+                received=written,
+            )
+        return start + written
 
     async def _write_body(
         self, upload_id: str, descriptor: int, start: int, body: AsyncIterator[bytes]
@@ -251,6 +304,13 @@ class UploadService:
         path = self.storage.upload_path(upload_id)
         encoded = await asyncio.to_thread(_hash_file, path, expected.algorithm)
         return f"{expected.algorithm}:{encoded}", size
+
+
+def _epoch(moment: datetime) -> float:
+    # SQLite hands back naive datetimes; they were stored in UTC.
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp()
 
 
 def _lock(descriptor: int, upload_id: str) -> None:

@@ -44,3 +44,6 @@ class BlobStorage(Protocol):
 
     def delete_upload(self, upload_id: str) -> None:
         """Discard an upload; absent uploads are ignored."""
+
+    def list_uploads(self) -> list[tuple[str, float]]:
+        """Every upload id with the time (epoch seconds) its bytes last changed."""

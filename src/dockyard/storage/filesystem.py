@@ -61,6 +61,16 @@ class FilesystemStorage:
     def delete_upload(self, upload_id: str) -> None:
         self.upload_path(upload_id).unlink(missing_ok=True)
 
+    def list_uploads(self) -> list[tuple[str, float]]:
+        """Every upload id with the time its bytes last changed."""
+        found = []
+        for entry in os.scandir(self._uploads):
+            try:
+                found.append((entry.name, entry.stat().st_mtime))
+            except FileNotFoundError:
+                continue
+        return found
+
 
 def _fsync_directory(path: Path) -> None:
     descriptor = os.open(path, os.O_RDONLY | os.O_DIRECTORY)

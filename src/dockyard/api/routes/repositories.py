@@ -16,7 +16,14 @@ from pydantic import BaseModel, Field
 from sqlalchemy import Select, select
 
 from dockyard.api.deps import CallerDep, Page, PageDep, ServicesDep, paginated
-from dockyard.api.errors import BadRequest, Conflict, Forbidden, NotFound, Unauthorized
+from dockyard.api.errors import (
+    BadRequest,
+    Conflict,
+    Forbidden,
+    NotFound,
+    PreconditionFailed,
+    Unauthorized,
+)
 from dockyard.api.query import apply_query
 from dockyard.api.routes.users import harbor_time
 from dockyard.auth.principals import Principal
@@ -30,6 +37,7 @@ from dockyard.registry.errors import (
     ManifestUnknown,
     NameUnknown,
     RegistryError,
+    StillReferenced,
 )
 from dockyard.services import Services
 
@@ -264,6 +272,8 @@ async def _translate(awaitable):  # type: ignore[no-untyped-def]
         return await awaitable
     except (NameUnknown, ManifestUnknown) as exc:
         raise NotFound(exc.message) from exc
+    except StillReferenced as exc:
+        raise PreconditionFailed(exc.message) from exc
     except ManifestInvalid as exc:
         raise BadRequest(exc.message) from exc
     except RegistryError as exc:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from dataclasses import dataclass
 
 from starlette.requests import Request
@@ -169,8 +170,8 @@ class RegistryGuard:
             return actions
         project = await self.projects.find_project(project_of(repository))
         # A project created after the token was issued is not the project the
-        # token was issued for (iat has one-second resolution).
-        if project is None or project.created_at >= token.issued_at + 1:
+        # token was issued for.
+        if project is None or project.created_at > token.issued_at:
             return frozenset()
         return actions
 
@@ -189,12 +190,19 @@ class RegistryGuard:
             return self.settings.external_url
         headers = request.headers
         scheme = request.url.scheme
-        host = headers.get("host") or self.settings.listen
+        host = headers.get("host", "")
         if self.settings.trust_forwarded_headers:
             scheme = headers.get("x-forwarded-proto", scheme).split(",")[0].strip()
             host = headers.get("x-forwarded-host", host).split(",")[0].strip()
+        # The value lands inside a quoted header parameter: only a host[:port].
+        if not _HOST_RE.fullmatch(host):
+            host = self.settings.listen
+        if scheme not in ("http", "https"):
+            scheme = "http"
         return f"{scheme}://{host}"
 
+
+_HOST_RE = re.compile(r"(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?")
 
 # What a client should ask the token service for, per action checked.
 _ASKED = {PULL: "pull", PUSH: "pull,push", DELETE: "delete"}

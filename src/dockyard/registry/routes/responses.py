@@ -14,7 +14,7 @@ from dockyard.registry.errors import RangeNotSatisfiable, RegistryError
 
 # Bytes read per step when a range of a blob goes through Python.
 _RANGE_READ_SIZE = 1024 * 1024
-_RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$")
+_RANGE_RE = re.compile(r"bytes=(\d*)-(\d*)")
 
 
 def error_response(
@@ -29,7 +29,7 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
     None when the header is absent or not a single byte range (the whole blob
     is then sent, as RFC 9110 allows); `RangeNotSatisfiable` when unsatisfiable.
     """
-    match = _RANGE_RE.match(header.strip()) if header else None
+    match = _RANGE_RE.fullmatch(header.strip()) if header else None
     if match is None or match.group(1) == match.group(2) == "":
         return None
     first, last = match.groups()

@@ -14,13 +14,13 @@ from starlette.responses import Response
 
 from dockyard.auth.roles import PUSH
 from dockyard.registry.digest import parse_digest
-from dockyard.registry.errors import BlobUploadInvalid, NameInvalid
-from dockyard.registry.reference import validate_name
+from dockyard.registry.errors import BlobUploadInvalid
+from dockyard.registry.reference import is_valid_name
 from dockyard.registry.routes.common import repository_name, services
 from dockyard.registry.routes.guard import Challenge
 from dockyard.registry.uploads import ChunkRange
 
-_CONTENT_RANGE_RE = re.compile(r"^(?:bytes[ =])?(\d+)-(\d+)(?:/(?:\d+|\*))?$")
+_CONTENT_RANGE_RE = re.compile(r"(?:bytes[ =])?(\d+)-(\d+)(?:/(?:\d+|\*))?")
 
 
 async def start_upload(request: Request) -> Response:
@@ -28,7 +28,7 @@ async def start_upload(request: Request) -> Response:
     name = repository_name(request)
     params = request.query_params
     mount, source = params.get("mount"), params.get("from")
-    source = source if source and _valid_name(source) else None
+    source = source if source and is_valid_name(source) else None
     also_ask = f"repository:{source}:pull" if mount and source else None
     credentials = await svc.guard.authorize(request, name, PUSH, also_ask)
 
@@ -109,14 +109,6 @@ async def cancel_upload(request: Request) -> Response:
     return Response(status_code=204)
 
 
-def _valid_name(name: str) -> bool:
-    try:
-        validate_name(name)
-    except NameInvalid:
-        return False
-    return True
-
-
 def _blob_created(name: str, digest: str) -> Response:
     headers = {
         "location": f"/v2/{name}/blobs/{digest}",
@@ -149,7 +141,7 @@ def _chunk_range(request: Request) -> ChunkRange | None:
     value = request.headers.get("content-range")
     if value is None:
         return None
-    match = _CONTENT_RANGE_RE.match(value.strip())
+    match = _CONTENT_RANGE_RE.fullmatch(value.strip())
     if match is None or int(match.group(1)) > int(match.group(2)):
         raise BlobUploadInvalid("invalid Content-Range", value=value[:64])
     return ChunkRange(int(match.group(1)), int(match.group(2)))
