@@ -1,20 +1,28 @@
 """Engines and transactions.
 
-`Database.write()` gives one connection inside one transaction. On SQLite
-(the embedded default) writes begin with `BEGIN IMMEDIATE`, so two writers
-queue on the database lock instead of failing half-way when a deferred read
-lock cannot be upgraded.
+`Database.read()` gives a connection for queries, `Database.write()` one inside
+a transaction that commits unless the body raises.
 
-`Database.read()` gives a connection for queries. On SQLite it runs them on
-the event loop's own thread with the blocking driver: in WAL mode a read never
-waits for a writer and takes microseconds, far less than handing it to a
-thread and back, which is what every registry pull would otherwise pay. Each
-query there sees the latest commit (autocommit), so a read that needs several
-queries to agree must do them in one statement or in `write()`.
+On SQLite (the embedded default) both run on the event loop's own thread with
+the blocking driver: a statement takes microseconds, far less than handing it
+to a thread and back, which is what every pull and push would otherwise pay.
+Nothing may block the loop, so:
+
+- reads run in autocommit; in WAL mode they never wait for writers. A read
+  that needs several queries to agree must make them one statement;
+- a write begins with `BEGIN IMMEDIATE` without waiting: when another process
+  holds the write lock, the coroutine sleeps and tries again (up to
+  `_WRITE_LOCK_SECONDS`), so writers queue without blocking the loop. The
+  body of a write must not await anything but its statements, or other
+  coroutines of this process would queue behind it the same way.
+
+Other databases (PostgreSQL) use their async driver as usual.
 """
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -24,12 +32,15 @@ from sqlalchemy import Connection, Engine, Insert, Table, create_engine, event
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 
 from dockyard.db.cache import ReadCache
 
-# How long a SQLite writer waits for the lock before giving up, in ms.
-_SQLITE_BUSY_TIMEOUT_MS = 30_000
+# How long a SQLite reader may wait on a lock (rare in WAL mode), in ms.
+_READ_BUSY_TIMEOUT_MS = 2_000
+# How long a writer keeps trying to take the write lock, in seconds.
+_WRITE_LOCK_SECONDS = 30.0
 
 
 class Database:
@@ -38,61 +49,95 @@ class Database:
     def __init__(self, url: str) -> None:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
-        self._writer = self._create_engine()
-        self._sync_reader = self._create_sqlite_reader() if self.is_sqlite else None
+        if self.is_sqlite:
+            self._async_engine = None
+            self._reader = _sqlite_engine(url, _READ_BUSY_TIMEOUT_MS)
+            self._writer = _sqlite_engine(url, 0)
+        else:
+            self._async_engine = create_async_engine(url, pool_pre_ping=True)
         self.cache = ReadCache(self._sqlite_path() if self.is_sqlite else None)
 
     def _sqlite_path(self) -> Path:
         return Path(make_url(self.url).database or ":memory:")
 
-    def _create_engine(self) -> AsyncEngine:
-        if not self.is_sqlite:
-            return create_async_engine(self.url, pool_pre_ping=True)
-        engine = create_async_engine(
-            self.url, connect_args={"check_same_thread": False}, pool_size=8
-        )
-        event.listen(engine.sync_engine, "connect", _configure_sqlite)
-
-        @event.listens_for(engine.sync_engine, "begin")
-        def _begin(connection: Any) -> None:
-            connection.exec_driver_sql("BEGIN IMMEDIATE")
-
-        return engine
-
-    def _create_sqlite_reader(self) -> Engine:
-        # Only the event loop's thread uses it; overflow instead of waiting,
-        # since waiting would block the loop.
-        engine = create_engine(
-            self.url.replace("+aiosqlite", ""),
-            connect_args={"check_same_thread": False},
-            pool_size=4,
-            max_overflow=-1,
-        )
-        event.listen(engine, "connect", _configure_sqlite)
-        return engine
-
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
         """A connection for queries; see the module docstring."""
-        if self._sync_reader is None:
-            async with self._writer.connect() as connection:
+        if self._async_engine is not None:
+            async with self._async_engine.connect() as connection:
                 async with connection.begin():
                     yield connection
             return
-        with self._sync_reader.connect() as connection:
+        with self._reader.connect() as connection:
             yield _LoopConnection(connection)  # type: ignore[misc]
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncConnection]:
         """A connection in a write transaction, committed unless the body raises."""
-        async with self._writer.begin() as connection:
-            yield connection
+        if self._async_engine is not None:
+            async with self._async_engine.begin() as connection:
+                yield connection
+            return
+        with self._writer.connect() as connection:
+            await _begin_immediate(connection)
+            try:
+                yield _LoopConnection(connection)  # type: ignore[misc]
+            except BaseException:
+                connection.rollback()
+                raise
+            connection.commit()
 
     async def close(self) -> None:
         self.cache.close()
-        await self._writer.dispose()
-        if self._sync_reader is not None:
-            self._sync_reader.dispose()
+        if self._async_engine is not None:
+            await self._async_engine.dispose()
+        else:
+            self._reader.dispose()
+            self._writer.dispose()
+
+
+async def _begin_immediate(connection: Connection) -> None:
+    """Take SQLite's write lock, sleeping (not blocking) while another holds it."""
+    deadline = time.monotonic() + _WRITE_LOCK_SECONDS
+    delay = 0.001
+    while True:
+        try:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+            return
+        except OperationalError as exc:
+            if "locked" not in str(exc.orig) or time.monotonic() > deadline:
+                raise
+        connection.rollback()
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 0.05)
+
+
+def _sqlite_engine(url: str, busy_timeout_ms: int) -> Engine:
+    # Only the event loop's thread uses these; overflow instead of waiting for
+    # a pooled connection, since waiting would block the loop.
+    engine = create_engine(
+        sync_sqlite_url(url),
+        connect_args={"check_same_thread": False},
+        pool_size=4,
+        max_overflow=-1,
+    )
+
+    @event.listens_for(engine, "connect")
+    def _configure(dbapi_connection: Any, _record: Any) -> None:
+        # Autocommit at the driver: transactions are begun explicitly.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA busy_timeout={busy_timeout_ms}")
+        cursor.close()
+
+    return engine
+
+
+def sync_sqlite_url(url: str) -> str:
+    return url.replace("+aiosqlite", "")
 
 
 class _LoopConnection:
@@ -110,18 +155,6 @@ class _LoopConnection:
 
     async def scalars(self, statement: Any) -> Any:
         return self._connection.scalars(statement)
-
-
-def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
-    # Let SQLAlchemy's "begin" event issue BEGIN itself (pysqlite's implicit
-    # transactions would defer the lock); reads run in autocommit.
-    dbapi_connection.isolation_level = None
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute(f"PRAGMA busy_timeout={_SQLITE_BUSY_TIMEOUT_MS}")
-    cursor.close()
 
 
 def insert_or_ignore(conn: AsyncConnection, table: Table, **values: Any) -> Insert:
