@@ -101,7 +101,7 @@ class Settings(BaseSettings):
     @property
     def sqlalchemy_url(self) -> str:
         return (
-            self.database_url or f"sqlite+aiosqlite:///{self.data_dir / 'dockyard.db'}"
+            self.database_url or f"sqlite:///{self.data_dir / 'dockyard.db'}"
         )
 
     @classmethod

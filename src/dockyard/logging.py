@@ -33,5 +33,5 @@ def configure_logging(level: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    for noisy in ("sqlalchemy", "aiosqlite", "alembic"):
+    for noisy in ("sqlalchemy", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
