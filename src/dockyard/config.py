@@ -100,9 +100,7 @@ class Settings(BaseSettings):
 
     @property
     def sqlalchemy_url(self) -> str:
-        return (
-            self.database_url or f"sqlite:///{self.data_dir / 'dockyard.db'}"
-        )
+        return self.database_url or f"sqlite:///{self.data_dir / 'dockyard.db'}"
 
     @classmethod
     def settings_customise_sources(

@@ -82,3 +82,14 @@ def test_referrers_filter_by_artifact_type(registry):
     assert len(everything.json()["manifests"]) == 2
     assert [m["digest"] for m in filtered.json()["manifests"]] == [sha256(sbom)]
     assert filtered.headers["oci-filters-applied"] == "artifactType"
+
+
+def test_tag_list_page_that_ends_the_list_has_no_link(registry):
+    body = registry.image_manifest()
+    for tag in ["a", "b"]:
+        registry.put_manifest(tag, body)
+
+    response = registry.client.get(registry.url("tags/list?n=2"))
+
+    assert response.json()["tags"] == ["a", "b"]
+    assert "link" not in response.headers

@@ -28,7 +28,15 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Insert, Table, create_engine, event
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Insert,
+    Select,
+    Table,
+    create_engine,
+    event,
+)
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
@@ -162,3 +170,14 @@ def insert_or_ignore(conn: AsyncConnection, table: Table, **values: Any) -> Inse
     if conn.dialect.name == "postgresql":
         return postgresql_insert(table).values(**values).on_conflict_do_nothing()
     return sqlite_insert(table).values(**values).on_conflict_do_nothing()
+
+
+async def fetch_page(
+    conn: AsyncConnection, query: Select, limit: int | None
+) -> tuple[list[str], bool]:
+    """Up to `limit` values of `query`, and whether more follow (one row more is
+    read to know, so that a client is not sent to an empty last page)."""
+    if limit is None:
+        return list((await conn.scalars(query)).all()), False
+    values = list((await conn.scalars(query.limit(limit + 1))).all())
+    return values[:limit], len(values) > limit

@@ -8,7 +8,7 @@ from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from dockyard.auth.principals import Principal
-from dockyard.db.database import Database
+from dockyard.db.database import Database, fetch_page
 from dockyard.db.schema import projects, repositories
 from dockyard.projects import visible_to
 from dockyard.registry.errors import NameUnknown
@@ -54,15 +54,19 @@ class Catalog:
 
     async def list_repositories(
         self, principal: Principal, limit: int | None, last: str | None
-    ) -> list[str]:
-        """Names the principal may pull, lexically after `last`, up to `limit`."""
-        query = select(repositories.c.name).order_by(repositories.c.name)
-        if last:
-            query = query.where(repositories.c.name > last)
-        if not principal.sysadmin:
-            query = query.join(projects, projects.c.id == repositories.c.project_id)
-            query = query.where(visible_to(principal))
-        if limit is not None:
-            query = query.limit(limit)
-        async with self.db.read() as conn:
-            return list((await conn.scalars(query)).all())
+    ) -> tuple[list[str], bool]:
+        """Names the principal may pull, lexically after `last`, up to `limit`,
+        and whether more follow."""
+
+        async def load() -> tuple[list[str], bool]:
+            query = select(repositories.c.name).order_by(repositories.c.name)
+            if last:
+                query = query.where(repositories.c.name > last)
+            if not principal.sysadmin:
+                query = query.join(projects, projects.c.id == repositories.c.project_id)
+                query = query.where(visible_to(principal))
+            async with self.db.read() as conn:
+                return await fetch_page(conn, query, limit)
+
+        key = ("catalog", principal.user_id, principal.sysadmin, limit, last)
+        return await self.db.cache.get_or_load(key, load)

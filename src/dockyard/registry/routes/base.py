@@ -24,7 +24,7 @@ async def catalog(request: Request) -> Response:
     principal = await svc.guard.principal_of(credentials)
     limit, last = page_params(request, DEFAULT_CATALOG_PAGE)
 
-    names = await svc.catalog.list_repositories(principal, limit, last)
+    names, more = await svc.catalog.list_repositories(principal, limit, last)
 
-    headers = next_link("/v2/_catalog", limit, names, {})
+    headers = next_link("/v2/_catalog", limit, names, more)
     return JSONResponse({"repositories": names}, headers=headers)

@@ -42,10 +42,10 @@ def page_params(request: Request, default: int | None) -> tuple[int | None, str 
 
 
 def next_link(
-    path: str, limit: int | None, items: list[str], extra: dict[str, str]
+    path: str, limit: int | None, items: list[str], more: bool
 ) -> dict[str, str]:
-    """A `Link: <...>; rel="next"` header when a full page suggests more."""
-    if limit is None or limit == 0 or len(items) < limit:
+    """A `Link: <...>; rel="next"` header when more items follow this page."""
+    if not more or not items or limit is None:
         return {}
-    query = urlencode({**extra, "n": limit, "last": items[-1]})
+    query = urlencode({"n": limit, "last": items[-1]})
     return {"link": f'<{path}?{query}>; rel="next"'}

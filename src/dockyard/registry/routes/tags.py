@@ -22,9 +22,10 @@ async def list_repository_tags(request: Request) -> Response:
     await svc.guard.authorize(request, name, PULL)
     limit, last = page_params(request, None)
 
-    names = await list_tags(svc.db, name, limit, last)
-    if names is None:
+    page = await list_tags(svc.db, name, limit, last)
+    if page is None:
         raise NameUnknown(name=name)
+    names, more = page
 
-    headers = next_link(f"/v2/{name}/tags/list", limit, names, {})
+    headers = next_link(f"/v2/{name}/tags/list", limit, names, more)
     return JSONResponse({"name": name, "tags": names}, headers=headers)
