@@ -32,7 +32,12 @@ log = logging.getLogger(__name__)
 _LOGIN_CACHE_SECONDS = 60
 _LOGIN_CACHE_SIZE = 1024
 _CONCURRENT_HASHES = 2
-_DUMMY_HASH = hash_password("not-a-password-of-anyone")
+# A hash of no one's password, with the default parameters, checked against
+# when the username is unknown (fixed text: computing it would cost start-up).
+_DUMMY_HASH = (
+    "$argon2id$v=19$m=65536,t=3,p=4$yyzCoEZ/9GllxIt9XTWf+g$"
+    "wlfwZM7BSGzwQYdlVUmiwFBz/hX5VoLUDVsl8GqssVE"
+)
 
 
 class UserError(Exception):
