@@ -12,7 +12,7 @@ import os
 import secrets
 from pathlib import Path
 
-from dockyard.auth.keys import load_or_create_signing_key
+from dockyard.auth.keys import ensure_signing_key
 from dockyard.config import Settings
 from dockyard.db.migrate import upgrade_database
 from dockyard.projects import ProjectExists
@@ -28,7 +28,7 @@ ADMIN_PASSWORD_FILE = "admin-password"
 def prepare_data_dir(settings: Settings) -> None:
     """Create the data directory, the token key pair and the schema."""
     settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    load_or_create_signing_key(settings.data_dir / "keys", settings.token.issuer)
+    ensure_signing_key(settings.data_dir / "keys", settings.token.issuer)
     upgrade_database(settings.sqlalchemy_url)
 
 

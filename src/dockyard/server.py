@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 
 SETTINGS_ENV = "DOCKYARD_INTERNAL_SETTINGS"
 
@@ -19,7 +20,7 @@ def main() -> None:
 
     settings = json.loads(os.environ[SETTINGS_ENV])
     host, _, port = settings["listen"].rpartition(":")
-    Granian(
+    server = Granian(
         "dockyard.app:app_from_environment",
         factory=True,
         address=host,
@@ -28,7 +29,18 @@ def main() -> None:
         workers=settings["workers"],
         log_access=False,
         backlog=2048,
-    ).serve()
+    )
+    try:
+        server.serve()
+    except RuntimeError as exc:
+        # Binding fails in granian's Rust core, surfacing as RuntimeError.
+        if "address already in use" not in str(exc).lower():
+            raise
+        listen = settings["listen"]
+        print(
+            f"error: cannot listen on {listen}: address already in use", file=sys.stderr
+        )
+        sys.exit(2)
 
 
 if __name__ == "__main__":

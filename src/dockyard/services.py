@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from dockyard.audit import AuditLog
 from dockyard.auth.access import AccessPolicy
-from dockyard.auth.keys import load_or_create_signing_key
+from dockyard.auth.keys import load_signing_key
 from dockyard.auth.tokens import TokenAuthority
 from dockyard.auth.users import UserService
 from dockyard.config import Settings
@@ -50,7 +50,7 @@ class Services:
 def build_services(settings: Settings) -> Services:
     db = Database(settings.sqlalchemy_url)
     storage = FilesystemStorage(settings.data_dir / "storage")
-    key = load_or_create_signing_key(settings.data_dir / "keys", settings.token.issuer)
+    key = load_signing_key(settings.data_dir / "keys")
     authority = TokenAuthority(
         key,
         issuer=settings.token.issuer,

@@ -47,16 +47,24 @@ def libtrust_key_id(public_key: rsa.RSAPublicKey) -> str:
     return ":".join(encoded[i : i + 4] for i in range(0, len(encoded), 4))
 
 
-def load_or_create_signing_key(directory: Path, common_name: str) -> SigningKey:
-    """Load the key pair from `directory`, creating it (and the directory) if absent."""
+def ensure_signing_key(directory: Path, common_name: str) -> None:
+    """Create the key pair and certificate in `directory` unless they exist."""
     key_file = directory / "token.key"
-    cert_file = directory / "token.crt"
     if not key_file.exists():
-        _create_key_files(directory, key_file, cert_file, common_name)
-    private_key = serialization.load_pem_private_key(key_file.read_bytes(), None)
+        _create_key_files(directory, key_file, directory / "token.crt", common_name)
+
+
+def load_signing_key(directory: Path) -> SigningKey:
+    """The key pair `ensure_signing_key` made in `directory`."""
+    key_file = directory / "token.key"
+    # Dockyard generated this key and only its owner can read the file, so the
+    # costly RSA consistency checks (hundreds of ms for 4096 bits) are skipped.
+    private_key = serialization.load_pem_private_key(
+        key_file.read_bytes(), None, unsafe_skip_rsa_key_validation=True
+    )
     if not isinstance(private_key, rsa.RSAPrivateKey):
         raise ValueError(f"{key_file} does not hold an RSA private key")
-    certificate = x509.load_pem_x509_certificate(cert_file.read_bytes())
+    certificate = x509.load_pem_x509_certificate((directory / "token.crt").read_bytes())
     return SigningKey(
         private_key, certificate, libtrust_key_id(private_key.public_key())
     )

@@ -22,6 +22,7 @@ Other databases (PostgreSQL) use their async driver as usual.
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -47,8 +48,11 @@ from dockyard.db.cache import ReadCache
 
 # How long a SQLite reader may wait on a lock (rare in WAL mode), in ms.
 _READ_BUSY_TIMEOUT_MS = 2_000
-# How long a writer keeps trying to take the write lock, in seconds.
+# How long a writer keeps trying to take the write lock, in seconds, and how
+# long it sleeps between tries.
 _WRITE_LOCK_SECONDS = 30.0
+_FIRST_RETRY_SECONDS = 0.0005
+_LAST_RETRY_SECONDS = 0.004
 
 
 class Database:
@@ -107,7 +111,7 @@ class Database:
 async def _begin_immediate(connection: Connection) -> None:
     """Take SQLite's write lock, sleeping (not blocking) while another holds it."""
     deadline = time.monotonic() + _WRITE_LOCK_SECONDS
-    delay = 0.001
+    delay = _FIRST_RETRY_SECONDS
     while True:
         try:
             connection.exec_driver_sql("BEGIN IMMEDIATE")
@@ -116,8 +120,10 @@ async def _begin_immediate(connection: Connection) -> None:
             if "locked" not in str(exc.orig) or time.monotonic() > deadline:
                 raise
         connection.rollback()
-        await asyncio.sleep(delay)
-        delay = min(delay * 2, 0.05)
+        # Jittered, short sleeps: write transactions last a millisecond or
+        # two, so a long sleep would leave the lock idle.
+        await asyncio.sleep(delay * (0.5 + random.random()))
+        delay = min(delay * 2, _LAST_RETRY_SECONDS)
 
 
 def _sqlite_engine(url: str, busy_timeout_ms: int) -> Engine:
