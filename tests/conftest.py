@@ -2,6 +2,8 @@
 
 `DockyardServer` starts `dockyard serve` as a subprocess on 127.0.0.1, on a
 port chosen at run time, with its own data directory, and stops it by PID.
+When a test fails, what each running server logged during that test is added
+to the failure report ("dockyard server log" section).
 """
 
 from __future__ import annotations
@@ -24,7 +26,11 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 DOCKYARD = [sys.executable, "-m", "dockyard"]
+MAKE_IMAGES = REPO.parent / "shared" / "fixtures" / "make-images"
 _STARTUP_SECONDS = 60
+_STOP_SECONDS = 15
+_PORT_ATTEMPTS = 3
+_LOG_TAIL_LINES = 200
 
 
 def free_port() -> int:
@@ -34,8 +40,62 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+def clean_environment() -> dict[str, str]:
+    """This process's environment without DOCKYARD_* settings, which would
+    otherwise reach the servers and commands the tests start."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("DOCKYARD_")}
+
+
+def descendants(pid: int) -> list[int]:
+    """PIDs of the processes `pid` started, and of theirs, from /proc."""
+    found: list[int] = []
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except FileNotFoundError:
+        return found
+    for task in tasks:
+        try:
+            children = Path(f"/proc/{pid}/task/{task}/children").read_text()
+        except FileNotFoundError:
+            continue
+        for child in map(int, children.split()):
+            found += [child, *descendants(child)]
+    return found
+
+
+def stop_process(process: subprocess.Popen, timeout: float = _STOP_SECONDS) -> None:
+    """SIGTERM `process`; if it lingers, SIGKILL it and what it started."""
+    if process.poll() is not None:
+        return
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        children = descendants(process.pid)
+        process.kill()
+        for child in children:
+            try:
+                os.kill(child, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        process.wait(timeout=timeout)
+
+
+@dataclass(frozen=True)
+class User:
+    name: str
+    password: str
+
+    @property
+    def creds(self) -> str:
+        """`name:password`, as skopeo's --creds and ctr's --user take it."""
+        return f"{self.name}:{self.password}"
+
+
 class DockyardServer:
     """One `dockyard serve` process and what a test needs to talk to it."""
+
+    running: list[DockyardServer] = []
 
     def __init__(
         self, root: Path, env: dict[str, str] | None = None, workers: int = 1
@@ -44,11 +104,9 @@ class DockyardServer:
         self.data_dir = root / "data"
         self.admin_password = "Adm1n-" + secrets.token_urlsafe(12)
         self.log_path = root / "server.log"
-        self.port = free_port()
-        self.host = f"127.0.0.1:{self.port}"
-        self.url = f"http://{self.host}"
+        self._use_port(free_port())
         self._env = {
-            **os.environ,
+            **clean_environment(),
             "DOCKYARD_ADMIN_PASSWORD": self.admin_password,
             "DOCKYARD_WORKERS": str(workers),
             **(env or {}),
@@ -56,34 +114,51 @@ class DockyardServer:
         self._process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> DockyardServer:
-        log = self.log_path.open("ab")
-        self._process = subprocess.Popen(
-            [
-                *DOCKYARD,
-                "serve",
-                "--data-dir",
-                str(self.data_dir),
-                "--listen",
-                self.host,
-            ],
-            env=self._env,
-            stdout=log,
-            stderr=log,
-        )
+        """Start the server and return once it answers as ours; raise if not.
+        A port taken between free_port() and the bind gets another try."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        for _ in range(_PORT_ATTEMPTS):
+            mark = self.log_size()
+            if self._start_on_port():
+                return self
+            if "address already in use" not in self.log_since(mark).lower():
+                break
+            self._use_port(free_port())
+        raise RuntimeError(f"dockyard exited early:\n{self.log()}")
+
+    def _start_on_port(self) -> bool:
+        """True once it answers; False if it exits; raise if it does neither."""
+        with self.log_path.open("ab") as log:
+            self._process = subprocess.Popen(
+                [*DOCKYARD, "serve", "--data-dir", str(self.data_dir)]
+                + ["--listen", self.host],
+                env=self._env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+            )
+        DockyardServer.running.append(self)
         deadline = time.monotonic() + _STARTUP_SECONDS
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
-                raise RuntimeError(f"dockyard exited early:\n{self.log()}")
+                self.stop()
+                return False
             if self._answers_as_ours():
-                return self
+                return True
             time.sleep(0.1)
         self.stop()
         raise RuntimeError(
             f"dockyard did not answer within {_STARTUP_SECONDS}s:\n{self.log()}"
         )
 
+    def _use_port(self, port: int) -> None:
+        self.port = port
+        self.host = f"127.0.0.1:{port}"
+        self.url = f"http://{self.host}"
+
     def _answers_as_ours(self) -> bool:
-        # Whoever answers must know the admin password we just set.
+        # Another process may have taken the port since free_port(): whoever
+        # answers must know the admin password we just set.
         try:
             response = httpx.get(
                 f"{self.url}/v2/", auth=("admin", self.admin_password), timeout=2
@@ -95,7 +170,7 @@ class DockyardServer:
     def cli(
         self, *args: str, input: str | None = None, check: bool = True
     ) -> subprocess.CompletedProcess[str]:
-        """Run `dockyard admin --data-dir DATA ARGS...`."""
+        """Run `dockyard admin --data-dir DATA ARGS...`; raise on failure if `check`."""
         result = subprocess.run(
             [*DOCKYARD, "admin", "--data-dir", str(self.data_dir), *args],
             input=input,
@@ -106,42 +181,79 @@ class DockyardServer:
         )
         if check and result.returncode != 0:
             raise AssertionError(
-                f"dockyard admin {' '.join(args)} failed:\n{result.stderr}"
+                f"dockyard admin {' '.join(args)} failed ({result.returncode}):\n"
+                f"{result.stdout}{result.stderr}"
             )
         return result
 
     def create_user(self, name: str, password: str, *extra: str) -> None:
+        """`extra`: more options of `user create`, e.g. "--admin"."""
         self.cli(
             "user", "create", name, "--password-stdin", *extra, input=password + "\n"
         )
 
+    def create_project(self, name: str, private: bool = False) -> None:
+        self.cli("project", "create", name, *(["--private"] if private else []))
+
+    def add_member(self, project: str, user: str, role: str) -> None:
+        """`role`: projectAdmin, maintainer, developer, guest or limitedGuest."""
+        self.cli("member", "add", project, user, role)
+
+    def new_user(
+        self, prefix: str = "user", project: str | None = None, role: str = ""
+    ) -> User:
+        """A user with a unique name and password; with `project`, a member of
+        it with `role`."""
+        user = User(f"{prefix}-{secrets.token_hex(4)}", "Pw-" + secrets.token_hex(8))
+        self.create_user(user.name, user.password)
+        if project:
+            self.add_member(project, user.name, role)
+        return user
+
+    def new_project(self, prefix: str = "project", private: bool = False) -> str:
+        """A project with a unique name; returns the name."""
+        name = f"{prefix}-{secrets.token_hex(4)}"
+        self.create_project(name, private=private)
+        return name
+
     def log(self) -> str:
-        return (
-            self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-        )
+        if not self.log_path.exists():
+            return ""
+        return self.log_path.read_text(errors="replace")
+
+    def log_size(self) -> int:
+        """A mark to pass to `log_since`."""
+        return self.log_path.stat().st_size if self.log_path.exists() else 0
+
+    def log_since(self, mark: int) -> str:
+        """What the server logged after `log_size()` returned `mark`."""
+        if not self.log_path.exists():
+            return ""
+        with self.log_path.open("rb") as log:
+            log.seek(mark)
+            return log.read().decode(errors="replace")
 
     @property
     def pid(self) -> int | None:
         return self._process.pid if self._process else None
 
     def stop(self) -> None:
+        """SIGTERM by PID, SIGKILL if it does not end; safe to call twice."""
         process, self._process = self._process, None
-        if process is None or process.poll() is not None:
-            return
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=15)
+        if self in DockyardServer.running:
+            DockyardServer.running.remove(self)
+        if process is not None:
+            stop_process(process)
 
 
 @pytest.fixture(scope="session")
 def dockyard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DockyardServer]:
     """The server most tests share; tests make their own users, projects, names."""
     server = DockyardServer(tmp_path_factory.mktemp("dockyard")).start()
-    yield server
-    server.stop()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture
@@ -156,9 +268,11 @@ def start_dockyard(
         started.append(server)
         return server.start()
 
-    yield start
-    for server in started:
-        server.stop()
+    try:
+        yield start
+    finally:
+        for server in started:
+            server.stop()
 
 
 @dataclass(frozen=True)
@@ -170,29 +284,46 @@ class Images:
 
     @property
     def oci(self) -> Path:
+        """Parent of the OCI layouts: `oci:{images.oci}/busybox:1.36` for skopeo."""
         return self.root / "oci"
 
+    def entry(self, ref: str) -> dict:
+        """The images.json entry of `ref` (e.g. "busybox:multi")."""
+        for image in self.manifest["images"]:
+            if image["ref"] == ref:
+                return image
+        raise KeyError(f"{ref} not in {self.root / 'images.json'}")
+
     def digest(self, ref: str) -> str:
-        return next(i["digest"] for i in self.manifest["images"] if i["ref"] == ref)
+        return self.entry(ref)["digest"]
 
-
-def _make_images_script() -> Path:
-    for candidate in (REPO.parent / "shared" / "fixtures" / "make-images",):
-        if candidate.exists():
-            return candidate
-    raise RuntimeError("../shared/fixtures/make-images not found beside the repository")
+    def manifest_bytes(self, ref: str) -> bytes:
+        """The raw manifest (or index) of `ref`, read from its OCI layout."""
+        entry = self.entry(ref)
+        algorithm, _, encoded = entry["digest"].partition(":")
+        return (
+            self.root / entry["layout"] / "blobs" / algorithm / encoded
+        ).read_bytes()
 
 
 @pytest.fixture(scope="session")
 def images() -> Images:
+    """Build (or reuse) the fixture images in $DOCKYARD_TEST_IMAGES or
+    /tmp/dockyard-test-images. make-images skips what already exists, so it
+    runs every session: a half-built cache gets completed."""
     root = Path(os.environ.get("DOCKYARD_TEST_IMAGES", "/tmp/dockyard-test-images"))
-    if not (root / "images.json").exists():
-        subprocess.run(
-            [str(_make_images_script()), str(root), "--no-archives"],
-            check=True,
-            capture_output=True,
-            timeout=900,
+    if not MAKE_IMAGES.exists():
+        pytest.fail(
+            f"{MAKE_IMAGES} not found: the shared directory sits beside the repo"
         )
+    result = subprocess.run(
+        [str(MAKE_IMAGES), str(root), "--no-archives"],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    if result.returncode != 0:
+        pytest.fail(f"make-images failed:\n{result.stdout}\n{result.stderr}")
     return Images(root, json.loads((root / "images.json").read_text()))
 
 
@@ -201,3 +332,32 @@ def require_tools(*names: str) -> None:
     missing = [name for name in names if shutil.which(name) is None]
     if missing:
         pytest.fail(f"missing tools {missing}: run ./scripts/test, which installs them")
+
+
+# Server logs in failure reports.
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    item.stash[_LOG_MARKS] = {id(s): s.log_size() for s in DockyardServer.running}
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    outcome = yield
+    report = outcome.get_result()
+    if not report.failed:
+        return
+    marks = item.stash.get(_LOG_MARKS, {})
+    for server in DockyardServer.running:
+        lines = server.log_since(marks.get(id(server), 0)).splitlines()
+        if lines:
+            report.sections.append(
+                (
+                    f"dockyard server log ({server.host}, {report.when})",
+                    "\n".join(lines[-_LOG_TAIL_LINES:]),
+                )
+            )
+
+
+_LOG_MARKS = pytest.StashKey[dict]()

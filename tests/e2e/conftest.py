@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import DockyardServer, require_tools
+from tests.conftest import DockyardServer, Images, require_tools, stop_process
 
 pytestmark = pytest.mark.e2e
 
@@ -17,38 +19,81 @@ def run(
     *command: str,
     env: dict[str, str] | None = None,
     check: bool = True,
+    input: str | None = None,
     timeout: int = 300,
 ) -> subprocess.CompletedProcess[str]:
+    """Run a client; with `check`, fail showing its output when it fails."""
     result = subprocess.run(
-        command, text=True, capture_output=True, env=env, timeout=timeout
+        command, text=True, capture_output=True, env=env, input=input, timeout=timeout
     )
     if check and result.returncode != 0:
         raise AssertionError(
-            f"{' '.join(command)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}"
+            f"{' '.join(command)} failed ({result.returncode}):\n"
+            f"{result.stdout}\n{result.stderr}"
         )
     return result
 
 
 def skopeo(
-    *args: str, check: bool = True, auth_file: Path | None = None
+    *args: str,
+    check: bool = True,
+    auth_file: Path | None = None,
+    input: str | None = None,
 ) -> subprocess.CompletedProcess[str]:
+    """`skopeo COMMAND [--authfile F] ARGS...`."""
     require_tools("skopeo")
     extra = ["--authfile", str(auth_file)] if auth_file else []
     command, rest = args[0], args[1:]
-    return run("skopeo", command, *extra, *rest, check=check)
+    return run("skopeo", command, *extra, *rest, check=check, input=input)
+
+
+def push_image(
+    server: DockyardServer,
+    images: Images,
+    ref: str,
+    target: str,
+    creds: str | None = None,
+) -> None:
+    """Copy fixture image `ref` (e.g. "busybox:multi") to `target`
+    ("library/x:1" on `server`), keeping every digest; as admin by default."""
+    skopeo(
+        "copy",
+        "--all",
+        "--preserve-digests",
+        "--dest-tls-verify=false",
+        "--dest-creds",
+        creds or f"admin:{server.admin_password}",
+        f"oci:{images.oci}/{ref}",
+        f"docker://{server.host}/{target}",
+    )
 
 
 def layout_digest(layout: Path, tag: str) -> str:
     """The digest an OCI layout's index gives `tag`."""
     index = json.loads((layout / "index.json").read_text())
     for descriptor in index["manifests"]:
-        if (
-            descriptor.get("annotations", {}).get("org.opencontainers.image.ref.name")
-            == tag
-        ):
+        annotations = descriptor.get("annotations", {})
+        if annotations.get("org.opencontainers.image.ref.name") == tag:
             return descriptor["digest"]
     raise AssertionError(f"tag {tag} not in {layout}")
 
 
-def add_member(server: DockyardServer, project: str, user: str, role: str) -> None:
-    server.cli("member", "add", project, user, role)
+def start_daemon(
+    command: list[str], log_path: Path, ready: Callable[[], bool], what: str
+) -> subprocess.Popen:
+    """Start `command`, logging to `log_path`; return once `ready()` is true.
+    The caller stops it with `stop_process`; it is stopped here if it never
+    gets ready."""
+    with log_path.open("ab") as log:
+        process = subprocess.Popen(
+            command, stdin=subprocess.DEVNULL, stdout=log, stderr=log
+        )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            break
+        if ready():
+            return process
+        time.sleep(0.1)
+    stop_process(process)
+    raise RuntimeError(f"{what} did not get ready:\n{log_path.read_text()}")

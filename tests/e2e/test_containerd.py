@@ -1,86 +1,99 @@
-"""containerd's ctr: pulls and pushes with --user, asking the token service with
-an OAuth2 password grant (POST) first."""
+"""containerd's ctr: pull and push with --user. ctr asks the token service with
+an OAuth2 password grant (POST) first, unlike skopeo's GET."""
 
 import secrets
-import signal
-import subprocess
-import time
 
 import pytest
 
-from tests.conftest import require_tools
-from tests.e2e.conftest import run, skopeo
-
-PASSWORD = "Passw0rd-ctr"
+from tests.conftest import require_tools, stop_process
+from tests.e2e.conftest import push_image, run, skopeo, start_daemon
 
 
 @pytest.fixture
 def containerd(tmp_path):
+    """A containerd of this test's own (config, state and sockets in tmp_path);
+    yields the `ctr` command line that talks to it."""
     require_tools("containerd", "ctr")
-    # A short root: unix socket paths must stay under 108 bytes.
-    root = tmp_path
-    config = root / "config.toml"
+    socket = tmp_path / "c.sock"  # unix socket paths must stay under 108 bytes
+    config = tmp_path / "config.toml"
     config.write_text(
         f"""version = 2
-root = "{root}/root"
-state = "{root}/state"
+root = "{tmp_path}/root"
+state = "{tmp_path}/state"
 disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.btrfs",
   "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.aufs",
   "io.containerd.snapshotter.v1.devmapper"]
 [grpc]
-  address = "{root}/c.sock"
+  address = "{socket}"
 [ttrpc]
-  address = "{root}/c.sock.ttrpc"
+  address = "{socket}.ttrpc"
 [debug]
-  address = "{root}/d.sock"
+  address = "{tmp_path}/d.sock"
 """
     )
-    log = (root / "containerd.log").open("wb")
-    process = subprocess.Popen(
-        ["containerd", "--config", str(config)], stdout=log, stderr=log
+    ctr = ["ctr", "--address", str(socket), "-n", "dockyard"]
+    process = start_daemon(
+        ["containerd", "--config", str(config)],
+        tmp_path / "containerd.log",
+        lambda: socket.exists() and run(*ctr, "version", check=False).returncode == 0,
+        "containerd",
     )
-    socket = root / "c.sock"
     try:
-        for _ in range(100):
-            if socket.exists():
-                break
-            time.sleep(0.1)
-        yield ["ctr", "--address", str(socket), "-n", "dockyard"]
+        yield ctr
     finally:
-        process.send_signal(signal.SIGTERM)
-        process.wait(timeout=30)
+        stop_process(process, timeout=30)
 
 
-def test_ctr_pulls_and_pushes_with_user_credentials(dockyard, containerd, images):
-    user = f"ctr-{secrets.token_hex(3)}"
-    project = f"ctr-{secrets.token_hex(3)}"
-    dockyard.create_user(user, PASSWORD)
-    dockyard.cli("project", "create", project, "--private")
-    dockyard.cli("member", "add", project, user, "developer")
+@pytest.fixture(scope="module")
+def developer(dockyard, images):
+    """A developer of a private project that holds PROJECT/busybox:1.36."""
+    project = dockyard.new_project("ctr", private=True)
+    push_image(dockyard, images, "busybox:1.36", f"{project}/busybox:1.36")
+    return project, dockyard.new_user("ctr", project, "developer")
+
+
+def test_ctr_pull_with_user_asks_token_service_by_post(dockyard, containerd, developer):
+    project, user = developer
+    mark = dockyard.log_size()
+
+    run(
+        *containerd,
+        "images",
+        "pull",
+        "--plain-http",
+        "--user",
+        user.creds,
+        f"{dockyard.host}/{project}/busybox:1.36",
+    )
+
+    log = dockyard.log_since(mark)
+    assert "method=POST path=/service/token status=200" in log
+    assert f"path=/v2/{project}/busybox/manifests/1.36 status=200" in log
+
+
+def test_ctr_push_with_user_stores_image_with_same_digest(
+    dockyard, images, containerd, developer
+):
+    project, user = developer
     source = f"{dockyard.host}/{project}/busybox:1.36"
-    skopeo(
-        "copy",
-        "--dest-tls-verify=false",
-        "--dest-creds",
-        f"admin:{dockyard.admin_password}",
-        f"oci:{images.oci}/busybox:1.36",
-        f"docker://{source}",
-    )
-    creds = f"{user}:{PASSWORD}"
-    target = f"{dockyard.host}/{project}/pushed:1"
-
-    run(*containerd, "images", "pull", "--plain-http", "--user", creds, source)
+    target = f"{dockyard.host}/{project}/pushed-{secrets.token_hex(4)}:1"
+    run(*containerd, "images", "pull", "--plain-http", "--user", user.creds, source)
     run(*containerd, "images", "tag", source, target)
-    run(*containerd, "images", "push", "--plain-http", "--user", creds, target)
+
+    run(*containerd, "images", "push", "--plain-http", "--user", user.creds, target)
     inspected = skopeo(
-        "inspect", "--tls-verify=false", "--creds", creds, f"docker://{target}"
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        "--creds",
+        user.creds,
+        f"docker://{target}",
     )
 
-    assert images.digest("busybox:1.36") in inspected.stdout
-    assert "method=POST path=/service/token status=200" in dockyard.log()
+    assert inspected.stdout.encode() == images.manifest_bytes("busybox:1.36")
 
 
-def test_ctr_with_wrong_password_is_refused(dockyard, containerd):
+def test_ctr_pull_with_wrong_password_is_refused(dockyard, containerd):
     result = run(
         *containerd,
         "images",

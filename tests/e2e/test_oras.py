@@ -1,20 +1,39 @@
-"""oras-py: an artifact whose subject is the busybox manifest, found via referrers."""
+"""oras-py: artifacts whose subject is the busybox manifest, found through the
+referrers API (GET /v2/<name>/referrers/<digest>) and its artifactType filter.
+
+The subject descriptor is built from the manifest's raw bytes as the registry
+serves them: oras-py's `Subject.from_manifest` re-serialises the JSON and so
+gets a different digest (shared/CLIENTS.md).
+"""
 
 import hashlib
-import json
 import secrets
 
 import httpx
 import oras.client
 import oras.oci
+import pytest
 from oras.layout.layout import NewLayout
 
-from tests.e2e.conftest import skopeo
+from tests.e2e.conftest import push_image
 
-ARTIFACT_TYPE = "application/vnd.example.sbom+json"
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+# oras-py cannot set `artifactType`; the config's media type stands in for it.
+SCAN_TYPE = "application/vnd.dockyard.test.scan.v1+json"
+OTHER_TYPE = "application/vnd.dockyard.test.other.v1+json"
+FIXTURE_SBOM_TYPE = "application/vnd.example.sbom+json"
+REPOSITORY = "library/busybox"
 
 
+@pytest.fixture
+def admin(dockyard):
+    with httpx.Client(
+        base_url=dockyard.url, auth=("admin", dockyard.admin_password), timeout=60
+    ) as client:
+        yield client
+
+
+@pytest.fixture
 def oras_client(dockyard, tmp_path):
     client = oras.client.OrasClient(hostname=dockyard.host, insecure=True)
     client.login(
@@ -24,8 +43,8 @@ def oras_client(dockyard, tmp_path):
         config_path=str(tmp_path / "config.json"),
     )
     # oras-py renews its bearer token only after a 403; Dockyard, like the
-    # spec, answers 401 for a missing scope. Renew on every challenge
-    # (see shared/CLIENTS.md).
+    # distribution spec, answers 401 for a missing scope. Renew on every
+    # challenge (shared/CLIENTS.md, caveat).
     authenticate = client.auth.authenticate_request
     client.auth.authenticate_request = lambda r, h, refresh=False: authenticate(
         r, h, refresh=True
@@ -33,99 +52,107 @@ def oras_client(dockyard, tmp_path):
     return client
 
 
-def test_oras_pushes_fixture_sbom_referrer_found_by_artifact_type(
-    dockyard, images, tmp_path
-):
-    repository = f"library/oras-{secrets.token_hex(3)}"
-    skopeo(
-        "copy",
-        "--dest-tls-verify=false",
-        "--dest-creds",
-        f"admin:{dockyard.admin_password}",
-        f"oci:{images.oci}/busybox:1.36",
-        f"docker://{dockyard.host}/{repository}:1.36",
+@pytest.fixture
+def subject(dockyard, images, admin):
+    """The busybox:1.36 manifest in library/busybox, as an oras Subject."""
+    push_image(dockyard, images, "busybox:1.36", f"{REPOSITORY}:1.36")
+    raw = admin.get(
+        f"/v2/{REPOSITORY}/manifests/1.36", headers={"accept": OCI_MANIFEST}
+    ).content
+    return oras.oci.Subject(
+        mediaType=OCI_MANIFEST,
+        digest="sha256:" + hashlib.sha256(raw).hexdigest(),
+        size=len(raw),
     )
-    client = oras_client(dockyard, tmp_path)
-    subject = images.digest("busybox:1.36")
-    admin = httpx.Client(base_url=dockyard.url, auth=("admin", dockyard.admin_password))
+
+
+@pytest.fixture
+def push_referrer(dockyard, oras_client, subject, admin, tmp_path, monkeypatch):
+    """Push, via oras-py, a file artifact of `config_type` whose subject is the
+    busybox manifest; return its digest."""
+    monkeypatch.chdir(tmp_path)  # oras-py only pushes files below the cwd
+    (tmp_path / "report.json").write_text('{"vulnerabilities": []}')
+    (tmp_path / "config.json").write_text("{}")
+
+    def push(config_type):
+        tag = f"referrer-{secrets.token_hex(4)}"
+        oras_client.push(
+            target=f"{dockyard.host}/{REPOSITORY}:{tag}",
+            files=["report.json:application/json"],
+            manifest_config=f"config.json:{config_type}",
+            subject=subject,
+        )
+        raw = admin.get(
+            f"/v2/{REPOSITORY}/manifests/{tag}", headers={"accept": OCI_MANIFEST}
+        ).content
+        return "sha256:" + hashlib.sha256(raw).hexdigest()
+
+    return push
+
+
+@pytest.fixture
+def scan_report(push_referrer):
+    return push_referrer(SCAN_TYPE)
+
+
+def test_oras_subject_built_from_served_bytes_matches_fixture_digest(images, subject):
+    assert subject.digest == images.digest("busybox:1.36")
+
+
+def test_oras_push_with_subject_is_listed_by_referrers_api(admin, subject, scan_report):
+    response = admin.get(f"/v2/{REPOSITORY}/referrers/{subject.digest}")
+
+    listed = {m["digest"]: m for m in response.json()["manifests"]}
+    assert response.headers["content-type"].startswith(
+        "application/vnd.oci.image.index.v1+json"
+    )
+    assert listed[scan_report]["artifactType"] == SCAN_TYPE
+
+
+def test_referrers_filtered_by_artifact_type_lists_only_that_type(
+    admin, subject, scan_report, push_referrer
+):
+    other = push_referrer(OTHER_TYPE)
+
+    response = admin.get(
+        f"/v2/{REPOSITORY}/referrers/{subject.digest}",
+        params={"artifactType": SCAN_TYPE},
+    )
+
+    manifests = response.json()["manifests"]
+    digests = [m["digest"] for m in manifests]
+    assert scan_report in digests and other not in digests
+    assert {m["artifactType"] for m in manifests} == {SCAN_TYPE}
+    assert response.headers["oci-filters-applied"] == "artifactType"
+
+
+def test_referrers_filtered_by_other_artifact_type_leaves_out_the_push(
+    admin, subject, scan_report
+):
+    response = admin.get(
+        f"/v2/{REPOSITORY}/referrers/{subject.digest}",
+        params={"artifactType": "application/vnd.dockyard.test.none"},
+    )
+
+    assert response.json()["manifests"] == []
+    assert response.headers["oci-filters-applied"] == "artifactType"
+
+
+def test_oras_layout_push_keeps_fixture_referrer_with_its_artifact_type(
+    dockyard, images, oras_client, subject, admin
+):
+    repository = f"library/oras-{secrets.token_hex(4)}"
+    push_image(dockyard, images, "busybox:1.36", f"{repository}:1.36")
 
     NewLayout(str(images.oci / "artifact")).push_to_registry(
-        client, f"{dockyard.host}/{repository}:busybox-sbom", tag="busybox-sbom"
+        oras_client, f"{dockyard.host}/{repository}:busybox-sbom", tag="busybox-sbom"
     )
-    listed = admin.get(f"/v2/{repository}/referrers/{subject}").json()["manifests"]
-    filtered = admin.get(
-        f"/v2/{repository}/referrers/{subject}", params={"artifactType": ARTIFACT_TYPE}
-    )
-    other = admin.get(
-        f"/v2/{repository}/referrers/{subject}",
-        params={"artifactType": "application/x-none"},
+    response = admin.get(
+        f"/v2/{repository}/referrers/{subject.digest}",
+        params={"artifactType": FIXTURE_SBOM_TYPE},
     )
 
-    assert [m["digest"] for m in listed] == [images.digest("artifact:busybox-sbom")]
-    assert listed[0]["artifactType"] == ARTIFACT_TYPE
-    assert len(filtered.json()["manifests"]) == 1
-    assert filtered.headers["oci-filters-applied"] == "artifactType"
-    assert other.json()["manifests"] == []
-
-
-def test_oras_push_with_subject_is_listed_by_referrers_api(
-    dockyard, tmp_path, monkeypatch
-):
-    admin = httpx.Client(base_url=dockyard.url, auth=("admin", dockyard.admin_password))
-    repository = f"library/oras-{secrets.token_hex(3)}"
-    subject = _push_small_image(admin, repository)
-    client = oras_client(dockyard, tmp_path)
-    monkeypatch.chdir(tmp_path)  # oras-py only pushes files below the working directory
-    (tmp_path / "sbom.json").write_text(json.dumps({"packages": ["busybox"]}))
-    descriptor = oras.oci.Subject(
-        mediaType=OCI_MANIFEST, digest=subject["digest"], size=subject["size"]
-    )
-
-    client.push(
-        target=f"{dockyard.host}/{repository}:sbom",
-        files=[f"sbom.json:{ARTIFACT_TYPE}"],
-        subject=descriptor,
-    )
-    listed = admin.get(f"/v2/{repository}/referrers/{subject['digest']}").json()
-
-    # oras-py cannot set artifactType: the config's media type stands in for it.
-    assert [m["artifactType"] for m in listed["manifests"]] == [
-        "application/vnd.unknown.config.v1+json"
+    assert [m["digest"] for m in response.json()["manifests"]] == [
+        images.digest("artifact:busybox-sbom")
     ]
-
-
-def _push_small_image(client, repository):
-    config = b'{"architecture":"amd64","os":"linux"}'
-    layer = secrets.token_bytes(256)
-    for blob in (config, layer):
-        digest = "sha256:" + hashlib.sha256(blob).hexdigest()
-        client.post(
-            f"/v2/{repository}/blobs/uploads/?digest={digest}", content=blob
-        ).raise_for_status()
-    manifest = json.dumps(
-        {
-            "schemaVersion": 2,
-            "mediaType": OCI_MANIFEST,
-            "config": {
-                "mediaType": "application/vnd.oci.image.config.v1+json",
-                "digest": "sha256:" + hashlib.sha256(config).hexdigest(),
-                "size": len(config),
-            },
-            "layers": [
-                {
-                    "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
-                    "digest": "sha256:" + hashlib.sha256(layer).hexdigest(),
-                    "size": len(layer),
-                }
-            ],
-        }
-    ).encode()
-    client.put(
-        f"/v2/{repository}/manifests/v1",
-        content=manifest,
-        headers={"content-type": OCI_MANIFEST},
-    ).raise_for_status()
-    return {
-        "digest": "sha256:" + hashlib.sha256(manifest).hexdigest(),
-        "size": len(manifest),
-    }
+    assert response.json()["manifests"][0]["artifactType"] == FIXTURE_SBOM_TYPE

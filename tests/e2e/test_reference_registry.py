@@ -5,24 +5,22 @@ issuer and root certificate are Dockyard's; it then trusts Dockyard's tokens,
 so Dockyard's users and roles decide who may push to it.
 """
 
+import json
 import secrets
-import signal
-import subprocess
-import time
 
 import httpx
 import pytest
 
-from tests.conftest import free_port, require_tools
-from tests.e2e.conftest import skopeo
-
-PASSWORD = "Passw0rd-e2e"
+from tests.conftest import free_port, require_tools, stop_process
+from tests.e2e.conftest import layout_digest, skopeo, start_daemon
 
 
 @pytest.fixture
 def reference_registry(dockyard, tmp_path):
+    """Debian's docker-registry on a free loopback port, trusting Dockyard's
+    tokens; yields its host:port."""
     require_tools("docker-registry")
-    port = free_port()
+    host = f"127.0.0.1:{free_port()}"
     config = tmp_path / "registry.yml"
     config.write_text(
         f"""version: 0.1
@@ -31,7 +29,7 @@ storage:
   filesystem: {{rootdirectory: {tmp_path / "data"}}}
   delete: {{enabled: true}}
 http:
-  addr: 127.0.0.1:{port}
+  addr: {host}
 auth:
   token:
     realm: {dockyard.url}/service/token
@@ -40,87 +38,108 @@ auth:
     rootcertbundle: {dockyard.data_dir / "keys" / "token.crt"}
 """
     )
-    log = (tmp_path / "registry.log").open("wb")
-    process = subprocess.Popen(
-        ["docker-registry", "serve", str(config)], stdout=log, stderr=log
+    process = start_daemon(
+        ["docker-registry", "serve", str(config)],
+        tmp_path / "registry.log",
+        lambda: _challenges_with_realm(host, f"{dockyard.url}/service/token"),
+        "docker-registry",
     )
-    host = f"127.0.0.1:{port}"
     try:
-        _wait_for(host, process)
         yield host
     finally:
-        process.send_signal(signal.SIGTERM)
-        process.wait(timeout=15)
+        stop_process(process)
 
 
-def _wait_for(host, process):
-    for _ in range(100):
-        if process.poll() is not None:
-            raise RuntimeError("docker-registry exited")
-        try:
-            response = httpx.get(f"http://{host}/v2/", timeout=1)
-        except httpx.HTTPError:
-            pass
-        else:
-            # Ours: it challenges with Dockyard's realm.
-            if "/service/token" in response.headers.get("www-authenticate", ""):
-                return
-        time.sleep(0.1)
-    raise RuntimeError("docker-registry did not answer")
+def _challenges_with_realm(host, realm):
+    # Ours: whoever answers challenges with the realm we configured.
+    try:
+        response = httpx.get(f"http://{host}/v2/", timeout=1)
+    except httpx.HTTPError:
+        return False
+    return f'realm="{realm}"' in response.headers.get("www-authenticate", "")
+
+
+@pytest.fixture(scope="module")
+def team(dockyard):
+    """A private project with a developer and a guest (tests only read it)."""
+    project = dockyard.new_project("fronted", private=True)
+    return project, {
+        role: dockyard.new_user(role, project, role) for role in ("developer", "guest")
+    }
 
 
 @pytest.fixture
-def team(dockyard):
-    suffix = secrets.token_hex(3)
-    project = f"fronted-{suffix}"
-    dockyard.cli("project", "create", project, "--private")
-    names = {}
-    for role in ("developer", "guest"):
-        names[role] = f"{role}-{suffix}"
-        dockyard.create_user(names[role], PASSWORD)
-        dockyard.cli("member", "add", project, names[role], role)
-    return project, names
+def target(reference_registry, team):
+    """A fresh image reference in the team's project on the reference registry."""
+    project, _ = team
+    return f"docker://{reference_registry}/{project}/busybox-{secrets.token_hex(4)}:1"
 
 
-def test_reference_registry_accepts_push_from_dockyard_developer(
-    reference_registry, team, images
-):
-    project, names = team
+def test_reference_registry_accepts_push_from_dockyard_developer(target, team, images):
+    _, users = team
+
+    skopeo(
+        "copy",
+        "--preserve-digests",
+        "--dest-tls-verify=false",
+        "--dest-creds",
+        users["developer"].creds,
+        f"oci:{images.oci}/busybox:1.36",
+        target,
+    )
+    inspected = skopeo(
+        "inspect", "--tls-verify=false", "--creds", users["developer"].creds, target
+    )
+
+    assert json.loads(inspected.stdout)["Digest"] == images.digest("busybox:1.36")
+
+
+def test_reference_registry_refuses_push_from_dockyard_guest(target, team, images):
+    _, users = team
 
     result = skopeo(
         "copy",
         "--dest-tls-verify=false",
         "--dest-creds",
-        f"{names['developer']}:{PASSWORD}",
+        users["guest"].creds,
         f"oci:{images.oci}/busybox:1.36",
-        f"docker://{reference_registry}/{project}/busybox:1.36",
+        target,
+        check=False,
     )
-    inspected = skopeo(
+    afterwards = skopeo(
         "inspect",
         "--tls-verify=false",
         "--creds",
-        f"{names['developer']}:{PASSWORD}",
-        f"docker://{reference_registry}/{project}/busybox:1.36",
-    )
-
-    assert result.returncode == 0
-    assert images.digest("busybox:1.36") in inspected.stdout
-
-
-def test_reference_registry_refuses_push_from_dockyard_guest(
-    reference_registry, team, images
-):
-    project, names = team
-
-    result = skopeo(
-        "copy",
-        "--dest-tls-verify=false",
-        "--dest-creds",
-        f"{names['guest']}:{PASSWORD}",
-        f"oci:{images.oci}/busybox:1.36",
-        f"docker://{reference_registry}/{project}/busybox:1.36",
+        users["developer"].creds,
+        target,
         check=False,
     )
 
-    assert result.returncode != 0
     assert "unauthorized" in result.stderr.lower() or "denied" in result.stderr.lower()
+    assert afterwards.returncode != 0 and "manifest unknown" in afterwards.stderr
+
+
+def test_reference_registry_lets_dockyard_guest_pull_what_developer_pushed(
+    target, team, images, tmp_path
+):
+    _, users = team
+    skopeo(
+        "copy",
+        "--preserve-digests",
+        "--dest-tls-verify=false",
+        "--dest-creds",
+        users["developer"].creds,
+        f"oci:{images.oci}/busybox:1.36",
+        target,
+    )
+
+    skopeo(
+        "copy",
+        "--src-tls-verify=false",
+        "--src-creds",
+        users["guest"].creds,
+        target,
+        f"oci:{tmp_path}/pulled:1",
+    )
+
+    assert layout_digest(tmp_path / "pulled", "1") == images.digest("busybox:1.36")
