@@ -69,6 +69,20 @@ class Registry:
         )
 
 
+def index_of(*children: bytes) -> bytes:
+    """An OCI image index listing `children` (image manifests' bytes)."""
+    return json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": OCI_INDEX,
+            "manifests": [
+                {"mediaType": OCI_MANIFEST, "digest": sha256(c), "size": len(c)}
+                for c in children
+            ],
+        }
+    ).encode()
+
+
 @pytest.fixture
 def admin_client(dockyard):
     with httpx.Client(

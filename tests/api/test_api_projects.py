@@ -5,6 +5,7 @@ import secrets
 import httpx
 
 API = "/api/v2.0"
+EMPTY_DIGEST = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 PASSWORD = "Str0ng-pass"
 
 
@@ -162,7 +163,7 @@ def test_update_project_makes_it_public_for_anonymous_pull(api, dockyard):
 def test_project_with_repositories_cannot_be_deleted(api):
     name = new_project(api)
     api.post(
-        f"/v2/{name}/app/blobs/uploads/?digest=sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+        f"/v2/{name}/app/blobs/uploads/?digest={EMPTY_DIGEST}",
         content=b"",
     )
     deletable = api.get(f"{API}/projects/{name}/_deletable").json()

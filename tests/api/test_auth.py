@@ -347,7 +347,8 @@ def test_repeated_failed_logins_are_throttled_with_toomanyrequests(dockyard):
 
 def test_mount_challenge_also_asks_for_pull_on_the_source(dockyard):
     response = httpx.post(
-        f"{dockyard.url}/v2/library/dest/blobs/uploads/?mount=sha256:{'a' * 64}&from=library/src"
+        f"{dockyard.url}/v2/library/dest/blobs/uploads/",
+        params={"mount": f"sha256:{'a' * 64}", "from": "library/src"},
     )
 
     assert response.status_code == 401
@@ -372,7 +373,10 @@ def test_mount_with_token_lacking_readable_source_gets_challenge_for_it(dockyard
         "repository:library/dest-m:pull,push repository:library/src-m:pull",
         admin,
     )
-    url = f"{dockyard.url}/v2/library/dest-m/blobs/uploads/?mount={digest}&from=library/src-m"
+    url = (
+        f"{dockyard.url}/v2/library/dest-m/blobs/uploads/"
+        f"?mount={digest}&from=library/src-m"
+    )
 
     first = httpx.post(url, headers={"authorization": f"Bearer {dest_only}"})
     second = httpx.post(url, headers={"authorization": f"Bearer {both}"})
@@ -397,7 +401,8 @@ def test_mount_from_unreadable_source_falls_back_to_upload(dockyard, people):
     )
 
     response = httpx.post(
-        f"{dockyard.url}/v2/{dest}/blobs/uploads/?mount={digest}&from={secret_project}/app",
+        f"{dockyard.url}/v2/{dest}/blobs/uploads/",
+        params={"mount": digest, "from": f"{secret_project}/app"},
         headers={"authorization": f"Bearer {granted}"},
     )
 

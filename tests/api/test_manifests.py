@@ -1,6 +1,6 @@
 import json
 
-from tests.api.conftest import OCI_INDEX, OCI_MANIFEST, error_code, sha256
+from tests.api.conftest import OCI_INDEX, OCI_MANIFEST, error_code, index_of, sha256
 
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 
@@ -38,7 +38,7 @@ def test_put_manifest_by_digest_with_wrong_digest_returns_digest_invalid(registr
     assert error_code(response) == "DIGEST_INVALID"
 
 
-def test_put_manifest_with_missing_blob_returns_manifest_blob_unknown_and_stores_nothing(
+def test_put_manifest_with_missing_blob_is_refused_and_stores_nothing(
     registry,
 ):
     body = registry.image_manifest()
@@ -95,15 +95,7 @@ def test_get_unknown_tag_returns_manifest_unknown(registry):
 def test_index_by_tag_without_accept_is_returned(registry):
     child = registry.image_manifest()
     registry.put_manifest(sha256(child), child)
-    index = json.dumps(
-        {
-            "schemaVersion": 2,
-            "mediaType": OCI_INDEX,
-            "manifests": [
-                {"mediaType": OCI_MANIFEST, "digest": sha256(child), "size": len(child)}
-            ],
-        }
-    ).encode()
+    index = index_of(child)
     registry.put_manifest("multi", index, OCI_INDEX)
 
     response = registry.client.get(
@@ -256,15 +248,7 @@ def test_tag_with_trailing_newline_is_invalid(registry):
 def test_deleting_a_manifest_an_index_uses_is_refused(registry):
     child = registry.image_manifest()
     registry.put_manifest(sha256(child), child)
-    index = json.dumps(
-        {
-            "schemaVersion": 2,
-            "mediaType": OCI_INDEX,
-            "manifests": [
-                {"mediaType": OCI_MANIFEST, "digest": sha256(child), "size": len(child)}
-            ],
-        }
-    ).encode()
+    index = index_of(child)
     registry.put_manifest("multi", index, OCI_INDEX)
 
     response = registry.client.delete(registry.url(f"manifests/{sha256(child)}"))

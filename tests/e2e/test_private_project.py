@@ -116,7 +116,7 @@ def test_private_project_outsider_push_is_denied(dockyard, images, private):
 
 
 @pytest.mark.parametrize("scheme", ["basic", "bearer"])
-def test_private_project_outsider_gets_identical_answer_for_existing_and_missing_repository(  # noqa: E501
+def test_private_project_outsider_gets_same_answer_for_existing_and_missing_repo(
     dockyard, private, scheme
 ):
     outsider = private["outsider"]
