@@ -173,9 +173,29 @@ class _LoopConnection:
 
 def insert_or_ignore(conn: AsyncConnection, table: Table, **values: Any) -> Insert:
     """An INSERT that does nothing when the row's key already exists."""
+    return _dialect_insert(conn, table).values(**values).on_conflict_do_nothing()
+
+
+def insert_or_update(
+    conn: AsyncConnection,
+    table: Table,
+    keys: list[str],
+    values: dict[str, Any],
+    changes: dict[str, Any],
+) -> Insert:
+    """An INSERT that, when a row with the same `keys` exists, applies `changes`."""
+    return (
+        _dialect_insert(conn, table)
+        .values(**values)
+        .on_conflict_do_update(index_elements=keys, set_=changes)
+    )
+
+
+def _dialect_insert(conn: AsyncConnection, table: Table) -> Any:
+    # SQLite and PostgreSQL share the ON CONFLICT clauses.
     if conn.dialect.name == "postgresql":
-        return postgresql_insert(table).values(**values).on_conflict_do_nothing()
-    return sqlite_insert(table).values(**values).on_conflict_do_nothing()
+        return postgresql_insert(table)
+    return sqlite_insert(table)
 
 
 async def fetch_page(

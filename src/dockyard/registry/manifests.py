@@ -17,7 +17,7 @@ from sqlalchemy import delete, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from dockyard.audit import AuditEntry, AuditLog
-from dockyard.db.database import Database
+from dockyard.db.database import Database, insert_or_update
 from dockyard.db.schema import (
     manifest_references,
     manifests,
@@ -414,18 +414,16 @@ async def _put_tag(
     conn: AsyncConnection, repo_id: int, tag: str, manifest_id: int
 ) -> None:
     now = datetime.now(UTC)
-    await conn.execute(
-        delete(tags).where((tags.c.repository_id == repo_id) & (tags.c.name == tag))
-    )
-    await conn.execute(
-        insert(tags).values(
-            repository_id=repo_id,
-            name=tag,
-            manifest_id=manifest_id,
-            created_at=now,
-            updated_at=now,
-        )
-    )
+    values = {
+        "repository_id": repo_id,
+        "name": tag,
+        "manifest_id": manifest_id,
+        "created_at": now,
+        "updated_at": now,
+    }
+    changes = {"manifest_id": manifest_id, "updated_at": now}
+    statement = insert_or_update(conn, tags, ["repository_id", "name"], values, changes)
+    await conn.execute(statement)
 
 
 def _descriptor(row: Any) -> dict[str, Any]:
