@@ -59,10 +59,10 @@ def build_services(settings: Settings) -> Services:
         refresh_expiration=settings.token.refresh_expiration_seconds,
     )
     configurations = ConfigurationService(db, settings.token.expiration_seconds)
-    users = UserService(db)
+    audit = AuditLog(db)
+    users = UserService(db, audit)
     projects = ProjectService(db)
     policy = AccessPolicy(projects)
-    audit = AuditLog(db)
     return Services(
         settings=settings,
         db=db,

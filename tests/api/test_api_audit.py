@@ -71,3 +71,16 @@ def test_project_logs_are_refused_to_guests(api, dockyard):
 
     assert as_guest.status_code == 403
     assert {e["operation"] for e in as_admin.json()} >= {"create"}
+
+
+def test_failed_login_is_audited(api, dockyard):
+    name = f"nobody-{secrets.token_hex(3)}"
+    httpx.get(f"{dockyard.url}/v2/", auth=(name, "wrong"))
+
+    for _ in range(50):
+        entries = logs(api, q=f"username={name},operation=login_failed")
+        if entries:
+            break
+        time.sleep(0.1)
+
+    assert entries[0]["resource_type"] == "user"

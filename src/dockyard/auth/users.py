@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from sqlalchemy import Select, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from dockyard.audit import CLI_ACTOR, record_change
+from dockyard.audit import CLI_ACTOR, AuditEntry, AuditLog, record_change
 from dockyard.auth.passwords import (
     check_password_policy,
     hash_password,
@@ -57,8 +57,9 @@ class LoginThrottled(UserError):
 
 
 class UserService:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, audit: AuditLog) -> None:
         self.db = db
+        self.audit = audit
         self._recent_logins: dict[bytes, float] = {}
         self._failed_logins = FailedLogins()
         self._hashing = asyncio.Semaphore(_CONCURRENT_HASHES)
@@ -245,6 +246,15 @@ class UserService:
                 "unknown user" if user is None else "wrong password",
             )
             self._failed_logins.record(username, client)
+            self.audit.record_later(
+                AuditEntry(
+                    username=username[:255] or "anonymous",
+                    resource=f"{username[:200]} from {client}",
+                    resource_type="user",
+                    operation="login_failed",
+                    result=False,
+                )
+            )
             return None
         return Principal(user["id"], user["username"], bool(user["sysadmin"]))
 
