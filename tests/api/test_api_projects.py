@@ -199,3 +199,18 @@ def test_token_issued_before_project_was_recreated_does_not_open_it(api, dockyar
 
     assert new_project_response.status_code == 201
     assert response.status_code == 401
+
+
+def test_project_summary_counts_repositories_and_members_by_role(api, dockyard):
+    user, user_name = new_user(api, dockyard)
+    name = new_project(api)
+    api.post(
+        f"{API}/projects/{name}/members",
+        json={"role_id": 2, "member_user": {"username": user_name}},
+    )
+    api.post(f"/v2/{name}/app/blobs/uploads/?digest={EMPTY_DIGEST}", content=b"")
+
+    summary = user.get(f"{API}/projects/{name}/summary").json()
+
+    assert summary["repo_count"] == 1
+    assert (summary["project_admin_count"], summary["developer_count"]) == (1, 1)

@@ -8,6 +8,7 @@ delete them and manage members; every member lists members.
 
 from __future__ import annotations
 
+from collections import Counter
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -232,6 +233,24 @@ async def project_deletable(
     if (await _details(services, project))["repo_count"]:
         return {"deletable": False, "message": "the project contains repositories"}
     return {"deletable": True}
+
+
+@router.get("/projects/{project_name_or_id}/summary")
+async def project_summary(
+    project: MemberProject, services: ServicesDep
+) -> dict[str, Any]:
+    """Repository count and members per role (quotas come with governance)."""
+    counts = Counter(
+        member.role for member in await services.projects.list_members(project.id)
+    )
+    return {
+        "repo_count": (await _details(services, project))["repo_count"],
+        "project_admin_count": counts[Role.PROJECT_ADMIN],
+        "maintainer_count": counts[Role.MAINTAINER],
+        "developer_count": counts[Role.DEVELOPER],
+        "guest_count": counts[Role.GUEST],
+        "limited_guest_count": counts[Role.LIMITED_GUEST],
+    }
 
 
 @router.get("/projects/{project_name_or_id}/members")
