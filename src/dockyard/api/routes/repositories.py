@@ -8,7 +8,8 @@ deleting and describing need delete.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from collections.abc import Awaitable
+from typing import Annotated, Any, TypeVar
 from urllib.parse import unquote
 
 from fastapi import APIRouter, Depends, Request, Response
@@ -41,6 +42,8 @@ from dockyard.registry.errors import (
 )
 from dockyard.services import Services
 
+T = TypeVar("T")
+
 router = APIRouter(tags=["repository", "artifact"])
 
 _REPOSITORY_COLUMNS = {
@@ -69,7 +72,7 @@ class TagReq(BaseModel):
     name: str
 
 
-def _repository_dependency(action: str):  # type: ignore[no-untyped-def]
+def _repository_dependency(action: str) -> Any:
     async def resolve(
         project_name: str,
         repository_name: str,
@@ -266,7 +269,7 @@ async def _require(
     return name
 
 
-async def _translate(awaitable):  # type: ignore[no-untyped-def]
+async def _translate(awaitable: Awaitable[T]) -> T:
     """Registry errors in the API's terms."""
     try:
         return await awaitable
