@@ -123,15 +123,27 @@ def admin(
     ctx: typer.Context, config: ConfigOption = None, data_dir: DataDirOption = None
 ) -> None:
     """Operate directly on the data directory's database."""
-    settings = _settings(config, data_dir=data_dir)
+    ctx.obj = _settings(config, data_dir=data_dir)
     configure_logging("warning")
-    prepare_data_dir(settings)
-    ctx.obj = settings
 
 
 def _run(ctx: typer.Context, operation: Callable[[Services], Awaitable[T]]) -> T:
+    settings: Settings = ctx.obj
+    # Only a data directory a server has prepared: creating one here would
+    # make changes that no server ever sees.
+    if (
+        settings.database_url is None
+        and not (settings.data_dir / "dockyard.db").exists()
+    ):
+        typer.echo(
+            f"error: no Dockyard data directory at {settings.data_dir}; pass --data-dir "
+            "(or DOCKYARD_DATA_DIR) of a server that has started once",
+            err=True,
+        )
+        raise typer.Exit(2)
+    prepare_data_dir(settings)
     try:
-        return asyncio.run(_with_services(ctx.obj, operation))
+        return asyncio.run(_with_services(settings, operation))
     except _OPERATION_ERRORS as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from exc

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import sys
 
 SETTINGS_ENV = "DOCKYARD_INTERNAL_SETTINGS"
@@ -20,6 +21,7 @@ def main() -> None:
 
     settings = json.loads(os.environ[SETTINGS_ENV])
     host, _, port = settings["listen"].rpartition(":")
+    _refuse_taken_address(settings["listen"], host, int(port))
     server = Granian(
         "dockyard.app:app_from_environment",
         factory=True,
@@ -41,6 +43,22 @@ def main() -> None:
             f"error: cannot listen on {listen}: address already in use", file=sys.stderr
         )
         sys.exit(2)
+
+
+def _refuse_taken_address(listen: str, host: str, port: int) -> None:
+    """Exit if something listens on the address already. Granian binds with
+    SO_REUSEPORT, which would let a second server share the port silently."""
+    family = socket.AF_INET6 if ":" in host.strip("[]") else socket.AF_INET
+    probe = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        probe.bind((host.strip("[]"), port))
+    except OSError as exc:
+        print(
+            f"error: cannot listen on {listen}: {exc.strerror.lower()}", file=sys.stderr
+        )
+        sys.exit(2)
+    finally:
+        probe.close()
 
 
 if __name__ == "__main__":

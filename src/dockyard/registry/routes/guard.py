@@ -130,10 +130,25 @@ class RegistryGuard:
             if action != PULL and await self.configurations.get("read_only"):
                 raise Denied(READ_ONLY_MESSAGE)
             return credentials
+        reason = await self._denial_reason(credentials, repository, action)
         if credentials.principal is not None:
             # Basic credentials were good: asking again cannot help.
-            raise Denied()
-        raise Challenge(scope, "insufficient_scope", "access to the resource is denied")
+            raise Denied(reason)
+        raise Challenge(scope, "insufficient_scope", reason)
+
+    async def _denial_reason(
+        self, credentials: Credentials, repository: str, action: str
+    ) -> str:
+        """Why a known caller is refused; anonymous callers learn nothing.
+
+        The answer is the same for every repository of a project, so it never
+        tells whether a repository exists."""
+        if credentials.actor == "anonymous":
+            return "access to the resource is denied"
+        project = project_of(repository)
+        if await self.projects.find_project(project) is None:
+            return f"project {project} does not exist"
+        return f"{credentials.actor} may not {action} in project {project}"
 
     async def may_pull(self, credentials: Credentials, repository: str) -> bool:
         """Whether the already authenticated caller may pull `repository` (mounts)."""
