@@ -136,8 +136,8 @@ def _run(ctx: typer.Context, operation: Callable[[Services], Awaitable[T]]) -> T
         and not (settings.data_dir / "dockyard.db").exists()
     ):
         typer.echo(
-            f"error: no Dockyard data directory at {settings.data_dir}; pass --data-dir "
-            "(or DOCKYARD_DATA_DIR) of a server that has started once",
+            f"error: no Dockyard data directory at {settings.data_dir}; pass "
+            "--data-dir (or DOCKYARD_DATA_DIR) of a server that has started once",
             err=True,
         )
         raise typer.Exit(2)

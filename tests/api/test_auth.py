@@ -459,3 +459,13 @@ def test_request_path_with_line_break_cannot_forge_log_lines(dockyard):
         line.startswith("2026-01-01 INFO FORGED-LINE")
         for line in dockyard.log().splitlines()
     )
+
+
+def test_push_refusal_names_the_missing_project_to_a_known_user(dockyard):
+    response = httpx.post(
+        f"{dockyard.url}/v2/no-such-project/app/blobs/uploads/",
+        auth=("admin", dockyard.admin_password),
+    )
+
+    message = response.json()["errors"][0]["message"]
+    assert message == "project no-such-project does not exist"
