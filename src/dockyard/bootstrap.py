@@ -52,6 +52,13 @@ async def create_initial_content(services: Services) -> str | None:
         log.info("admin_created username=%s", ADMIN_USERNAME)
     else:
         admin_id = admin["id"]
+        if settings.admin_password is not None:
+            # Only the first start uses it; later ones must not look as if
+            # they had changed the password.
+            log.warning(
+                "admin_password_ignored reason=%s",
+                "admin exists; use `dockyard admin user passwd admin`",
+            )
     try:
         await services.projects.create_project(
             DEFAULT_PROJECT, public=True, owner_id=admin_id

@@ -21,7 +21,12 @@ from dockyard.auth.passwords import PasswordTooWeak
 from dockyard.auth.roles import Role
 from dockyard.auth.users import UserError
 from dockyard.bootstrap import create_initial_content, prepare_data_dir
-from dockyard.config import ConfigError, Settings, load_settings
+from dockyard.config import (
+    ConfigError,
+    Settings,
+    load_settings,
+    unknown_environment_names,
+)
 from dockyard.logging import configure_logging
 from dockyard.projects import ProjectError
 from dockyard.server import SETTINGS_ENV
@@ -78,6 +83,8 @@ def serve(
     """Run the registry on the configured (or embedded default) stores."""
     settings = _settings(config, data_dir=data_dir, listen=listen, workers=workers)
     configure_logging(settings.log_level)
+    for name in unknown_environment_names():
+        log.warning("unknown_setting variable=%s (misspelt? it is ignored)", name)
     prepare_data_dir(settings)
     generated = asyncio.run(_with_services(settings, create_initial_content))
     if generated:

@@ -14,7 +14,14 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import yaml
-from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -59,8 +66,10 @@ class Settings(BaseSettings):
     @classmethod
     def _check_listen(cls, value: str) -> str:
         host, sep, port = value.rpartition(":")
-        if not sep or not host or not port.isdigit() or int(port) > 65535:
-            raise ValueError("listen must be HOST:PORT, e.g. 127.0.0.1:5000")
+        if not sep or not host or not port.isdigit():
+            raise ValueError("must be HOST:PORT, e.g. 127.0.0.1:5000")
+        if int(port) > 65535:
+            raise ValueError(f"port must be 0 to 65535, not {port}")
         return value
 
     @field_validator("log_level")
@@ -128,8 +137,30 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
     values = {**file_values, **{k: v for k, v in overrides.items() if v is not None}}
     try:
         return Settings(**values)
-    except ValueError as exc:
-        raise ConfigError(str(exc)) from exc
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc)) from exc
+
+
+def unknown_environment_names() -> list[str]:
+    """`DOCKYARD_*` variables that name no setting (likely misspelt)."""
+    known = {f"DOCKYARD_{name.upper()}" for name in Settings.model_fields}
+    known |= {"DOCKYARD_CONFIG", "DOCKYARD_INTERNAL_SETTINGS"}
+    return sorted(
+        name
+        for name in os.environ
+        if name.startswith("DOCKYARD_") and name.split("__", 1)[0] not in known
+    )
+
+
+def _describe(error: ValidationError) -> str:
+    """One line per problem: the setting, its environment name, what is wrong."""
+    lines = []
+    for problem in error.errors():
+        path = ".".join(str(part) for part in problem["loc"]) or "settings"
+        variable = "DOCKYARD_" + "__".join(str(p).upper() for p in problem["loc"])
+        message = problem["msg"].removeprefix("Value error, ")
+        lines.append(f"{path} ({variable}): {message}")
+    return "; ".join(lines)
 
 
 def _config_file_from_env() -> Path | None:

@@ -191,3 +191,9 @@ def test_openapi_document_lists_the_routes(api):
     assert {"/users", "/projects", "/projects/{project_name_or_id}/members"} <= set(
         paths
     )
+
+
+def test_openapi_document_declares_basic_authentication(api):
+    document = api.get(f"{API}/openapi.json").json()
+
+    assert document["components"]["securitySchemes"]["basicAuth"]["scheme"] == "basic"

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import Depends, FastAPI
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from starlette.exceptions import HTTPException
 
 from dockyard import __version__
@@ -43,4 +46,23 @@ def create_api() -> FastAPI:
     )
     for module in (system, users, projects, repositories, audit, configurations):
         api.include_router(module.router)
+    api.openapi = lambda: _openapi_with_basic_auth(api)  # type: ignore[method-assign]
     return api
+
+
+def _openapi_with_basic_auth(api: FastAPI) -> dict[str, Any]:
+    """The generated document, saying how to authenticate: HTTP Basic, or
+    nothing for what anonymous callers may see."""
+    if api.openapi_schema is None:
+        schema = get_openapi(
+            title=api.title,
+            version=api.version,
+            description=api.description,
+            routes=api.routes,
+        )
+        schema.setdefault("components", {})["securitySchemes"] = {
+            "basicAuth": {"type": "http", "scheme": "basic"}
+        }
+        schema["security"] = [{"basicAuth": []}, {}]
+        api.openapi_schema = schema
+    return api.openapi_schema
