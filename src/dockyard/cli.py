@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Annotated, TypeVar
 
 import typer
+from sqlalchemy import select
 
 from dockyard.auth.passwords import PasswordTooWeak
 from dockyard.auth.roles import Role
@@ -27,6 +28,7 @@ from dockyard.config import (
     load_settings,
     unknown_environment_names,
 )
+from dockyard.db.schema import projects, users
 from dockyard.logging import configure_logging
 from dockyard.projects import ProjectError
 from dockyard.server import SETTINGS_ENV
@@ -215,6 +217,26 @@ def user_unset_admin(ctx: typer.Context, name: str) -> None:
     """Take the system admin flag from a user."""
     _run(ctx, lambda s: s.users.set_sysadmin(name, False))
     typer.echo(f"{name} is no longer a system admin")
+
+
+@user_app.command("list")
+def user_list(ctx: typer.Context) -> None:
+    """List users: name, admin flag, email."""
+    query = select(users).order_by(users.c.username)
+    rows, _ = _run(ctx, lambda s: s.users.list_users(query, 0, 1_000_000))
+    for row in rows:
+        flag = "admin" if row["sysadmin"] else "-"
+        typer.echo(f"{row['username']}\t{flag}\t{row['email'] or ''}")
+
+
+@project_app.command("list")
+def project_list(ctx: typer.Context) -> None:
+    """List projects: name, visibility, repository count."""
+    query = select(projects).order_by(projects.c.name)
+    rows = _run(ctx, lambda s: s.projects.project_details(query))
+    for row in rows:
+        visibility = "public" if row["public"] else "private"
+        typer.echo(f"{row['name']}\t{visibility}\t{row['repo_count']}")
 
 
 @project_app.command("create")

@@ -214,3 +214,14 @@ def test_project_summary_counts_repositories_and_members_by_role(api, dockyard):
 
     assert summary["repo_count"] == 1
     assert (summary["project_admin_count"], summary["developer_count"]) == (1, 1)
+
+
+def test_cli_lists_projects_and_users(api, dockyard):
+    name = new_project(api, public=True)
+    _, user_name = new_user(api, dockyard)
+
+    project_lines = dockyard.cli("project", "list").stdout.splitlines()
+    user_lines = dockyard.cli("user", "list").stdout.splitlines()
+
+    assert f"{name}\tpublic\t0" in project_lines
+    assert any(line.startswith(f"{user_name}\t-") for line in user_lines)
