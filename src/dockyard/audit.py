@@ -75,10 +75,6 @@ class AuditLog:
         self._queued: list[AuditEntry] = []
         self.dropped = 0
 
-    async def record(self, conn: AsyncConnection, entry: AuditEntry) -> None:
-        """Record `entry` in the caller's transaction."""
-        await record(conn, entry)
-
     def record_later(self, entry: AuditEntry) -> None:
         if len(self._queued) >= _MAX_QUEUED:
             self.dropped += 1

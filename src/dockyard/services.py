@@ -74,9 +74,9 @@ def build_services(settings: Settings) -> Services:
             settings, authority, users, projects, policy, configurations
         ),
         audit=audit,
-        blobs=BlobService(db, storage, audit),
+        blobs=BlobService(db, storage),
         uploads=UploadService(db, storage),
-        manifests=ManifestService(db, audit, settings.max_manifest_bytes),
+        manifests=ManifestService(db, settings.max_manifest_bytes),
         catalog=Catalog(db),
         artifacts=ArtifactService(db),
         configurations=configurations,

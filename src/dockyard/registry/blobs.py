@@ -15,7 +15,7 @@ from pathlib import Path
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from dockyard.audit import AuditEntry, AuditLog
+from dockyard.audit import record_change
 from dockyard.db.database import Database, insert_or_ignore
 from dockyard.db.schema import blobs, repositories, repository_blobs
 from dockyard.registry.errors import BlobUnknown
@@ -32,10 +32,9 @@ class BlobInfo:
 
 
 class BlobService:
-    def __init__(self, db: Database, storage: BlobStorage, audit: AuditLog) -> None:
+    def __init__(self, db: Database, storage: BlobStorage) -> None:
         self.db = db
         self.storage = storage
-        self.audit = audit
 
     async def stat_blob(self, repository: str, digest: str) -> BlobInfo:
         """Size and path of a blob linked to `repository`; `BlobUnknown` if not."""
@@ -81,14 +80,10 @@ class BlobService:
             )
             if result.rowcount == 0:
                 raise BlobUnknown(digest=digest)
-            entry = AuditEntry(
-                username=actor,
-                resource=f"{repository}@{digest}",
-                resource_type="blob",
-                operation="delete",
-                project_id=repo.project_id,
+            resource = f"{repository}@{digest}"
+            await record_change(
+                conn, actor, "blob", "delete", resource, repo.project_id
             )
-            await self.audit.record(conn, entry)
 
     async def mount_blob(self, repository: str, source: str, digest: str) -> int | None:
         """Link a blob of `source` into `repository`; its size, or None if

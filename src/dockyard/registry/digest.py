@@ -24,10 +24,6 @@ class Digest:
     def __str__(self) -> str:
         return f"{self.algorithm}:{self.encoded}"
 
-    def hasher(self) -> hashlib._Hash:
-        """A fresh hash object of this digest's algorithm."""
-        return hashlib.new(self.algorithm)
-
 
 def parse_digest(text: str) -> Digest:
     """Parse and validate a digest string; raise `DigestInvalid` if it is not one."""

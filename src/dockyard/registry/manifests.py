@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import delete, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from dockyard.audit import AuditEntry, AuditLog
+from dockyard.audit import record_change
 from dockyard.db.database import Database, insert_or_update
 from dockyard.db.schema import (
     manifest_references,
@@ -68,9 +68,8 @@ class ParsedManifest:
 
 
 class ManifestService:
-    def __init__(self, db: Database, audit: AuditLog, max_bytes: int) -> None:
+    def __init__(self, db: Database, max_bytes: int) -> None:
         self.db = db
-        self.audit = audit
         self.max_bytes = max_bytes
 
     async def put_manifest(
@@ -93,10 +92,7 @@ class ManifestService:
             manifest_id = await _store(conn, repo_id, digest, parsed, content)
             if tag is not None:
                 await _put_tag(conn, repo_id, tag, manifest_id)
-            await self.audit.record(
-                conn,
-                await _artifact_entry(conn, actor, repository, reference, "create"),
-            )
+            await _record(conn, actor, repository, reference, "create")
         return StoredManifest(digest, parsed.media_type, content, parsed.subject)
 
     async def get_manifest(self, repository: str, reference: str) -> StoredManifest:
@@ -153,10 +149,7 @@ class ManifestService:
             )
             if result.rowcount == 0:
                 raise ManifestUnknown(reference=reference)
-            await self.audit.record(
-                conn,
-                await _artifact_entry(conn, actor, repository, reference, "delete"),
-            )
+            await _record(conn, actor, repository, reference, "delete")
 
     async def list_referrers(
         self, repository: str, digest: str, artifact_type: str | None
@@ -210,19 +203,14 @@ def artifact_resource(repository: str, reference: str) -> str:
     return f"{repository}{'@' if is_digest(reference) else ':'}{reference}"
 
 
-async def _artifact_entry(
+async def _record(
     conn: AsyncConnection, actor: str, repository: str, reference: str, operation: str
-) -> AuditEntry:
+) -> None:
     project_id = await conn.scalar(
         select(repositories.c.project_id).where(repositories.c.name == repository)
     )
-    return AuditEntry(
-        username=actor,
-        resource=artifact_resource(repository, reference),
-        resource_type="artifact",
-        operation=operation,
-        project_id=project_id,
-    )
+    resource = artifact_resource(repository, reference)
+    await record_change(conn, actor, "artifact", operation, resource, project_id)
 
 
 def parse_manifest(content: bytes, content_type: str | None) -> ParsedManifest:

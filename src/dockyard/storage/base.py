@@ -16,10 +16,6 @@ from pathlib import Path
 from typing import Protocol
 
 
-class StorageError(Exception):
-    """The backend failed; the message says what, the cause is chained."""
-
-
 class BlobStorage(Protocol):
     def blob_size(self, digest: str) -> int | None:
         """The size of a committed blob, or None if absent."""

@@ -254,10 +254,6 @@ async def delete_tag(
     return Response(status_code=200)
 
 
-def _full_name(project_name: str, repository_name: str) -> str:
-    return f"{project_name}/{unquote(repository_name)}"
-
-
 async def _require(
     services: Services, caller: Principal, name: str, action: str
 ) -> str:
