@@ -30,7 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from dockyard.audit import CLI_ACTOR, record_change
 from dockyard.auth.principals import Principal
 from dockyard.auth.roles import Role
-from dockyard.db.database import Database
+from dockyard.db.database import Database, insert_or_update
 from dockyard.db.schema import members, projects, repositories, users
 
 # Harbor's rule for project names (a single repository path component).
@@ -305,16 +305,14 @@ async def find_project(conn: AsyncConnection, name: str) -> Project | None:
 async def _put_member(
     conn: AsyncConnection, project_id: int, user_id: int, role: Role
 ) -> None:
+    """Make the user a member with `role`, keeping the membership if it exists."""
+    values = {
+        "project_id": project_id,
+        "user_id": user_id,
+        "role": int(role),
+        "created_at": datetime.now(UTC),
+    }
+    keys = ["project_id", "user_id"]
     await conn.execute(
-        delete(members).where(
-            (members.c.project_id == project_id) & (members.c.user_id == user_id)
-        )
-    )
-    await conn.execute(
-        insert(members).values(
-            project_id=project_id,
-            user_id=user_id,
-            role=int(role),
-            created_at=datetime.now(UTC),
-        )
+        insert_or_update(conn, members, keys, values, {"role": int(role)})
     )
