@@ -1,4 +1,4 @@
-"""First start: the schema, the admin user, the `library` project, the token key.
+"""Every start: the schema, builtin roles, the admin user, `library`, the token key.
 
 Safe to run on every start: each step does nothing when already done. The
 admin password comes from the settings or is generated, printed once, and
@@ -13,6 +13,7 @@ import secrets
 from pathlib import Path
 
 from dockyard.auth.keys import ensure_signing_key
+from dockyard.auth.rbac import sync_builtin_roles
 from dockyard.config import Settings
 from dockyard.db.migrate import upgrade_database
 from dockyard.projects import ProjectExists
@@ -39,6 +40,8 @@ async def create_initial_content(services: Services) -> str | None:
     """
     settings = services.settings
     generated = None
+    async with services.db.write() as conn:
+        await sync_builtin_roles(conn)
     admin = await services.users.find_user(ADMIN_USERNAME)
     if admin is None:
         if settings.admin_password is not None:

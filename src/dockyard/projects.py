@@ -31,7 +31,17 @@ from dockyard.audit import CLI_ACTOR, record_change
 from dockyard.auth.principals import Principal
 from dockyard.auth.roles import Role
 from dockyard.db.database import Database, insert_or_update
-from dockyard.db.schema import members, projects, repositories, users
+from dockyard.db.schema import (
+    members,
+    projects,
+    repositories,
+    repository_grants,
+    robot_permissions,
+    roles,
+    user_group_users,
+    user_groups,
+    users,
+)
 
 # Harbor's rule for project names (a single repository path component).
 _PROJECT_NAME_RE = re.compile(r"[a-z0-9]+(?:[._-][a-z0-9]+)*")
@@ -65,13 +75,32 @@ class NotEmpty(ProjectError):
     """The project still holds repositories."""
 
 
+USER = "u"
+GROUP = "g"
+
+
+@dataclass(frozen=True, slots=True)
+class MemberEntity:
+    """Who becomes a member: a user (`USER`) or a user group (`GROUP`)."""
+
+    type: str
+    id: int
+    name: str
+
+
 @dataclass(frozen=True, slots=True)
 class Member:
     id: int
     project_id: int
-    user_id: int
-    username: str
-    role: Role
+    entity_type: str
+    entity_id: int
+    entity_name: str
+    role_id: int
+    role_name: str
+
+
+class UnknownRole(ProjectError):
+    pass
 
 
 class ProjectService:
@@ -116,19 +145,6 @@ class ProjectService:
                 return await find_project(conn, name)
 
         return await self.db.cache.get_or_load(("project", name), load)
-
-    async def member_role(self, project_id: int, user_id: int) -> Role | None:
-        async def load() -> Role | None:
-            async with self.db.read() as conn:
-                role = await conn.scalar(
-                    select(members.c.role).where(
-                        (members.c.project_id == project_id)
-                        & (members.c.user_id == user_id)
-                    )
-                )
-            return Role(role) if role is not None else None
-
-        return await self.db.cache.get_or_load(("member", project_id, user_id), load)
 
     async def add_member(
         self, project_name: str, username: str, role: Role, actor: str = CLI_ACTOR
@@ -215,80 +231,119 @@ class ProjectService:
     async def list_members(
         self, project_id: int, name_filter: str | None = None
     ) -> list[Member]:
+        """Members of a project, users and groups, oldest first."""
+        entity_name = func.coalesce(users.c.username, user_groups.c.group_name)
         query = (
             select(
                 members.c.id,
                 members.c.project_id,
                 members.c.user_id,
+                members.c.group_id,
                 members.c.role,
-                users.c.username,
+                entity_name.label("entity_name"),
+                roles.c.name.label("role_name"),
             )
-            .join(users, users.c.id == members.c.user_id)
+            .outerjoin(users, users.c.id == members.c.user_id)
+            .outerjoin(user_groups, user_groups.c.id == members.c.group_id)
+            .join(roles, roles.c.id == members.c.role)
             .where(members.c.project_id == project_id)
             .order_by(members.c.id)
         )
         if name_filter:
-            query = query.where(users.c.username == name_filter)
+            query = query.where(entity_name == name_filter)
         async with self.db.read() as conn:
             rows = (await conn.execute(query)).all()
-        return [
-            Member(r.id, r.project_id, r.user_id, r.username, Role(r.role))
-            for r in rows
-        ]
+        return [_member(row) for row in rows]
 
     async def get_member(self, project_id: int, member_id: int) -> Member | None:
         found = [m for m in await self.list_members(project_id) if m.id == member_id]
         return found[0] if found else None
 
     async def create_member(
-        self, project_id: int, user_id: int, role: Role, actor: str
+        self, project_id: int, entity: MemberEntity, role_id: int, actor: str
     ) -> int:
-        """Add a user to the project; `MemberExists` if already a member."""
+        """Add a user or group to the project; `MemberExists` if already one."""
+        column = "user_id" if entity.type == USER else "group_id"
         try:
             async with self.db.write() as conn:
+                await _require_role(conn, role_id)
                 result = await conn.execute(
                     insert(members).values(
                         project_id=project_id,
-                        user_id=user_id,
-                        role=int(role),
+                        role=role_id,
                         created_at=datetime.now(UTC),
+                        **{column: entity.id},
                     )
                 )
-                username = await conn.scalar(
-                    select(users.c.username).where(users.c.id == user_id)
-                )
                 await record_change(
-                    conn, actor, "member", "create", username, project_id
+                    conn, actor, "member", "create", entity.name, project_id
                 )
         except IntegrityError as exc:
-            raise MemberExists("the user is already a member of the project") from exc
+            raise MemberExists(f"{entity.name} is already a member") from exc
         return int(result.inserted_primary_key[0])
 
-    async def update_member(self, member: Member, role: Role, actor: str) -> None:
+    async def update_member(self, member: Member, role_id: int, actor: str) -> None:
         async with self.db.write() as conn:
+            await _require_role(conn, role_id)
             await conn.execute(
-                update(members).where(members.c.id == member.id).values(role=int(role))
+                update(members).where(members.c.id == member.id).values(role=role_id)
             )
             await record_change(
-                conn, actor, "member", "update", member.username, member.project_id
+                conn, actor, "member", "update", member.entity_name, member.project_id
             )
 
     async def delete_member(self, member: Member, actor: str) -> None:
         async with self.db.write() as conn:
             await conn.execute(delete(members).where(members.c.id == member.id))
             await record_change(
-                conn, actor, "member", "delete", member.username, member.project_id
+                conn, actor, "member", "delete", member.entity_name, member.project_id
             )
 
 
 def visible_to(principal: Principal) -> ColumnElement[bool]:
-    """A condition on `projects`: those whose repositories `principal` may pull."""
+    """A condition on `projects`: those `principal` can see into.
+
+    Public projects, and those where it is a member (directly or through a
+    group), holds a repository grant, or (a robot) holds permissions.
+    """
     if principal.sysadmin:
         return true()
-    if principal.user_id is None:
-        return projects.c.public.is_(True)
-    mine = select(members.c.project_id).where(members.c.user_id == principal.user_id)
-    return or_(projects.c.public.is_(True), projects.c.id.in_(mine))
+    reachable = [projects.c.public.is_(True)]
+    if principal.user_id is not None:
+        groups = select(user_group_users.c.group_id).where(
+            user_group_users.c.user_id == principal.user_id
+        )
+        membership = select(members.c.project_id).where(
+            or_(
+                members.c.user_id == principal.user_id,
+                members.c.group_id.in_(groups),
+            )
+        )
+        granted = select(repository_grants.c.project_id).where(
+            or_(
+                repository_grants.c.user_id == principal.user_id,
+                repository_grants.c.group_id.in_(groups),
+            )
+        )
+        reachable += [projects.c.id.in_(membership), projects.c.id.in_(granted)]
+    if principal.robot_id is not None:
+        reachable.append(_robot_projects(principal.robot_id))
+    return or_(*reachable)
+
+
+def _robot_projects(robot_id: int) -> ColumnElement[bool]:
+    held = robot_permissions.c.robot_id == robot_id
+    held &= robot_permissions.c.kind == "project"
+    every_project = (
+        select(robot_permissions.c.id)
+        .where(held & robot_permissions.c.project_id.is_(None))
+        .exists()
+    )
+    named = select(robot_permissions.c.project_id).where(held)
+    granted = select(repository_grants.c.project_id).where(
+        repository_grants.c.robot_id == robot_id
+    )
+    return or_(every_project, projects.c.id.in_(named), projects.c.id.in_(granted))
 
 
 async def find_project(conn: AsyncConnection, name: str) -> Project | None:
@@ -316,3 +371,24 @@ async def _put_member(
     await conn.execute(
         insert_or_update(conn, members, keys, values, {"role": int(role)})
     )
+
+
+def _member(row: Any) -> Member:
+    if row.user_id is not None:
+        entity_type, entity_id = USER, row.user_id
+    else:
+        entity_type, entity_id = GROUP, row.group_id
+    return Member(
+        row.id,
+        row.project_id,
+        entity_type,
+        entity_id,
+        row.entity_name,
+        row.role,
+        row.role_name,
+    )
+
+
+async def _require_role(conn: AsyncConnection, role_id: int) -> None:
+    if await conn.scalar(select(roles.c.id).where(roles.c.id == role_id)) is None:
+        raise UnknownRole(f"no role with id {role_id}")

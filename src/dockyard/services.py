@@ -16,6 +16,7 @@ from dockyard.auth.users import UserService
 from dockyard.config import Settings
 from dockyard.configurations import ConfigurationService
 from dockyard.db.database import Database
+from dockyard.groups import GroupService
 from dockyard.projects import ProjectService
 from dockyard.registry.artifacts import ArtifactService
 from dockyard.registry.blobs import BlobService
@@ -42,6 +43,7 @@ class Services:
     catalog: Catalog
     artifacts: ArtifactService
     configurations: ConfigurationService
+    groups: GroupService
 
     async def close(self) -> None:
         await self.db.close()
@@ -80,4 +82,5 @@ def build_services(settings: Settings) -> Services:
         catalog=Catalog(db),
         artifacts=ArtifactService(db),
         configurations=configurations,
+        groups=GroupService(db),
     )

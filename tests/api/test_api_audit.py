@@ -54,14 +54,14 @@ def test_pull_is_audited_shortly_after(api):
     )
 
 
-def test_project_logs_are_refused_to_guests(api, dockyard):
+def test_project_logs_are_refused_to_limited_guests(api, dockyard):
     project = f"p{secrets.token_hex(4)}"
     guest = f"g{secrets.token_hex(4)}"
     api.post(f"{API}/projects", json={"project_name": project})
     api.post(f"{API}/users", json={"username": guest, "password": "Str0ng-pass"})
     api.post(
         f"{API}/projects/{project}/members",
-        json={"role_id": 3, "member_user": {"username": guest}},
+        json={"role_id": 5, "member_user": {"username": guest}},
     )
 
     as_guest = httpx.get(

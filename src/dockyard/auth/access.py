@@ -1,51 +1,125 @@
-"""What a principal may do to a repository: roles and project visibility.
+"""What a principal may do: one evaluator for `/v2`, the token service and the API.
 
-The token service asks this when it issues a token (the token then carries
-the intersection of what was asked and what is allowed); `/v2` asks it
-directly for requests authenticated with HTTP Basic.
+A principal's permissions in a project come from four places, all data:
+
+- the roles it holds as a member, directly or through a user group
+  (builtin Harbor roles or custom ones, each a set of permissions);
+- repository grants: a role on the repositories whose name (below the
+  project) matches a pattern, reaching only repository-level resources;
+- for a robot, the permission list it was created with;
+- the project being public, which lets anyone pull and read.
+
+A system admin holds every project permission everywhere. Nothing is allowed
+in a project that does not exist, not even to an admin: a repository cannot
+live outside a project.
 """
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass, replace
+from functools import lru_cache
+
+from sqlalchemy import Select, false, or_, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
 from dockyard.auth.principals import Principal
-from dockyard.auth.roles import ADMIN_ACTIONS, PULL, ROLE_ACTIONS
+from dockyard.auth.rbac import (
+    PROJECT_PERMISSIONS,
+    PUBLIC_PROJECT,
+    REPOSITORY_RESOURCES,
+    Permission,
+    registry_actions,
+)
 from dockyard.auth.scopes import Scope
-from dockyard.projects import ProjectService
+from dockyard.db.schema import (
+    members,
+    repository_grants,
+    robot_permissions,
+    role_permissions,
+    user_group_users,
+)
+from dockyard.projects import Project, ProjectService
 from dockyard.registry.reference import is_valid_name, project_of
 
 NO_ACTIONS: frozenset[str] = frozenset()
+NO_PERMISSIONS: frozenset[Permission] = frozenset()
 CATALOG_SCOPE = ("registry", "catalog")
+
+
+@dataclass(frozen=True, slots=True)
+class ProjectAccess:
+    """What one principal may do in one project."""
+
+    project: Project
+    permissions: frozenset[Permission]
+    """Held in the whole project."""
+    grants: tuple[tuple[str, frozenset[Permission]], ...] = ()
+    """(repository pattern, permissions) pairs from repository grants."""
+    role_ids: tuple[int, ...] = ()
+    """Roles held as a member, directly or through groups."""
+
+    def can(self, resource: str, action: str) -> bool:
+        return (resource, action) in self.permissions
+
+    def in_repository(self, repository: str) -> frozenset[Permission]:
+        """Permissions in `repository` (a full name, project included)."""
+        below = repository.split("/", 1)[1] if "/" in repository else ""
+        held = set(self.permissions)
+        for pattern, permissions in self.grants:
+            if pattern_matches(pattern, below):
+                held |= permissions
+        return frozenset(held)
+
+    def can_in_repository(self, repository: str, resource: str, action: str) -> bool:
+        return (resource, action) in self.in_repository(repository)
+
+    @property
+    def reaches_repositories(self) -> bool:
+        """Whether some repository of the project can be listed or pulled."""
+        if self.can("repository", "list") or self.can("repository", "pull"):
+            return True
+        return any(("repository", "pull") in held for _, held in self.grants)
+
+    @property
+    def any_access(self) -> bool:
+        return bool(self.permissions or self.grants)
 
 
 class AccessPolicy:
     def __init__(self, projects: ProjectService) -> None:
         self.projects = projects
 
+    async def project_access(
+        self, principal: Principal, project: Project
+    ) -> ProjectAccess:
+
+        async def load() -> ProjectAccess:
+            async with self.projects.db.read() as conn:
+                return await _load_access(conn, principal, project)
+
+        key = ("access", project.id, principal.user_id, principal.robot_id)
+        access = await self.projects.db.cache.get_or_load(key, load)
+        if principal.sysadmin:
+            return replace(access, permissions=PROJECT_PERMISSIONS)
+        return access
+
+    async def access_by_name(
+        self, principal: Principal, project_name: str
+    ) -> ProjectAccess | None:
+        project = await self.projects.find_project(project_name)
+        if project is None:
+            return None
+        return await self.project_access(principal, project)
+
     async def allowed_actions(
         self, principal: Principal, repository: str
     ) -> frozenset[str]:
-        """The registry actions `principal` may take on `repository`.
-
-        Nothing is allowed in a project that does not exist, not even to an
-        admin: a repository cannot live outside a project.
-        """
-        return await self.project_actions(principal, project_of(repository))
-
-    async def project_actions(
-        self, principal: Principal, project_name: str
-    ) -> frozenset[str]:
-        """The actions `principal` may take in every repository of a project."""
-        project = await self.projects.find_project(project_name)
-        if project is None:
+        """The registry actions `principal` may take on `repository`."""
+        access = await self.access_by_name(principal, project_of(repository))
+        if access is None:
             return NO_ACTIONS
-        if principal.sysadmin:
-            return ADMIN_ACTIONS
-        allowed = {PULL} if project.public else set()
-        if principal.user_id is not None:
-            role = await self.projects.member_role(project.id, principal.user_id)
-            if role is not None:
-                allowed |= ROLE_ACTIONS[role]
-        return frozenset(allowed)
+        return registry_actions(access.in_repository(repository))
 
     async def grant(self, principal: Principal, requested: list[Scope]) -> list[Scope]:
         """Each requested scope cut down to what `principal` is allowed."""
@@ -63,6 +137,154 @@ class AccessPolicy:
             if actions:
                 granted.append(Scope(scope.type, scope.name, actions))
         return granted
+
+
+def projects_granting(principal: Principal, permission: Permission) -> Select:
+    """Ids of the projects where `principal` holds `permission` project-wide.
+
+    For listings across projects; a system admin holds it everywhere and
+    public projects are not included (callers add them where they apply).
+    """
+    resource, action = permission
+    if principal.user_id is not None:
+        roles_holding = select(role_permissions.c.role_id).where(
+            (role_permissions.c.resource == resource)
+            & (role_permissions.c.action == action)
+        )
+        return select(members.c.project_id).where(
+            or_(
+                members.c.user_id == principal.user_id,
+                members.c.group_id.in_(_groups_of(principal.user_id)),
+            )
+            & members.c.role.in_(roles_holding)
+        )
+    if principal.robot_id is not None:
+        return select(robot_permissions.c.project_id).where(
+            (robot_permissions.c.robot_id == principal.robot_id)
+            & (robot_permissions.c.kind == "project")
+            & (robot_permissions.c.resource == resource)
+            & (robot_permissions.c.action == action)
+        )
+    return select(members.c.project_id).where(false())
+
+
+async def _load_access(
+    conn: AsyncConnection, principal: Principal, project: Project
+) -> ProjectAccess:
+    held: set[Permission] = set(PUBLIC_PROJECT) if project.public else set()
+    role_ids: list[int] = []
+    if principal.user_id is not None:
+        role_ids = await _member_role_ids(conn, project.id, principal.user_id)
+        held |= await _role_permissions(conn, role_ids)
+    if principal.robot_id is not None:
+        held |= await _robot_permissions(conn, project.id, principal.robot_id)
+    grants = await _repository_grants(conn, project.id, principal)
+    return ProjectAccess(project, frozenset(held), grants, tuple(role_ids))
+
+
+def _groups_of(user_id: int) -> Select:
+    return select(user_group_users.c.group_id).where(
+        user_group_users.c.user_id == user_id
+    )
+
+
+async def _member_role_ids(
+    conn: AsyncConnection, project_id: int, user_id: int
+) -> list[int]:
+    rows = await conn.execute(
+        select(members.c.role)
+        .where(members.c.project_id == project_id)
+        .where(
+            or_(
+                members.c.user_id == user_id,
+                members.c.group_id.in_(_groups_of(user_id)),
+            )
+        )
+        .distinct()
+    )
+    return sorted(rows.scalars().all())
+
+
+async def _role_permissions(
+    conn: AsyncConnection, role_ids: list[int]
+) -> set[Permission]:
+    if not role_ids:
+        return set()
+    rows = await conn.execute(
+        select(role_permissions.c.resource, role_permissions.c.action).where(
+            role_permissions.c.role_id.in_(role_ids)
+        )
+    )
+    return {(row.resource, row.action) for row in rows}
+
+
+async def _robot_permissions(
+    conn: AsyncConnection, project_id: int, robot_id: int
+) -> set[Permission]:
+    # A NULL project is a system robot's "every project" (namespace `*`).
+    rows = await conn.execute(
+        select(robot_permissions.c.resource, robot_permissions.c.action).where(
+            (robot_permissions.c.robot_id == robot_id)
+            & (robot_permissions.c.kind == "project")
+            & or_(
+                robot_permissions.c.project_id == project_id,
+                robot_permissions.c.project_id.is_(None),
+            )
+        )
+    )
+    return {(row.resource, row.action) for row in rows}
+
+
+async def _repository_grants(
+    conn: AsyncConnection, project_id: int, principal: Principal
+) -> tuple[tuple[str, frozenset[Permission]], ...]:
+    holders = []
+    if principal.user_id is not None:
+        holders.append(repository_grants.c.user_id == principal.user_id)
+        holders.append(repository_grants.c.group_id.in_(_groups_of(principal.user_id)))
+    if principal.robot_id is not None:
+        holders.append(repository_grants.c.robot_id == principal.robot_id)
+    if not holders:
+        return ()
+    rows = await conn.execute(
+        select(
+            repository_grants.c.repository_pattern,
+            role_permissions.c.resource,
+            role_permissions.c.action,
+        )
+        .join(role_permissions, role_permissions.c.role_id == repository_grants.c.role)
+        .where((repository_grants.c.project_id == project_id) & or_(*holders))
+    )
+    by_pattern: dict[str, set[Permission]] = {}
+    for row in rows:
+        if row.resource in REPOSITORY_RESOURCES:
+            by_pattern.setdefault(row.repository_pattern, set()).add(
+                (row.resource, row.action)
+            )
+    return tuple((p, frozenset(held)) for p, held in sorted(by_pattern.items()))
+
+
+_PATTERN_RE = re.compile(r"[a-z0-9._/*?-]+")
+
+
+def is_valid_pattern(pattern: str) -> bool:
+    """A repository pattern: name characters, `/`, and the wildcards `*`, `?`."""
+    return len(pattern) <= 255 and _PATTERN_RE.fullmatch(pattern) is not None
+
+
+def pattern_matches(pattern: str, name: str) -> bool:
+    """Whether a repository name (below its project) matches a grant's pattern.
+
+    `**` matches across `/`, `*` and `?` within one path component.
+    """
+    return _compiled(pattern).fullmatch(name) is not None
+
+
+@lru_cache(maxsize=1024)
+def _compiled(pattern: str) -> re.Pattern[str]:
+    parts = re.split(r"(\*\*|\*|\?)", pattern)
+    wildcards = {"**": ".*", "*": "[^/]*", "?": "[^/]"}
+    return re.compile("".join(wildcards.get(part, re.escape(part)) for part in parts))
 
 
 def _expand(asked: frozenset[str], allowed: frozenset[str]) -> frozenset[str]:

@@ -1,4 +1,4 @@
-"""Project roles with Harbor's ids and keys, and the registry actions each grants."""
+"""Harbor's five project roles (ids and keys) and the registry actions."""
 
 from __future__ import annotations
 
@@ -35,17 +35,7 @@ _KEYS = {
     Role.LIMITED_GUEST: "limitedGuest",
 }
 
+# Registry (token) actions.
 PULL = "pull"
 PUSH = "push"
 DELETE = "delete"
-ALL = "*"
-
-ROLE_ACTIONS: dict[Role, frozenset[str]] = {
-    Role.PROJECT_ADMIN: frozenset({PULL, PUSH, DELETE, ALL}),
-    Role.MAINTAINER: frozenset({PULL, PUSH, DELETE}),
-    Role.DEVELOPER: frozenset({PULL, PUSH}),
-    Role.GUEST: frozenset({PULL}),
-    Role.LIMITED_GUEST: frozenset({PULL}),
-}
-
-ADMIN_ACTIONS = frozenset({PULL, PUSH, DELETE, ALL})

@@ -8,8 +8,14 @@ manifest to what it references, and uploads in flight.
     projects 1-n repositories 1-n manifests 1-n tags
     repositories n-m blobs            (repository_blobs: blobs a repository may read)
     manifests 1-n manifest_references (blobs and child manifests it points at)
-    users n-m projects                (members, with a role)
+    users, user groups n-m projects   (members, with a role)
+    roles 1-n role_permissions        (builtin Harbor roles and custom ones)
+    repository_grants                 (a role on the repositories of a pattern)
+    robots 1-n robot_permissions      (robot accounts and what they may do)
+    labels n-m manifests              (artifact_labels)
+    projects 1-1 quotas, cve_allowlists; 1-n project_metadata
     audit_logs                        (who did what to which resource, when)
+    sessions                          (portal logins)
 """
 
 from __future__ import annotations
@@ -67,15 +73,61 @@ projects = Table(
     Column("updated_at", DateTime(timezone=True), nullable=False),
 )
 
+roles = Table(
+    "roles",
+    metadata,
+    # Ids 1-5 are Harbor's five project roles; custom roles come after them.
+    Column("id", Integer, primary_key=True),
+    Column("name", String(255), nullable=False, unique=True),
+    Column("description", Text),
+    Column("builtin", Boolean, nullable=False, default=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+role_permissions = Table(
+    "role_permissions",
+    metadata,
+    Column("role_id", ForeignKey("roles.id", ondelete="CASCADE"), primary_key=True),
+    Column("resource", String(64), primary_key=True),
+    Column("action", String(32), primary_key=True),
+)
+
+user_groups = Table(
+    "user_groups",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("group_name", String(255), nullable=False),
+    # Harbor's group types: 1 LDAP, 2 HTTP, 3 OIDC.
+    Column("group_type", Integer, nullable=False),
+    Column("ldap_group_dn", String(512)),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("group_type", "group_name"),
+)
+
+user_group_users = Table(
+    "user_group_users",
+    metadata,
+    Column(
+        "group_id", ForeignKey("user_groups.id", ondelete="CASCADE"), primary_key=True
+    ),
+    Column("user_id", ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    Index(None, "user_id"),
+)
+
 members = Table(
     "members",
     metadata,
     Column("id", Integer, primary_key=True),
     Column("project_id", ForeignKey("projects.id", ondelete="CASCADE"), nullable=False),
-    Column("user_id", ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
-    Column("role", Integer, nullable=False),
+    # A member is a user or a user group: exactly one of the two is set.
+    Column("user_id", ForeignKey("users.id", ondelete="CASCADE")),
+    Column("group_id", ForeignKey("user_groups.id", ondelete="CASCADE")),
+    Column("role", ForeignKey("roles.id"), nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
     UniqueConstraint("project_id", "user_id"),
+    UniqueConstraint("project_id", "group_id"),
 )
 
 repositories = Table(
@@ -127,6 +179,7 @@ manifests = Table(
     Column("size", Integer, nullable=False),
     Column("content", LargeBinary, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("pull_time", DateTime(timezone=True)),
     UniqueConstraint("repository_id", "digest"),
     Index(None, "repository_id", "subject_digest"),
 )
@@ -162,6 +215,7 @@ tags = Table(
     ),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("pull_time", DateTime(timezone=True)),
     UniqueConstraint("repository_id", "name"),
     Index(None, "manifest_id"),
 )
@@ -186,6 +240,8 @@ audit_logs = Table(
     Column("resource_type", String(64), nullable=False),
     Column("operation", String(64), nullable=False),
     Column("result", Boolean, nullable=False, default=True),
+    # What happened, in words, for /auditlog-exts ("create user alice").
+    Column("description", Text),
     Column("op_time", DateTime(timezone=True), nullable=False),
     Index(None, "op_time"),
     Index(None, "project_id", "op_time"),
@@ -197,4 +253,130 @@ uploads = Table(
     Column("id", String(36), primary_key=True),
     Column("repository", String(255), nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+robots = Table(
+    "robots",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    # The full name, prefix included: "robot$ci" or "robot$library+ci".
+    Column("name", String(255), nullable=False, unique=True),
+    Column("description", Text),
+    # "system" or "project"; a project robot belongs to `project_id`.
+    Column("level", String(16), nullable=False),
+    Column("project_id", ForeignKey("projects.id", ondelete="CASCADE")),
+    Column("secret_hash", String(255), nullable=False),
+    # Days the secret lives, -1 for ever; `expires_at` is epoch seconds or -1.
+    Column("duration", Integer, nullable=False),
+    Column("expires_at", BigInteger, nullable=False),
+    Column("disabled", Boolean, nullable=False, default=False),
+    Column("creator", String(255), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+robot_permissions = Table(
+    "robot_permissions",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("robot_id", ForeignKey("robots.id", ondelete="CASCADE"), nullable=False),
+    # "project" with a project id, or "system" / every project when NULL.
+    Column("kind", String(16), nullable=False),
+    Column("project_id", ForeignKey("projects.id", ondelete="CASCADE")),
+    Column("resource", String(64), nullable=False),
+    Column("action", String(32), nullable=False),
+    Index(None, "robot_id"),
+)
+
+repository_grants = Table(
+    "repository_grants",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("project_id", ForeignKey("projects.id", ondelete="CASCADE"), nullable=False),
+    # Who holds the grant: exactly one of these is set.
+    Column("user_id", ForeignKey("users.id", ondelete="CASCADE")),
+    Column("group_id", ForeignKey("user_groups.id", ondelete="CASCADE")),
+    Column("robot_id", ForeignKey("robots.id", ondelete="CASCADE")),
+    Column("role", ForeignKey("roles.id", ondelete="CASCADE"), nullable=False),
+    # A glob on the repository name below the project ("team-a/**", "web").
+    Column("repository_pattern", String(255), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Index(None, "project_id"),
+)
+
+labels = Table(
+    "labels",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(128), nullable=False),
+    Column("description", Text),
+    Column("color", String(16)),
+    # "g" (global, made by an admin) or "p" (belongs to `project_id`).
+    Column("scope", String(1), nullable=False),
+    Column("project_id", ForeignKey("projects.id", ondelete="CASCADE")),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("name", "scope", "project_id"),
+)
+
+artifact_labels = Table(
+    "artifact_labels",
+    metadata,
+    Column(
+        "manifest_id", ForeignKey("manifests.id", ondelete="CASCADE"), primary_key=True
+    ),
+    Column("label_id", ForeignKey("labels.id", ondelete="CASCADE"), primary_key=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+project_metadata = Table(
+    "project_metadata",
+    metadata,
+    Column(
+        "project_id", ForeignKey("projects.id", ondelete="CASCADE"), primary_key=True
+    ),
+    Column("name", String(64), primary_key=True),
+    # Harbor keeps every metadata value as a string ("true", "low", "30").
+    Column("value", Text, nullable=False),
+)
+
+quotas = Table(
+    "quotas",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column(
+        "project_id",
+        ForeignKey("projects.id", ondelete="CASCADE"),
+        nullable=False,
+        unique=True,
+    ),
+    # Bytes, -1 for no limit. Usage is computed from the blobs, not stored.
+    Column("storage_limit", BigInteger, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+cve_allowlists = Table(
+    "cve_allowlists",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    # NULL for the system allowlist, else the project's own.
+    Column("project_id", ForeignKey("projects.id", ondelete="CASCADE"), unique=True),
+    Column("expires_at", BigInteger),
+    # JSON list of {"cve_id": ...}.
+    Column("items", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+sessions = Table(
+    "sessions",
+    metadata,
+    # sha256 of the cookie value; the cookie itself is never stored.
+    Column("id", String(64), primary_key=True),
+    Column("user_id", ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("csrf_token", String(64), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Index(None, "user_id"),
 )

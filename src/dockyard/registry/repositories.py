@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 from sqlalchemy import insert, select
@@ -52,11 +53,29 @@ class Catalog:
     def __init__(self, db: Database) -> None:
         self.db = db
 
+    async def project_repositories(self, project_id: int) -> list[str]:
+        """Every repository name of a project, sorted."""
+        query = (
+            select(repositories.c.name)
+            .where(repositories.c.project_id == project_id)
+            .order_by(repositories.c.name)
+        )
+        async with self.db.read() as conn:
+            return list((await conn.scalars(query)).all())
+
     async def list_repositories(
-        self, principal: Principal, limit: int | None, last: str | None
+        self,
+        principal: Principal,
+        limit: int | None,
+        last: str | None,
+        may_pull: Callable[[str], Awaitable[bool]] | None = None,
     ) -> tuple[list[str], bool]:
         """Names the principal may pull, lexically after `last`, up to `limit`,
-        and whether more follow."""
+        and whether more follow.
+
+        Without `may_pull` every repository of a visible project is listed;
+        with it, each is checked too (roles without pull, repository grants).
+        """
 
         async def load() -> tuple[list[str], bool]:
             query = select(repositories.c.name).order_by(repositories.c.name)
@@ -66,7 +85,23 @@ class Catalog:
                 query = query.join(projects, projects.c.id == repositories.c.project_id)
                 query = query.where(visible_to(principal))
             async with self.db.read() as conn:
-                return await fetch_page(conn, query, limit)
+                if may_pull is None:
+                    return await fetch_page(conn, query, limit)
+                candidates = list((await conn.scalars(query)).all())
+            names = []
+            for name in candidates:
+                if await may_pull(name):
+                    names.append(name)
+                    if limit is not None and len(names) > limit:
+                        return names[:limit], True
+            return names, False
 
-        key = ("catalog", principal.user_id, principal.sysadmin, limit, last)
+        key = (
+            "catalog",
+            principal.user_id,
+            principal.robot_id,
+            principal.sysadmin,
+            limit,
+            last,
+        )
         return await self.db.cache.get_or_load(key, load)

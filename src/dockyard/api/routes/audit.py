@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Header, Request, Response
+from fastapi import APIRouter, Request, Response
 from sqlalchemy import Select, select
 
+from dockyard.api.access import project_access
 from dockyard.api.deps import Page, PageDep, ServicesDep, UserDep, paginated
-from dockyard.api.errors import Forbidden
 from dockyard.api.query import apply_query
-from dockyard.api.routes.projects import project_named
 from dockyard.api.routes.users import harbor_time
-from dockyard.auth.roles import Role
-from dockyard.db.schema import audit_logs, members
+from dockyard.auth.access import projects_granting
+from dockyard.db.schema import audit_logs
 from dockyard.services import Services
 
 router = APIRouter(tags=["auditlog"])
@@ -26,8 +25,8 @@ _QUERY_COLUMNS = {
     "op_time": audit_logs.c.op_time,
 }
 
-# Roles that may read a project's logs (Harbor's matrix: not guests).
-_LOG_READERS = {Role.PROJECT_ADMIN, Role.MAINTAINER, Role.DEVELOPER}
+_LOG_LIST = ("log", "list")
+LogLister = project_access(*_LOG_LIST)
 
 
 @router.get("/audit-logs")
@@ -41,10 +40,7 @@ async def list_audit_logs(
 ) -> Response:
     query = select(audit_logs)
     if not user.sysadmin:
-        readable = select(members.c.project_id).where(
-            (members.c.user_id == user.user_id)
-            & members.c.role.in_([int(r) for r in _LOG_READERS])
-        )
+        readable = projects_granting(user, _LOG_LIST)
         query = query.where(audit_logs.c.project_id.in_(readable))
     return await _page(request, services, query, q, sort, page)
 
@@ -52,20 +48,13 @@ async def list_audit_logs(
 @router.get("/projects/{project_name_or_id}/logs")
 async def list_project_logs(
     request: Request,
-    project_name_or_id: str,
+    access: LogLister,
     services: ServicesDep,
-    user: UserDep,
     page: PageDep,
     q: str | None = None,
     sort: str | None = None,
-    x_is_resource_name: Annotated[bool, Header()] = False,
 ) -> Response:
-    project = await project_named(services, project_name_or_id, x_is_resource_name)
-    if not user.sysadmin:
-        role = await services.projects.member_role(project.id, user.user_id)
-        if role not in _LOG_READERS:
-            raise Forbidden("you may not read this project's logs")
-    query = select(audit_logs).where(audit_logs.c.project_id == project.id)
+    query = select(audit_logs).where(audit_logs.c.project_id == access.project.id)
     return await _page(request, services, query, q, sort, page)
 
 

@@ -12,10 +12,11 @@ from collections import Counter
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 
+from dockyard.api.access import project_access
 from dockyard.api.deps import CallerDep, PageDep, ServicesDep, UserDep, paginated
 from dockyard.api.errors import (
     BadRequest,
@@ -23,21 +24,25 @@ from dockyard.api.errors import (
     Forbidden,
     NotFound,
     PreconditionFailed,
-    Unauthorized,
 )
 from dockyard.api.query import apply_query
 from dockyard.api.routes.users import harbor_time
 from dockyard.auth.principals import Principal
+from dockyard.auth.rbac import PROJECT_SELF
 from dockyard.auth.roles import Role
 from dockyard.auth.users import UserNotFound
 from dockyard.db.schema import projects
 from dockyard.projects import (
+    GROUP,
+    USER,
     Member,
+    MemberEntity,
     MemberExists,
     NotEmpty,
     Project,
     ProjectError,
     ProjectExists,
+    UnknownRole,
     visible_to,
 )
 from dockyard.services import Services
@@ -82,53 +87,14 @@ class RoleRequest(BaseModel):
     role_id: int
 
 
-async def _named_project(
-    project_name_or_id: str,
-    services: ServicesDep,
-    x_is_resource_name: Annotated[bool, Header()] = False,
-) -> Project:
-    return await project_named(services, project_name_or_id, x_is_resource_name)
-
-
-NamedProject = Annotated[Project, Depends(_named_project)]
-
-
-async def _readable_project(
-    project: NamedProject, services: ServicesDep, caller: CallerDep
-) -> Project:
-    if project.public or caller.sysadmin or await _role_of(services, caller, project):
-        return project
-    if caller.anonymous:
-        raise Unauthorized("authentication required")
-    raise Forbidden("you are not a member of this project")
-
-
-async def _member_project(
-    project: NamedProject, services: ServicesDep, caller: CallerDep
-) -> Project:
-    if caller.sysadmin or await _role_of(services, caller, project):
-        return project
-    if caller.anonymous:
-        raise Unauthorized("authentication required")
-    raise Forbidden("only members may see the project's members")
-
-
-async def _administered_project(
-    project: NamedProject, services: ServicesDep, caller: CallerDep
-) -> Project:
-    if caller.anonymous:
-        raise Unauthorized("authentication required")
-    if (
-        caller.sysadmin
-        or await _role_of(services, caller, project) is Role.PROJECT_ADMIN
-    ):
-        return project
-    raise Forbidden("only project admins may do this")
-
-
-ReadableProject = Annotated[Project, Depends(_readable_project)]
-MemberProject = Annotated[Project, Depends(_member_project)]
-AdministeredProject = Annotated[Project, Depends(_administered_project)]
+ProjectReader = project_access(PROJECT_SELF, "read")
+ProjectUpdater = project_access(PROJECT_SELF, "update")
+ProjectDeleter = project_access(PROJECT_SELF, "delete")
+MemberLister = project_access("member", "list")
+MemberReader = project_access("member", "read")
+MemberCreator = project_access("member", "create")
+MemberUpdater = project_access("member", "update")
+MemberDeleter = project_access("member", "delete")
 
 
 @router.get("/projects")
@@ -197,30 +163,31 @@ async def create_project(
 
 @router.get("/projects/{project_name_or_id}")
 async def get_project(
-    project: ReadableProject, services: ServicesDep, caller: CallerDep
+    access: ProjectReader, services: ServicesDep, caller: CallerDep
 ) -> dict[str, Any]:
-    return await _project_resp(services, caller, await _details(services, project))
+    details = await _details(services, access.project)
+    return await _project_resp(services, caller, details)
 
 
 @router.put("/projects/{project_name_or_id}")
 async def update_project(
-    project: AdministeredProject,
+    access: ProjectUpdater,
     body: ProjectReq,
     services: ServicesDep,
     caller: CallerDep,
 ) -> Response:
     public = _requested_public(body)
     if public is not None:
-        await services.projects.set_public(project.id, public, caller.username)
+        await services.projects.set_public(access.project.id, public, caller.username)
     return Response(status_code=200)
 
 
 @router.delete("/projects/{project_name_or_id}")
 async def delete_project(
-    project: AdministeredProject, services: ServicesDep, caller: CallerDep
+    access: ProjectDeleter, services: ServicesDep, caller: CallerDep
 ) -> Response:
     try:
-        await services.projects.delete_project(project.id, caller.username)
+        await services.projects.delete_project(access.project.id, caller.username)
     except NotEmpty as exc:
         raise PreconditionFailed(str(exc)) from exc
     return Response(status_code=200)
@@ -228,20 +195,21 @@ async def delete_project(
 
 @router.get("/projects/{project_name_or_id}/_deletable")
 async def project_deletable(
-    project: AdministeredProject, services: ServicesDep
+    access: ProjectDeleter, services: ServicesDep
 ) -> dict[str, Any]:
-    if (await _details(services, project))["repo_count"]:
+    if (await _details(services, access.project))["repo_count"]:
         return {"deletable": False, "message": "the project contains repositories"}
     return {"deletable": True}
 
 
 @router.get("/projects/{project_name_or_id}/summary")
 async def project_summary(
-    project: MemberProject, services: ServicesDep
+    access: ProjectReader, services: ServicesDep
 ) -> dict[str, Any]:
-    """Repository count and members per role (quotas come with governance)."""
+    """Repository count and members per role."""
+    project = access.project
     counts = Counter(
-        member.role for member in await services.projects.list_members(project.id)
+        member.role_id for member in await services.projects.list_members(project.id)
     )
     return {
         "repo_count": (await _details(services, project))["repo_count"],
@@ -256,62 +224,65 @@ async def project_summary(
 @router.get("/projects/{project_name_or_id}/members")
 async def list_members(
     request: Request,
-    project: MemberProject,
+    access: MemberLister,
     services: ServicesDep,
     page: PageDep,
     entityname: str | None = None,
 ) -> Response:
-    found = await services.projects.list_members(project.id, entityname)
+    found = await services.projects.list_members(access.project.id, entityname)
     window = found[page.offset : page.offset + page.size]
     return paginated(request, [_member_resp(m) for m in window], len(found), page)
 
 
 @router.post("/projects/{project_name_or_id}/members", status_code=201)
 async def create_member(
-    project: AdministeredProject,
+    access: MemberCreator,
     body: ProjectMemberReq,
     services: ServicesDep,
     caller: CallerDep,
 ) -> Response:
-    role = _role(body.role_id)
-    if body.member_user is None:
-        raise BadRequest("member_user is required (user groups are not supported yet)")
-    user_id = await _member_user_id(services, body.member_user)
+    project = access.project
+    entity = await _member_entity(services, body)
     try:
         member_id = await services.projects.create_member(
-            project.id, user_id, role, caller.username
+            project.id, entity, body.role_id, caller.username
         )
     except MemberExists as exc:
         raise Conflict(str(exc)) from exc
+    except UnknownRole as exc:
+        raise BadRequest(str(exc)) from exc
     location = f"/api/v2.0/projects/{project.id}/members/{member_id}"
     return Response(status_code=201, headers={"location": location})
 
 
 @router.get("/projects/{project_name_or_id}/members/{mid}")
 async def get_member(
-    project: MemberProject, mid: int, services: ServicesDep
+    access: MemberReader, mid: int, services: ServicesDep
 ) -> dict[str, Any]:
-    return _member_resp(await _member(services, project, mid))
+    return _member_resp(await _member(services, access.project, mid))
 
 
 @router.put("/projects/{project_name_or_id}/members/{mid}")
 async def update_member(
-    project: AdministeredProject,
+    access: MemberUpdater,
     mid: int,
     body: RoleRequest,
     services: ServicesDep,
     caller: CallerDep,
 ) -> Response:
-    member = await _member(services, project, mid)
-    await services.projects.update_member(member, _role(body.role_id), caller.username)
+    member = await _member(services, access.project, mid)
+    try:
+        await services.projects.update_member(member, body.role_id, caller.username)
+    except UnknownRole as exc:
+        raise BadRequest(str(exc)) from exc
     return Response(status_code=200)
 
 
 @router.delete("/projects/{project_name_or_id}/members/{mid}")
 async def delete_member(
-    project: AdministeredProject, mid: int, services: ServicesDep, caller: CallerDep
+    access: MemberDeleter, mid: int, services: ServicesDep, caller: CallerDep
 ) -> Response:
-    member = await _member(services, project, mid)
+    member = await _member(services, access.project, mid)
     await services.projects.delete_member(member, caller.username)
     return Response(status_code=200)
 
@@ -337,52 +308,32 @@ def _requested_public(body: ProjectReq) -> bool | None:
     return body.public
 
 
-async def project_named(services: Services, name_or_id: str, is_name: bool) -> Project:
-    """The project a path names (by id unless `X-Is-Resource-Name`); 404 if none."""
-    if not is_name and name_or_id.isdigit():
-        project = await services.projects.project_by_id(int(name_or_id))
-    else:
-        project = await services.projects.find_project(name_or_id)
-    if project is None:
-        raise NotFound(f"project {name_or_id} not found")
-    return project
-
-
-async def _role_of(
-    services: Services, caller: Principal, project: Project
-) -> Role | None:
-    if caller.user_id is None:
-        return None
-    return await services.projects.member_role(project.id, caller.user_id)
-
-
-async def _member_user_id(services: Services, member: MemberUser) -> int:
-    if member.user_id is not None:
+async def _member_entity(services: Services, body: ProjectMemberReq) -> MemberEntity:
+    if body.member_user is not None:
+        user = body.member_user
         try:
-            return int((await services.users.get_user(member.user_id))["id"])
+            if user.user_id is not None:
+                row = await services.users.get_user(user.user_id)
+            elif user.username:
+                row = await services.users.find_user(user.username)
+                if row is None:
+                    raise UserNotFound(f"user {user.username} not found")
+            else:
+                raise BadRequest("member_user needs user_id or username")
         except UserNotFound as exc:
             raise NotFound(str(exc)) from exc
-    if member.username:
-        row = await services.users.find_user(member.username)
-        if row is None:
-            raise NotFound(f"user {member.username} not found")
-        return int(row["id"])
-    raise BadRequest("member_user needs user_id or username")
-
-
-def _role(role_id: int) -> Role:
-    try:
-        return Role(role_id)
-    except ValueError as exc:
-        raise BadRequest(f"unknown role_id {role_id}") from exc
+        return MemberEntity(USER, int(row["id"]), row["username"])
+    if body.member_group is not None:
+        group = await services.groups.find_or_create(body.member_group)
+        return MemberEntity(GROUP, group.id, group.group_name)
+    raise BadRequest("member_user or member_group is required")
 
 
 async def _project_resp(
     services: Services, caller: Principal, row: dict[str, Any]
 ) -> dict[str, Any]:
-    role = None
-    if caller.user_id is not None:
-        role = await services.projects.member_role(row["id"], caller.user_id)
+    project = Project(row["id"], row["name"], bool(row["public"]), row["created_at"])
+    role_ids = list((await services.policy.project_access(caller, project)).role_ids)
     return {
         "project_id": row["id"],
         "name": row["name"],
@@ -393,20 +344,20 @@ async def _project_resp(
         "update_time": harbor_time(row["updated_at"]),
         "deleted": False,
         "togglable": True,
-        "current_user_role_id": int(role) if role else 0,
-        "current_user_role_ids": [int(role)] if role else [],
+        "current_user_role_id": min(role_ids, default=0),
+        "current_user_role_ids": role_ids,
         "repo_count": row["repo_count"],
         "metadata": {"public": "true" if row["public"] else "false"},
     }
 
 
-def _member_resp(member: Any) -> dict[str, Any]:
+def _member_resp(member: Member) -> dict[str, Any]:
     return {
         "id": member.id,
         "project_id": member.project_id,
-        "entity_name": member.username,
-        "entity_id": member.user_id,
-        "entity_type": "u",
-        "role_id": int(member.role),
-        "role_name": member.role.key,
+        "entity_name": member.entity_name,
+        "entity_id": member.entity_id,
+        "entity_type": member.entity_type,
+        "role_id": member.role_id,
+        "role_name": member.role_name,
     }

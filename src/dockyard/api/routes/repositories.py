@@ -27,8 +27,8 @@ from dockyard.api.errors import (
 )
 from dockyard.api.query import apply_query
 from dockyard.api.routes.users import harbor_time
+from dockyard.auth.access import ProjectAccess
 from dockyard.auth.principals import Principal
-from dockyard.auth.roles import DELETE, PULL, PUSH
 from dockyard.db.schema import manifests, projects, repositories
 from dockyard.projects import visible_to
 from dockyard.registry import mediatypes
@@ -40,6 +40,7 @@ from dockyard.registry.errors import (
     RegistryError,
     StillReferenced,
 )
+from dockyard.registry.reference import project_of
 from dockyard.services import Services
 
 T = TypeVar("T")
@@ -72,7 +73,10 @@ class TagReq(BaseModel):
     name: str
 
 
-def _repository_dependency(action: str) -> Any:
+def repository_permission(resource: str, action: str) -> Any:
+    """`Annotated[str, ...]`: the full repository name from the path, once the
+    caller holds (resource, action) in it."""
+
     async def resolve(
         project_name: str,
         repository_name: str,
@@ -80,15 +84,20 @@ def _repository_dependency(action: str) -> Any:
         caller: CallerDep,
     ) -> str:
         name = f"{project_name}/{unquote(repository_name)}"
-        return await _require(services, caller, name, action)
+        return await _require(services, caller, name, resource, action)
 
-    return Depends(resolve)
+    return Annotated[str, Depends(resolve)]
 
 
-# The full repository name from the path, once the caller may act on it.
-ReadableRepository = Annotated[str, _repository_dependency(PULL)]
-TaggableRepository = Annotated[str, _repository_dependency(PUSH)]
-DeletableRepository = Annotated[str, _repository_dependency(DELETE)]
+RepositoryReader = repository_permission("repository", "read")
+RepositoryUpdater = repository_permission("repository", "update")
+RepositoryDeleter = repository_permission("repository", "delete")
+ArtifactLister = repository_permission("artifact", "list")
+ArtifactReader = repository_permission("artifact", "read")
+ArtifactDeleter = repository_permission("artifact", "delete")
+TagLister = repository_permission("tag", "list")
+TagCreator = repository_permission("tag", "create")
+TagDeleter = repository_permission("tag", "delete")
 
 
 @router.get("/repositories")
@@ -117,22 +126,26 @@ async def list_repositories(
     q: str | None = None,
     sort: str | None = None,
 ) -> Response:
-    project = await services.projects.find_project(project_name)
-    if project is None:
+    access = await services.policy.access_by_name(caller, project_name)
+    if access is None:
         raise NotFound(f"project {project_name} not found")
-    if PULL not in await services.policy.project_actions(caller, project_name):
+    if not access.reaches_repositories:
         raise (
             Unauthorized("authentication required")
             if caller.anonymous
             else Forbidden(f"you may not read {project_name}")
         )
-    query = select(repositories).where(repositories.c.project_id == project.id)
+    query = select(repositories).where(repositories.c.project_id == access.project.id)
+    if not access.can("repository", "list"):
+        query = query.where(
+            repositories.c.name.in_(await _granted_names(services, access))
+        )
     return await _repository_page(request, services, query, q, sort, page)
 
 
 @router.get("/projects/{project_name}/repositories/{repository_name}")
 async def get_repository(
-    name: ReadableRepository, services: ServicesDep, caller: CallerDep
+    name: RepositoryReader, services: ServicesDep, caller: CallerDep
 ) -> dict[str, Any]:
     rows, _ = await services.artifacts.list_repositories(
         select(repositories).where(repositories.c.name == name), 0, 1
@@ -144,7 +157,7 @@ async def get_repository(
 
 @router.put("/projects/{project_name}/repositories/{repository_name}")
 async def update_repository(
-    name: DeletableRepository,
+    name: RepositoryUpdater,
     body: RepositoryUpdate,
     services: ServicesDep,
     caller: CallerDep,
@@ -157,7 +170,7 @@ async def update_repository(
 
 @router.delete("/projects/{project_name}/repositories/{repository_name}")
 async def delete_repository(
-    name: DeletableRepository, services: ServicesDep, caller: CallerDep
+    name: RepositoryDeleter, services: ServicesDep, caller: CallerDep
 ) -> Response:
     await _translate(services.artifacts.delete_repository(name, caller.username))
     return Response(status_code=200)
@@ -166,7 +179,7 @@ async def delete_repository(
 @router.get(_ARTIFACT_PATH)
 async def list_artifacts(
     request: Request,
-    name: ReadableRepository,
+    name: ArtifactLister,
     services: ServicesDep,
     caller: CallerDep,
     page: PageDep,
@@ -184,7 +197,7 @@ async def list_artifacts(
 
 @router.get(_ARTIFACT_PATH + "/{reference}")
 async def get_artifact(
-    name: ReadableRepository,
+    name: ArtifactReader,
     reference: str,
     services: ServicesDep,
     caller: CallerDep,
@@ -196,7 +209,7 @@ async def get_artifact(
 
 @router.delete(_ARTIFACT_PATH + "/{reference}")
 async def delete_artifact(
-    name: DeletableRepository,
+    name: ArtifactDeleter,
     reference: str,
     services: ServicesDep,
     caller: CallerDep,
@@ -210,7 +223,7 @@ async def delete_artifact(
 @router.get(_ARTIFACT_PATH + "/{reference}/tags")
 async def list_tags(
     request: Request,
-    name: ReadableRepository,
+    name: TagLister,
     reference: str,
     services: ServicesDep,
     caller: CallerDep,
@@ -225,7 +238,7 @@ async def list_tags(
 
 @router.post(_ARTIFACT_PATH + "/{reference}/tags", status_code=201)
 async def create_tag(
-    name: TaggableRepository,
+    name: TagCreator,
     reference: str,
     body: TagReq,
     services: ServicesDep,
@@ -242,7 +255,7 @@ async def create_tag(
 
 @router.delete(_ARTIFACT_PATH + "/{reference}/tags/{tag_name}")
 async def delete_tag(
-    name: DeletableRepository,
+    name: TagDeleter,
     reference: str,
     tag_name: str,
     services: ServicesDep,
@@ -255,14 +268,24 @@ async def delete_tag(
 
 
 async def _require(
-    services: Services, caller: Principal, name: str, action: str
+    services: Services, caller: Principal, name: str, resource: str, action: str
 ) -> str:
-    """`name` if the caller may take `action` on it; 401/403 otherwise."""
-    if action not in await services.policy.allowed_actions(caller, name):
+    """`name` if the caller holds (resource, action) in it; 401/403/404 if not."""
+    project_name = project_of(name)
+    access = await services.policy.access_by_name(caller, project_name)
+    if access is None:
+        raise NotFound(f"project {project_name} not found")
+    if not access.can_in_repository(name, resource, action):
         if caller.anonymous:
             raise Unauthorized("authentication required")
-        raise Forbidden(f"you may not {action} in {name.split('/', 1)[0]}")
+        raise Forbidden(f"you may not {action} {resource} in {project_name}")
     return name
+
+
+async def _granted_names(services: Services, access: ProjectAccess) -> list[str]:
+    """The project's repositories that `access` reaches through grants."""
+    names = await services.catalog.project_repositories(access.project.id)
+    return [n for n in names if access.can_in_repository(n, "repository", "pull")]
 
 
 async def _translate(awaitable: Awaitable[T]) -> T:
