@@ -113,10 +113,10 @@ async def _token_response(
         "issued_at": _rfc3339(issued.issued_at),
     }
     if offline and not principal.anonymous:
-        user = await svc.users.find_user(principal.username)
-        if user is not None:
+        credential = await _credential_hash(svc, principal)
+        if credential is not None:
             refresh = svc.authority.issue_refresh_token(
-                principal.username, credential_fingerprint(user["password_hash"])
+                principal.username, credential_fingerprint(credential)
             )
             body["refresh_token"] = refresh.token
     return JSONResponse(body, headers={"cache-control": "no-store"})
@@ -165,11 +165,35 @@ async def _refreshed_principal(svc: Services, token: str) -> Principal:
     except InvalidToken as exc:
         log.warning("refresh_token_refused reason=%s", exc)
         raise TokenRequestError(401, "UNAUTHORIZED", "invalid refresh token") from exc
+    if await svc.robots.is_robot_name(username):
+        return await _refreshed_robot(svc, username, credential)
     user = await svc.users.find_user(username)
     # A password change retires every refresh token issued before it.
     if user is None or credential_fingerprint(user["password_hash"]) != credential:
         raise TokenRequestError(401, "UNAUTHORIZED", "invalid refresh token")
     return Principal(user["id"], user["username"], bool(user["sysadmin"]))
+
+
+async def _refreshed_robot(svc: Services, name: str, credential: str) -> Principal:
+    # A new secret retires the refresh tokens, as a new password does; a
+    # disabled, expired or deleted robot gets no more access tokens.
+    login = await svc.robots.find_login(name)
+    if (
+        login is None
+        or not login.usable()
+        or credential_fingerprint(login.secret_hash) != credential
+    ):
+        raise TokenRequestError(401, "UNAUTHORIZED", "invalid refresh token")
+    return Principal(None, login.name, robot_id=login.id)
+
+
+async def _credential_hash(svc: Services, principal: Principal) -> str | None:
+    """The stored hash a refresh token for `principal` is bound to."""
+    if principal.robot:
+        login = await svc.robots.find_login(principal.username)
+        return login.secret_hash if login else None
+    user = await svc.users.find_user(principal.username)
+    return user["password_hash"] if user else None
 
 
 def _rfc3339(timestamp: int) -> str:

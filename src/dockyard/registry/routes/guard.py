@@ -30,6 +30,7 @@ from dockyard.configurations import READ_ONLY_MESSAGE, ConfigurationService
 from dockyard.projects import ProjectService
 from dockyard.registry.errors import Denied, TooManyRequests, Unauthorized
 from dockyard.registry.reference import project_of
+from dockyard.robots import RobotService
 
 
 class Challenge(Unauthorized):
@@ -68,8 +69,10 @@ class RegistryGuard:
         projects: ProjectService,
         policy: AccessPolicy,
         configurations: ConfigurationService,
+        robots: RobotService,
     ) -> None:
         self.configurations = configurations
+        self.robots = robots
         self.settings = settings
         self.authority = authority
         self.users = users
@@ -87,11 +90,12 @@ class RegistryGuard:
         kind = kind.lower()
         if kind == "bearer":
             try:
-                return Credentials(
-                    token=self.authority.verify_access_token(value.strip())
-                )
+                token = self.authority.verify_access_token(value.strip())
             except InvalidToken as exc:
                 raise Challenge(scope, "invalid_token", "invalid bearer token") from exc
+            if not await self._subject_active(token.subject):
+                raise Challenge(scope, "invalid_token", "the token's robot is gone")
+            return Credentials(token=token)
         if kind == "basic":
             username, password = _decode_basic(value)
             try:
@@ -172,10 +176,19 @@ class RegistryGuard:
         if credentials.principal is not None:
             return credentials.principal
         subject = credentials.token.subject if credentials.token else ""
+        if subject and await self.robots.is_robot_name(subject):
+            return await self.robots.principal_for(subject) or ANONYMOUS
         user = await self.users.find_user(subject) if subject else None
         if user is None:
             return ANONYMOUS
         return Principal(user["id"], user["username"], bool(user["sysadmin"]))
+
+    async def _subject_active(self, subject: str) -> bool:
+        """Whether a robot a token was issued to may still act: deleting,
+        disabling or expiring a robot ends its tokens too, not only its logins."""
+        if not await self.robots.is_robot_name(subject):
+            return True
+        return await self.robots.principal_for(subject) is not None
 
     async def _token_actions(
         self, token: AccessToken, repository: str
