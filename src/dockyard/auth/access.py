@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from dockyard.auth.principals import Principal
 from dockyard.auth.rbac import (
     PROJECT_PERMISSIONS,
+    PROJECT_SELF,
     PUBLIC_PROJECT,
     REPOSITORY_RESOURCES,
     Permission,
@@ -179,6 +180,9 @@ async def _load_access(
     if principal.robot_id is not None:
         held |= await _robot_permissions(conn, project.id, principal.robot_id)
     grants = await _repository_grants(conn, project.id, principal)
+    if grants:
+        # Whoever reaches some of its repositories may see the project.
+        held.add((PROJECT_SELF, "read"))
     return ProjectAccess(project, frozenset(held), grants, tuple(role_ids))
 
 
@@ -264,12 +268,17 @@ async def _repository_grants(
     return tuple((p, frozenset(held)) for p, held in sorted(by_pattern.items()))
 
 
-_PATTERN_RE = re.compile(r"[a-z0-9._/*?-]+")
+# One path component of a repository name, where `*` and `?` may stand for
+# name characters; or `**` alone.
+_COMPONENT_RE = re.compile(r"\*\*|[a-z0-9*?]+(?:[._-]+[a-z0-9*?]+)*")
 
 
 def is_valid_pattern(pattern: str) -> bool:
-    """A repository pattern: name characters, `/`, and the wildcards `*`, `?`."""
-    return len(pattern) <= 255 and _PATTERN_RE.fullmatch(pattern) is not None
+    """A repository pattern: name components joined by `/`, with `*`, `?`
+    inside a component, or `**` as a whole component."""
+    return len(pattern) <= 255 and all(
+        _COMPONENT_RE.fullmatch(part) for part in pattern.split("/")
+    )
 
 
 def pattern_matches(pattern: str, name: str) -> bool:
