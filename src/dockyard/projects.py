@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import re
 import time
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -27,12 +28,14 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from dockyard.allowlists import AllowlistContent, write_allowlist
 from dockyard.audit import CLI_ACTOR, record_change
 from dockyard.auth.principals import Principal
 from dockyard.auth.roles import Role
 from dockyard.db.database import Database, insert_or_update
 from dockyard.db.schema import (
     members,
+    project_metadata,
     projects,
     repositories,
     repository_grants,
@@ -42,6 +45,7 @@ from dockyard.db.schema import (
     user_groups,
     users,
 )
+from dockyard.quotas import create_quota
 
 # Harbor's rule for project names (a single repository path component).
 _PROJECT_NAME_RE = re.compile(r"[a-z0-9]+(?:[._-][a-z0-9]+)*")
@@ -103,6 +107,17 @@ class UnknownRole(ProjectError):
     pass
 
 
+@dataclass(frozen=True, slots=True)
+class ProjectSettings:
+    """What a creator sets beside the name: metadata (from `check_metadata`;
+    `public` there is ignored, it is an argument of its own), a storage limit
+    (None: the configured default) and a CVE allowlist."""
+
+    metadata: dict[str, str] = field(default_factory=dict)
+    storage_limit: int | None = None
+    allowlist: AllowlistContent | None = None
+
+
 class ProjectService:
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -114,7 +129,10 @@ class ProjectService:
         public: bool,
         owner_id: int | None = None,
         actor: str = CLI_ACTOR,
+        settings: ProjectSettings | None = None,
     ) -> Project:
+        """Create the project with its owner as project admin, its quota and
+        what `settings` holds (checked beforehand by the caller)."""
         if len(name) > 255 or not _PROJECT_NAME_RE.fullmatch(name):
             raise ProjectError(
                 "a project name is lower case letters, digits and '.', '_', '-' "
@@ -134,6 +152,7 @@ class ProjectService:
                 project_id = int(result.inserted_primary_key[0])
                 if owner_id is not None:
                     await _put_member(conn, project_id, owner_id, Role.PROJECT_ADMIN)
+                await _write_settings(conn, project_id, settings or ProjectSettings())
                 await record_change(conn, actor, "project", "create", name, project_id)
         except IntegrityError as exc:
             raise ProjectExists(f"project {name!r} already exists") from exc
@@ -392,3 +411,175 @@ def _member(row: Any) -> Member:
 async def _require_role(conn: AsyncConnection, role_id: int) -> None:
     if await conn.scalar(select(roles.c.id).where(roles.c.id == role_id)) is None:
         raise UnknownRole(f"no role with id {role_id}")
+
+
+async def _write_settings(
+    conn: AsyncConnection, project_id: int, settings: ProjectSettings
+) -> None:
+    await create_quota(conn, project_id, settings.storage_limit)
+    metadata = {k: v for k, v in settings.metadata.items() if k != PUBLIC}
+    await _store_metadata(conn, project_id, metadata)
+    if settings.allowlist is not None:
+        await write_allowlist(conn, project_id, settings.allowlist)
+
+
+# Project metadata: Harbor's per-project settings, every value a string
+# ("true", "low", "30"). `public` is the `projects.public` column, read and
+# written as metadata; the other keys are rows of `project_metadata`.
+
+PUBLIC = "public"
+_BOOLEAN_KEYS = frozenset(
+    {
+        PUBLIC,
+        "enable_content_trust",
+        "enable_content_trust_cosign",
+        "prevent_vul",
+        "auto_scan",
+        "auto_sbom_generation",
+        "reuse_sys_cve_allowlist",
+    }
+)
+_INTEGER_KEYS = frozenset({"proxy_speed_kb", "retention_id"})
+_SEVERITIES = ("none", "low", "medium", "high", "critical")
+METADATA_KEYS = _BOOLEAN_KEYS | _INTEGER_KEYS | {"severity"}
+# The spellings Go's strconv.ParseBool accepts, which Harbor's clients may send.
+_TRUE = ("1", "t", "true")
+_FALSE = ("0", "f", "false")
+_INTEGER_RE = re.compile(r"-?[0-9]{1,10}")
+
+
+class MetadataInvalid(ProjectError):
+    pass
+
+
+class MetadataExists(ProjectError):
+    pass
+
+
+class MetadataNotFound(ProjectError):
+    pass
+
+
+def check_metadata(values: Mapping[str, str]) -> dict[str, str]:
+    """The values in Harbor's canonical form ("TRUE" becomes "true");
+    `MetadataInvalid` for an unknown key or a value the key does not take."""
+    return {key: _canonical(key, value) for key, value in values.items()}
+
+
+def _canonical(key: str, value: str) -> str:
+    text = value.strip().lower()
+    if key in _BOOLEAN_KEYS:
+        if text in _TRUE + _FALSE:
+            return "true" if text in _TRUE else "false"
+    elif key == "severity":
+        if text in _SEVERITIES:
+            return text
+    elif key in _INTEGER_KEYS:
+        if _INTEGER_RE.fullmatch(text):
+            return str(int(text))
+    else:
+        known = ", ".join(sorted(METADATA_KEYS))
+        raise MetadataInvalid(f"invalid metadata key {key!r}; known keys: {known}")
+    raise MetadataInvalid(f"invalid value {value!r} for metadata {key}")
+
+
+class ProjectMetadataService:
+    """Reads and writes project metadata; values must come from `check_metadata`."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def get_metadata(self, project_id: int) -> dict[str, str]:
+        """Every key the project has, `public` always among them."""
+        async with self.db.read() as conn:
+            return await _stored_metadata(conn, project_id)
+
+    async def add_metadata(
+        self, project: Project, values: dict[str, str], actor: str
+    ) -> None:
+        """Set keys the project does not have; `MetadataExists` if one is set."""
+        async with self.db.write() as conn:
+            taken = sorted(set(values) & set(await _stored_metadata(conn, project.id)))
+            if taken:
+                raise MetadataExists(f"metadata {', '.join(taken)} already set")
+            await _store_metadata(conn, project.id, values)
+            await _record_metadata(conn, actor, "create", project, values)
+
+    async def update_metadata(
+        self,
+        project: Project,
+        values: dict[str, str],
+        actor: str,
+        *,
+        must_exist: bool = False,
+    ) -> None:
+        """Set the keys, added or replaced; with `must_exist`, raise
+        `MetadataNotFound` unless the project already has each of them."""
+        async with self.db.write() as conn:
+            if must_exist:
+                stored = await _stored_metadata(conn, project.id)
+                missing = sorted(set(values) - set(stored))
+                if missing:
+                    raise MetadataNotFound(f"metadata {', '.join(missing)} not found")
+            await _store_metadata(conn, project.id, values)
+            await _record_metadata(conn, actor, "update", project, values)
+
+    async def delete_metadata(self, project: Project, name: str, actor: str) -> None:
+        """Remove a key; `MetadataNotFound` if unset, `MetadataInvalid` for
+        `public`, which every project has."""
+        if name == PUBLIC:
+            raise MetadataInvalid("metadata public cannot be deleted")
+        async with self.db.write() as conn:
+            result = await conn.execute(
+                delete(project_metadata).where(
+                    (project_metadata.c.project_id == project.id)
+                    & (project_metadata.c.name == name)
+                )
+            )
+            if result.rowcount == 0:
+                raise MetadataNotFound(f"metadata {name} not found")
+            await _record_metadata(conn, actor, "delete", project, {name: ""})
+
+
+async def _stored_metadata(conn: AsyncConnection, project_id: int) -> dict[str, str]:
+    public = await conn.scalar(
+        select(projects.c.public).where(projects.c.id == project_id)
+    )
+    rows = await conn.execute(
+        select(project_metadata.c.name, project_metadata.c.value)
+        .where(project_metadata.c.project_id == project_id)
+        .order_by(project_metadata.c.name)
+    )
+    return {PUBLIC: "true" if public else "false", **{r.name: r.value for r in rows}}
+
+
+async def _store_metadata(
+    conn: AsyncConnection, project_id: int, values: Mapping[str, str]
+) -> None:
+    for name, value in values.items():
+        if name == PUBLIC:
+            await conn.execute(
+                update(projects)
+                .where(projects.c.id == project_id)
+                .values(public=value == "true", updated_at=datetime.now(UTC))
+            )
+            continue
+        row = {"project_id": project_id, "name": name, "value": value}
+        await conn.execute(
+            insert_or_update(
+                conn, project_metadata, ["project_id", "name"], row, {"value": value}
+            )
+        )
+
+
+async def _record_metadata(
+    conn: AsyncConnection,
+    actor: str,
+    operation: str,
+    project: Project,
+    values: Mapping[str, str],
+) -> None:
+    resource = f"{project.name}:{','.join(sorted(values))}"
+    await record_change(
+        conn, actor, "project-metadata", operation, resource, project.id
+    )

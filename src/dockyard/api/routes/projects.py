@@ -26,6 +26,9 @@ from dockyard.api.errors import (
     PreconditionFailed,
 )
 from dockyard.api.query import apply_query
+from dockyard.api.routes.allowlists import CVEAllowlistReq, allowlist_resp
+from dockyard.api.routes.metadata import requested_metadata
+from dockyard.api.routes.quotas import requested_limit
 from dockyard.api.routes.users import harbor_time
 from dockyard.auth.principals import Principal
 from dockyard.auth.rbac import PROJECT_SELF
@@ -34,6 +37,7 @@ from dockyard.auth.users import UserNotFound
 from dockyard.db.schema import projects
 from dockyard.projects import (
     GROUP,
+    PUBLIC,
     USER,
     Member,
     MemberEntity,
@@ -42,6 +46,7 @@ from dockyard.projects import (
     Project,
     ProjectError,
     ProjectExists,
+    ProjectSettings,
     UnknownRole,
     visible_to,
 )
@@ -59,15 +64,12 @@ _QUERY_COLUMNS = {
 }
 
 
-class ProjectMetadata(BaseModel):
-    # Harbor keeps project metadata as strings: "true" / "false".
-    public: str | None = None
-
-
 class ProjectReq(BaseModel):
     project_name: str | None = Field(default=None, max_length=255)
     public: bool | None = None
-    metadata: ProjectMetadata | None = None
+    # Harbor keeps project metadata as strings ("true", "low"); null is unset.
+    metadata: dict[str, str | None] | None = None
+    cve_allowlist: CVEAllowlistReq | None = None
     storage_limit: int | None = None
     registry_id: int | None = None
 
@@ -144,13 +146,20 @@ async def create_project(
         raise BadRequest("project_name is required")
     restriction = await services.configurations.get("project_creation_restriction")
     if restriction == "adminonly" and not user.sysadmin:
-        raise Forbidden("only system administrators may create projects")
+        raise Forbidden("Only system admin can create project")
+    metadata = requested_metadata(body.metadata, body.public)
+    settings = ProjectSettings(
+        metadata=metadata,
+        storage_limit=requested_limit(body.storage_limit, user, creating=True),
+        allowlist=body.cve_allowlist.content() if body.cve_allowlist else None,
+    )
     try:
         project = await services.projects.create_project(
             body.project_name,
-            public=_requested_public(body) or False,
+            public=metadata.get(PUBLIC) == "true",
             owner_id=user.user_id,
             actor=user.username,
+            settings=settings,
         )
     except ProjectExists as exc:
         raise Conflict(str(exc)) from exc
@@ -176,9 +185,19 @@ async def update_project(
     services: ServicesDep,
     caller: CallerDep,
 ) -> Response:
-    public = _requested_public(body)
-    if public is not None:
-        await services.projects.set_public(access.project.id, public, caller.username)
+    project, actor = access.project, caller.username
+    metadata = requested_metadata(body.metadata, body.public)
+    allowlist = body.cve_allowlist.content() if body.cve_allowlist else None
+    limit = requested_limit(body.storage_limit, caller, creating=False)
+    if metadata:
+        await services.metadata.update_metadata(project, metadata, actor)
+    if allowlist is not None:
+        await services.allowlists.put_allowlist(
+            project.id, allowlist, actor, project.name
+        )
+    if limit is not None:
+        quota = await services.quotas.project_quota(project.id)
+        await services.quotas.set_limit(quota, limit, actor)
     return Response(status_code=200)
 
 
@@ -299,15 +318,6 @@ async def _member(services: Services, project: Project, member_id: int) -> Membe
     return member
 
 
-def _requested_public(body: ProjectReq) -> bool | None:
-    if body.metadata is not None and body.metadata.public is not None:
-        value = body.metadata.public.lower()
-        if value not in ("true", "false"):
-            raise BadRequest('metadata.public must be "true" or "false"')
-        return value == "true"
-    return body.public
-
-
 async def _member_entity(services: Services, body: ProjectMemberReq) -> MemberEntity:
     if body.member_user is not None:
         user = body.member_user
@@ -347,7 +357,10 @@ async def _project_resp(
         "current_user_role_id": min(role_ids, default=0),
         "current_user_role_ids": role_ids,
         "repo_count": row["repo_count"],
-        "metadata": {"public": "true" if row["public"] else "false"},
+        "metadata": await services.metadata.get_metadata(row["id"]),
+        "cve_allowlist": allowlist_resp(
+            await services.allowlists.get_allowlist(row["id"])
+        ),
     }
 
 
