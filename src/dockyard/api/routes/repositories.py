@@ -1,9 +1,9 @@
-"""Repositories, artifacts and tags under `/projects/{project_name}/repositories`.
+"""Repositories under `/projects/{project_name}/repositories`, and the
+permission checks every route below a repository uses.
 
 A repository is named inside its project; a name that holds slashes is sent
-URL-encoded twice (`a%252Fb`), as Harbor's clients do, and decoded here.
-Permissions are the registry's own: reading needs pull, tagging needs push,
-deleting and describing need delete.
+URL-encoded twice (`a%252Fb`), as Harbor's clients do, and decoded here. The
+artifacts, tags and accessories inside a repository are in `artifacts`.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ from sqlalchemy import Select, select
 from dockyard.api.deps import CallerDep, Page, PageDep, ServicesDep, paginated
 from dockyard.api.errors import (
     BadRequest,
-    Conflict,
     Forbidden,
     NotFound,
     PreconditionFailed,
@@ -29,10 +28,8 @@ from dockyard.api.query import apply_query
 from dockyard.api.routes.users import harbor_time
 from dockyard.auth.access import ProjectAccess
 from dockyard.auth.principals import Principal
-from dockyard.db.schema import manifests, projects, repositories
+from dockyard.db.schema import projects, repositories
 from dockyard.projects import visible_to
-from dockyard.registry import mediatypes
-from dockyard.registry.artifacts import Artifact, TagExists
 from dockyard.registry.errors import (
     ManifestInvalid,
     ManifestUnknown,
@@ -45,32 +42,19 @@ from dockyard.services import Services
 
 T = TypeVar("T")
 
-router = APIRouter(tags=["repository", "artifact"])
+router = APIRouter(tags=["repository"])
 
 _REPOSITORY_COLUMNS = {
     "name": repositories.c.name,
     "id": repositories.c.id,
     "creation_time": repositories.c.created_at,
     "update_time": repositories.c.updated_at,
+    "pull_count": repositories.c.pull_count,
 }
-_ARTIFACT_COLUMNS = {
-    "digest": manifests.c.digest,
-    "media_type": manifests.c.media_type,
-    "push_time": manifests.c.created_at,
-}
-_IMAGE_CONFIGS = {
-    "application/vnd.oci.image.config.v1+json",
-    "application/vnd.docker.container.image.v1+json",
-}
-_ARTIFACT_PATH = "/projects/{project_name}/repositories/{repository_name}/artifacts"
 
 
 class RepositoryUpdate(BaseModel):
     description: str = Field(max_length=4096)
-
-
-class TagReq(BaseModel):
-    name: str
 
 
 def repository_permission(resource: str, action: str) -> Any:
@@ -92,12 +76,6 @@ def repository_permission(resource: str, action: str) -> Any:
 RepositoryReader = repository_permission("repository", "read")
 RepositoryUpdater = repository_permission("repository", "update")
 RepositoryDeleter = repository_permission("repository", "delete")
-ArtifactLister = repository_permission("artifact", "list")
-ArtifactReader = repository_permission("artifact", "read")
-ArtifactDeleter = repository_permission("artifact", "delete")
-TagLister = repository_permission("tag", "list")
-TagCreator = repository_permission("tag", "create")
-TagDeleter = repository_permission("tag", "delete")
 
 
 @router.get("/repositories")
@@ -162,7 +140,7 @@ async def update_repository(
     services: ServicesDep,
     caller: CallerDep,
 ) -> Response:
-    await _translate(
+    await translate(
         services.artifacts.update_description(name, body.description, caller.username)
     )
     return Response(status_code=200)
@@ -172,98 +150,7 @@ async def update_repository(
 async def delete_repository(
     name: RepositoryDeleter, services: ServicesDep, caller: CallerDep
 ) -> Response:
-    await _translate(services.artifacts.delete_repository(name, caller.username))
-    return Response(status_code=200)
-
-
-@router.get(_ARTIFACT_PATH)
-async def list_artifacts(
-    request: Request,
-    name: ArtifactLister,
-    services: ServicesDep,
-    caller: CallerDep,
-    page: PageDep,
-    q: str | None = None,
-    sort: str | None = None,
-    with_tag: bool = True,
-) -> Response:
-    query = apply_query(select(manifests), q, sort, _ARTIFACT_COLUMNS)
-    found, total = await _translate(
-        services.artifacts.list_artifacts(name, query, page.offset, page.size)
-    )
-    items = [await _artifact_resp(services, name, a, with_tag) for a in found]
-    return paginated(request, items, total, page)
-
-
-@router.get(_ARTIFACT_PATH + "/{reference}")
-async def get_artifact(
-    name: ArtifactReader,
-    reference: str,
-    services: ServicesDep,
-    caller: CallerDep,
-    with_tag: bool = True,
-) -> dict[str, Any]:
-    artifact = await _translate(services.artifacts.get_artifact(name, reference))
-    return await _artifact_resp(services, name, artifact, with_tag)
-
-
-@router.delete(_ARTIFACT_PATH + "/{reference}")
-async def delete_artifact(
-    name: ArtifactDeleter,
-    reference: str,
-    services: ServicesDep,
-    caller: CallerDep,
-) -> Response:
-    await _translate(
-        services.artifacts.delete_artifact(name, reference, caller.username)
-    )
-    return Response(status_code=200)
-
-
-@router.get(_ARTIFACT_PATH + "/{reference}/tags")
-async def list_tags(
-    request: Request,
-    name: TagLister,
-    reference: str,
-    services: ServicesDep,
-    caller: CallerDep,
-    page: PageDep,
-) -> Response:
-    artifact = await _translate(services.artifacts.get_artifact(name, reference))
-    window = artifact.tags[page.offset : page.offset + page.size]
-    return paginated(
-        request, [_tag_resp(artifact, t) for t in window], len(artifact.tags), page
-    )
-
-
-@router.post(_ARTIFACT_PATH + "/{reference}/tags", status_code=201)
-async def create_tag(
-    name: TagCreator,
-    reference: str,
-    body: TagReq,
-    services: ServicesDep,
-    caller: CallerDep,
-) -> Response:
-    try:
-        await _translate(
-            services.artifacts.add_tag(name, reference, body.name, caller.username)
-        )
-    except TagExists as exc:
-        raise Conflict(str(exc)) from exc
-    return Response(status_code=201)
-
-
-@router.delete(_ARTIFACT_PATH + "/{reference}/tags/{tag_name}")
-async def delete_tag(
-    name: TagDeleter,
-    reference: str,
-    tag_name: str,
-    services: ServicesDep,
-    caller: CallerDep,
-) -> Response:
-    await _translate(
-        services.artifacts.delete_tag(name, reference, tag_name, caller.username)
-    )
+    await translate(services.artifacts.delete_repository(name, caller.username))
     return Response(status_code=200)
 
 
@@ -282,14 +169,23 @@ async def _require(
     return name
 
 
+async def require_in_repository(
+    services: Services, caller: Principal, name: str, resource: str, action: str
+) -> str:
+    """`name` if the caller holds (resource, action) in that repository (a full
+    name, project included); 401/403/404 if not. For checks on a repository
+    other than the path's, as a copy's source."""
+    return await _require(services, caller, name, resource, action)
+
+
 async def _granted_names(services: Services, access: ProjectAccess) -> list[str]:
     """The project's repositories that `access` reaches through grants."""
     names = await services.catalog.project_repositories(access.project.id)
     return [n for n in names if access.can_in_repository(n, "repository", "pull")]
 
 
-async def _translate(awaitable: Awaitable[T]) -> T:
-    """Registry errors in the API's terms."""
+async def translate(awaitable: Awaitable[T]) -> T:
+    """`awaitable`'s result, with registry errors in the API's terms."""
     try:
         return await awaitable
     except (NameUnknown, ManifestUnknown) as exc:
@@ -333,73 +229,4 @@ def _repository_resp(row: dict[str, Any]) -> dict[str, Any]:
         "pull_count": row["pull_count"],
         "creation_time": harbor_time(row["created_at"]),
         "update_time": harbor_time(row["updated_at"]),
-    }
-
-
-async def _artifact_resp(
-    services: Services, repository: str, artifact: Artifact, with_tag: bool
-) -> dict[str, Any]:
-    document = artifact.document
-    config_type = (document.get("config") or {}).get("mediaType")
-    body: dict[str, Any] = {
-        "id": artifact.id,
-        "type": _artifact_kind(artifact, config_type),
-        "media_type": config_type or artifact.media_type,
-        "manifest_media_type": artifact.media_type,
-        "artifact_type": artifact.artifact_type,
-        "repository_id": artifact.repository_id,
-        "digest": artifact.digest,
-        "size": artifact.size,
-        "push_time": harbor_time(artifact.created_at),
-        # Pull times are not tracked yet: Harbor's zero time, as it shows for
-        # never-pulled artifacts.
-        "pull_time": "0001-01-01T00:00:00.000Z",
-        "annotations": document.get("annotations") or {},
-        "extra_attrs": {},
-        "references": _references(artifact, document),
-        "tags": [_tag_resp(artifact, t) for t in artifact.tags] if with_tag else None,
-        "labels": None,
-        "accessories": None,
-    }
-    if artifact.media_type in mediatypes.INDEXES:
-        children = await services.artifacts.children(repository, artifact)
-        body["size"] = artifact.size + sum(child.size for child in children)
-    return body
-
-
-def _artifact_kind(artifact: Artifact, config_type: str | None) -> str:
-    if artifact.media_type in mediatypes.INDEXES or config_type in _IMAGE_CONFIGS:
-        return "IMAGE"
-    if config_type == "application/vnd.cncf.helm.config.v1+json":
-        return "CHART"
-    return "UNKNOWN"
-
-
-def _references(
-    artifact: Artifact, document: dict[str, Any]
-) -> list[dict[str, Any]] | None:
-    if artifact.media_type not in mediatypes.INDEXES:
-        return None
-    return [
-        {
-            "parent_id": artifact.id,
-            "child_digest": child.get("digest"),
-            "platform": child.get("platform"),
-            "annotations": child.get("annotations"),
-            "urls": child.get("urls"),
-        }
-        for child in document.get("manifests", [])
-    ]
-
-
-def _tag_resp(artifact: Artifact, tag: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "id": tag["id"],
-        "repository_id": artifact.repository_id,
-        "artifact_id": artifact.id,
-        "name": tag["name"],
-        "push_time": harbor_time(tag["created_at"]),
-        "pull_time": "0001-01-01T00:00:00.000Z",
-        "immutable": False,
-        "signed": False,
     }

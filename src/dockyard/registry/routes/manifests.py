@@ -8,6 +8,7 @@ from starlette.responses import Response
 from dockyard.audit import AuditEntry
 from dockyard.auth.roles import DELETE, PULL, PUSH
 from dockyard.registry import mediatypes
+from dockyard.registry.digest import is_digest
 from dockyard.registry.errors import ManifestTooLarge, ManifestUnknown
 from dockyard.registry.manifests import artifact_resource
 from dockyard.registry.reference import project_of
@@ -37,6 +38,8 @@ async def get_manifest(request: Request) -> Response:
     if request.method == "HEAD":
         return Response(b"", media_type=manifest.media_type, headers=headers)
     await _record_pull(request, credentials.actor, name, reference)
+    tag = None if is_digest(reference) else reference
+    svc.pulls.record_pull(name, manifest.digest, tag)
     return Response(manifest.content, media_type=manifest.media_type, headers=headers)
 
 
