@@ -22,6 +22,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from dockyard import logging as dockyard_logging
 from dockyard.api.app import API_PREFIX, create_api
+from dockyard.api.routes import sessions as session_routes
 from dockyard.auth import routes as token_routes
 from dockyard.config import Settings
 from dockyard.registry import routes as registry_routes
@@ -44,6 +45,7 @@ def create_app(settings: Settings) -> Starlette:
         api.state.services = services
         tasks = [
             asyncio.create_task(services.audit.run_flusher()),
+            asyncio.create_task(services.pulls.run_flusher()),
             asyncio.create_task(_expire_uploads_forever(services)),
         ]
         try:
@@ -57,7 +59,12 @@ def create_app(settings: Settings) -> Starlette:
             await services.close()
 
     app = Starlette(
-        routes=[*registry_routes.ROUTES, *token_routes.ROUTES, Mount(API_PREFIX, api)],
+        routes=[
+            *registry_routes.ROUTES,
+            *token_routes.ROUTES,
+            *session_routes.ROUTES,
+            Mount(API_PREFIX, api),
+        ],
         exception_handlers={
             RegistryError: registry_routes.handle_registry_error,
             token_routes.TokenRequestError: token_routes.handle_token_error,

@@ -16,7 +16,7 @@ from typing import Any
 
 from sqlalchemy import delete, insert, select
 
-from dockyard.audit import record_change
+from dockyard.audit import DISABLED_TYPES_KEY, parse_event_types, record_change
 from dockyard.db.database import Database
 from dockyard.db.schema import configurations
 
@@ -55,7 +55,41 @@ KEYS: dict[str, ConfigKey] = {
         int, None, lambda v: 1 <= v <= 1440, "1 to 1440 minutes"
     ),
     "pull_audit_log_disable": ConfigKey(bool, False),
+    # Bytes a new project may store unless its creator (an admin) says otherwise.
+    "storage_per_project": ConfigKey(
+        int, -1, lambda v: v == -1 or v > 0, "-1 (no limit) or a positive size"
+    ),
+    # Days a robot's secret lives when its creator names no duration.
+    "robot_token_duration": ConfigKey(
+        int, 30, lambda v: 1 <= v <= 2**31 - 1, "a positive number of days"
+    ),
+    # Robots are told from users by this prefix of their names.
+    "robot_name_prefix": ConfigKey(
+        str,
+        "robot$",
+        lambda v: 0 < len(v) <= 32 and v.isprintable() and not set(v) & set(':/ "'),
+        "1-32 characters without ':', '/', '\"' or spaces",
+    ),
+    # Event types (`/auditlog-exts/events`) not to record, comma-separated.
+    DISABLED_TYPES_KEY: ConfigKey(
+        str,
+        "",
+        lambda v: len(v) <= 4096 and _event_types_valid(v),
+        "comma-separated event types such as pull_artifact,create_tag",
+    ),
+    # Minutes a portal session lives without being used (Harbor's default).
+    "session_timeout": ConfigKey(
+        int, 60, lambda v: 1 <= v <= 525_600, "1 to 525600 minutes (a year)"
+    ),
 }
+
+
+def _event_types_valid(value: str) -> bool:
+    try:
+        parse_event_types(value)
+    except ValueError:
+        return False
+    return True
 
 
 class ConfigurationService:

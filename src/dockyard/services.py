@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from dockyard.allowlists import AllowlistService
 from dockyard.audit import AuditLog
 from dockyard.auth.access import AccessPolicy
 from dockyard.auth.keys import load_signing_key
@@ -16,14 +17,20 @@ from dockyard.auth.users import UserService
 from dockyard.config import Settings
 from dockyard.configurations import ConfigurationService
 from dockyard.db.database import Database
+from dockyard.grants import GrantService
 from dockyard.groups import GroupService
-from dockyard.projects import ProjectService
+from dockyard.labels import LabelService
+from dockyard.projects import ProjectMetadataService, ProjectService
+from dockyard.quotas import QuotaService
 from dockyard.registry.artifacts import ArtifactService
 from dockyard.registry.blobs import BlobService
 from dockyard.registry.manifests import ManifestService
+from dockyard.registry.pulls import PullTracker
 from dockyard.registry.repositories import Catalog
 from dockyard.registry.routes.guard import RegistryGuard
 from dockyard.registry.uploads import UploadService
+from dockyard.robots import RobotService
+from dockyard.sessions import SessionService
 from dockyard.storage.filesystem import FilesystemStorage
 
 
@@ -42,8 +49,16 @@ class Services:
     manifests: ManifestService
     catalog: Catalog
     artifacts: ArtifactService
+    pulls: PullTracker
     configurations: ConfigurationService
     groups: GroupService
+    labels: LabelService
+    quotas: QuotaService
+    allowlists: AllowlistService
+    metadata: ProjectMetadataService
+    robots: RobotService
+    grants: GrantService
+    sessions: SessionService
 
     async def close(self) -> None:
         await self.db.close()
@@ -62,8 +77,9 @@ def build_services(settings: Settings) -> Services:
     )
     configurations = ConfigurationService(db, settings.token.expiration_seconds)
     audit = AuditLog(db)
-    users = UserService(db, audit)
     projects = ProjectService(db)
+    robots = RobotService(db, configurations, projects)
+    users = UserService(db, audit, robots)
     policy = AccessPolicy(projects)
     return Services(
         settings=settings,
@@ -73,14 +89,22 @@ def build_services(settings: Settings) -> Services:
         policy=policy,
         authority=authority,
         guard=RegistryGuard(
-            settings, authority, users, projects, policy, configurations
+            settings, authority, users, projects, policy, configurations, robots
         ),
         audit=audit,
         blobs=BlobService(db, storage),
         uploads=UploadService(db, storage),
         manifests=ManifestService(db, settings.max_manifest_bytes),
         catalog=Catalog(db),
-        artifacts=ArtifactService(db),
+        artifacts=ArtifactService(db, storage),
+        pulls=PullTracker(db),
         configurations=configurations,
         groups=GroupService(db),
+        labels=LabelService(db),
+        quotas=QuotaService(db),
+        allowlists=AllowlistService(db),
+        metadata=ProjectMetadataService(db),
+        robots=robots,
+        grants=GrantService(db),
+        sessions=SessionService(db, configurations),
     )

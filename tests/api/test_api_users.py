@@ -57,10 +57,11 @@ def test_create_user_then_get_returns_harbor_fields(api):
         "user_id",
         "email",
         "realname",
-        "comment",
+        "admin_role_in_auth",
         "creation_time",
         "update_time",
     }
+    assert "comment" not in body  # empty optional fields are left out
 
 
 def test_create_duplicate_user_returns_conflict(api):
@@ -197,3 +198,11 @@ def test_openapi_document_declares_basic_authentication(api):
     document = api.get(f"{API}/openapi.json").json()
 
     assert document["components"]["securitySchemes"]["basicAuth"]["scheme"] == "basic"
+
+
+def test_create_user_with_robot_prefix_is_refused(api):
+    response = api.post(
+        f"{API}/users", json={"username": "robot$sneaky", "password": PASSWORD}
+    )
+
+    assert response.status_code == 400

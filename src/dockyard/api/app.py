@@ -14,13 +14,23 @@ from dockyard.api import errors
 from dockyard.api.deps import refuse_changes_when_read_only
 from dockyard.api.query import QueryError
 from dockyard.api.routes import (
+    allowlists,
+    artifacts,
     audit,
     configurations,
+    grants,
+    labels,
+    metadata,
     projects,
+    quotas,
     repositories,
+    robots,
+    statistics,
     system,
+    usergroups,
     users,
 )
+from dockyard.api.routes.sessions import CsrfHeader
 
 API_PREFIX = "/api/v2.0"
 
@@ -44,8 +54,25 @@ def create_api() -> FastAPI:
             Exception: errors.handle_unexpected,
         },
     )
-    for module in (system, users, projects, repositories, audit, configurations):
+    for module in (
+        system,
+        users,
+        projects,
+        repositories,
+        artifacts,
+        audit,
+        configurations,
+        grants,
+        usergroups,
+        robots,
+        labels,
+        quotas,
+        allowlists,
+        metadata,
+        statistics,
+    ):
         api.include_router(module.router)
+    api.add_middleware(CsrfHeader)
     api.openapi = lambda: _openapi_with_basic_auth(api)  # type: ignore[method-assign]
     return api
 

@@ -1,14 +1,21 @@
 """What every API handler needs: the services, the caller, the page asked for.
 
-Callers authenticate with HTTP Basic; without an `Authorization` header they
-are anonymous, and handlers decide what an anonymous caller may see. Bad
-credentials are always 401, never silently anonymous.
+Callers authenticate with HTTP Basic, or with the portal's session cookie
+(`sid`, from `/c/login`) when they send no `Authorization` header; with
+neither they are anonymous, and handlers decide what an anonymous caller may
+see. Bad Basic credentials are always 401, never silently anonymous; a
+cookie whose session has ended is ignored (the browser may keep it).
+
+A change (POST, PUT, PATCH, DELETE) authenticated by the cookie must carry
+the session's CSRF token in `X-Harbor-Csrf-Token`, else 403: a cookie is
+sent by the browser whoever made the page, the header only by our portal.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import hmac
 from dataclasses import dataclass
 from typing import Annotated, Any
 from urllib.parse import urlencode
@@ -32,10 +39,39 @@ def get_services(request: Request) -> Services:
 ServicesDep = Annotated[Services, Depends(get_services)]
 
 
+SESSION_COOKIE = "sid"
+CSRF_HEADER = "X-Harbor-Csrf-Token"
+# Where a session-authenticated request keeps its CSRF token, for the
+# middleware that returns it in every response (`request.state`).
+CSRF_STATE = "session_csrf_token"
+
+
 async def get_caller(request: Request, services: ServicesDep) -> Principal:
     header = request.headers.get("authorization")
-    if not header:
+    if header:
+        return await _basic_caller(request, services, header)
+    cookie = request.cookies.get(SESSION_COOKIE)
+    if cookie:
+        return await _session_caller(request, services, cookie)
+    return ANONYMOUS
+
+
+async def _session_caller(
+    request: Request, services: Services, cookie: str
+) -> Principal:
+    session = await services.sessions.find(cookie)
+    if session is None:
         return ANONYMOUS
+    setattr(request.state, CSRF_STATE, session.csrf_token)
+    sent = request.headers.get(CSRF_HEADER, "")
+    if request.method in _CHANGES and not hmac.compare_digest(
+        sent.encode(), session.csrf_token.encode()
+    ):
+        raise Forbidden(f"CSRF token missing or invalid: send it in {CSRF_HEADER}")
+    return session.principal
+
+
+async def _basic_caller(request: Request, services: Services, header: str) -> Principal:
     kind, _, value = header.partition(" ")
     if kind.lower() != "basic":
         raise Unauthorized("only Basic credentials are accepted")

@@ -12,6 +12,7 @@ import hashlib
 import logging
 import time
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Select, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
@@ -25,7 +26,10 @@ from dockyard.auth.passwords import (
 from dockyard.auth.principals import Principal
 from dockyard.auth.throttle import FailedLogins
 from dockyard.db.database import Database
-from dockyard.db.schema import projects, users
+from dockyard.db.schema import projects, sessions, users
+
+if TYPE_CHECKING:
+    from dockyard.robots import RobotService
 
 log = logging.getLogger(__name__)
 
@@ -57,9 +61,12 @@ class LoginThrottled(UserError):
 
 
 class UserService:
-    def __init__(self, db: Database, audit: AuditLog) -> None:
+    def __init__(
+        self, db: Database, audit: AuditLog, robots: RobotService | None = None
+    ) -> None:
         self.db = db
         self.audit = audit
+        self.robots = robots
         self._recent_logins: dict[bytes, float] = {}
         self._failed_logins = FailedLogins()
         self._hashing = asyncio.Semaphore(_CONCURRENT_HASHES)
@@ -208,6 +215,11 @@ class UserService:
             await conn.execute(
                 update(users).where(users.c.id == user_id).values(**values)
             )
+            if "password_hash" in values:
+                # A new password logs the user out of every portal session.
+                await conn.execute(
+                    delete(sessions).where(sessions.c.user_id == user_id)
+                )
             await record_change(conn, actor, "user", operation, name)
 
     async def find_user(self, username: str) -> dict | None:
@@ -229,34 +241,72 @@ class UserService:
     async def authenticate(
         self, username: str, password: str, client: str = "-"
     ) -> Principal | None:
-        """The user these credentials prove, or None. Failures are logged;
-        `LoginThrottled` once a client failed too often for one username."""
+        """The user or robot these credentials prove, or None. Failures are
+        logged; `LoginThrottled` once a client failed too often for one name.
+
+        Names with the robot prefix are robots' (`RobotService`); a robot
+        that is disabled or expired is refused like a wrong secret."""
         if self._failed_logins.throttled(username, client):
             raise LoginThrottled("too many failed logins; try again later")
+        robot = self.robots is not None and await self.robots.is_robot_name(username)
+        if robot:
+            principal, reason = await self._authenticate_robot(username, password)
+        else:
+            principal, reason = await self._authenticate_user(username, password)
+        if principal is None:
+            kind = "robot" if robot else "user"
+            self._record_failure(username, client, reason, kind)
+        return principal
+
+    async def _authenticate_user(
+        self, username: str, password: str
+    ) -> tuple[Principal | None, str]:
         user = await self.find_user(username)
         if user is None:
             # Spend the same time as for a real account: timing must not tell
             # which usernames exist.
             await self._verify(_DUMMY_HASH, password)
-        if user is None or not await self._password_matches(user, password):
-            log.warning(
-                "login_failed username=%r client=%s reason=%s",
-                username[:64],
-                client,
-                "unknown user" if user is None else "wrong password",
+            return None, "unknown user"
+        if not await self._password_matches(
+            user["username"], user["password_hash"], password
+        ):
+            return None, "wrong password"
+        return Principal(user["id"], user["username"], bool(user["sysadmin"])), ""
+
+    async def _authenticate_robot(
+        self, name: str, secret: str
+    ) -> tuple[Principal | None, str]:
+        assert self.robots is not None
+        robot = await self.robots.find_login(name)
+        if robot is None:
+            await self._verify(_DUMMY_HASH, secret)
+            return None, "unknown robot"
+        # The secret first: whether a robot is disabled is nobody else's business.
+        if not await self._password_matches(robot.name, robot.secret_hash, secret):
+            return None, "wrong secret"
+        if not robot.usable():
+            return None, "robot disabled or expired"
+        return Principal(None, robot.name, robot_id=robot.id), ""
+
+    def _record_failure(
+        self, username: str, client: str, reason: str, resource_type: str
+    ) -> None:
+        log.warning(
+            "login_failed username=%r client=%s reason=%s",
+            username[:64],
+            client,
+            reason,
+        )
+        self._failed_logins.record(username, client)
+        self.audit.record_later(
+            AuditEntry(
+                username=username[:255] or "anonymous",
+                resource=f"{username[:200]} from {client}",
+                resource_type=resource_type,
+                operation="login_failed",
+                result=False,
             )
-            self._failed_logins.record(username, client)
-            self.audit.record_later(
-                AuditEntry(
-                    username=username[:255] or "anonymous",
-                    resource=f"{username[:200]} from {client}",
-                    resource_type="user",
-                    operation="login_failed",
-                    result=False,
-                )
-            )
-            return None
-        return Principal(user["id"], user["username"], bool(user["sysadmin"]))
+        )
 
     async def _verify(self, password_hash: str, password: str) -> bool:
         # Argon2 takes tens of milliseconds of CPU on purpose: never on the
@@ -264,16 +314,16 @@ class UserService:
         async with self._hashing:
             return await asyncio.to_thread(verify_password, password_hash, password)
 
-    async def _password_matches(self, user: dict, password: str) -> bool:
+    async def _password_matches(
+        self, name: str, password_hash: str, password: str
+    ) -> bool:
         # Keyed on the stored hash too: a changed password (in any process)
         # makes every remembered check miss.
-        key = hashlib.sha256(
-            f"{user['username']}\0{password}\0{user['password_hash']}".encode()
-        ).digest()
+        key = hashlib.sha256(f"{name}\0{password}\0{password_hash}".encode()).digest()
         remembered = self._recent_logins.get(key)
         if remembered is not None and remembered > time.monotonic():
             return True
-        if not await self._verify(user["password_hash"], password):
+        if not await self._verify(password_hash, password):
             return False
         if len(self._recent_logins) >= _LOGIN_CACHE_SIZE:
             self._recent_logins.clear()

@@ -59,18 +59,19 @@ class SysAdminFlag(BaseModel):
 
 
 def user_resp(row: dict[str, Any]) -> dict[str, Any]:
-    return {
+    """Harbor's UserResp: empty optional fields are left out, as Harbor does."""
+    body = {
         "user_id": row["id"],
         "username": row["username"],
-        "email": row["email"] or "",
-        "realname": row["realname"] or "",
-        "comment": row["comment"] or "",
         "sysadmin_flag": bool(row["sysadmin"]),
         "admin_role_in_auth": False,
-        "oidc_user_meta": None,
         "creation_time": harbor_time(row["created_at"]),
         "update_time": harbor_time(row["updated_at"]),
     }
+    for field in ("email", "realname", "comment"):
+        if row[field]:
+            body[field] = row[field]
+    return body
 
 
 def harbor_time(moment: datetime) -> str:
@@ -110,6 +111,8 @@ async def search_users(
 
 @router.get("/users/current")
 async def current_user(services: ServicesDep, user: UserDep) -> dict[str, Any]:
+    if user.user_id is None:
+        raise Forbidden("robot accounts have no user profile")
     return user_resp(await services.users.get_user(user.user_id))
 
 
@@ -124,6 +127,9 @@ async def create_user(
         if caller.anonymous:
             raise Unauthorized("authentication required")
         raise Forbidden("only system administrators may create users")
+    prefix = await services.configurations.get("robot_name_prefix")
+    if body.username.startswith(prefix):
+        raise BadRequest(f"user names may not start with {prefix!r} (robot accounts)")
     try:
         user_id = await services.users.create_user(
             body.username,
