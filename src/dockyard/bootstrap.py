@@ -29,7 +29,7 @@ ADMIN_PASSWORD_FILE = "admin-password"
 def prepare_data_dir(settings: Settings) -> None:
     """Create the data directory, the token key pair and the schema."""
     settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    ensure_signing_key(settings.data_dir / "keys", settings.token.issuer)
+    ensure_signing_key(settings.key_directory, settings.token.issuer)
     upgrade_database(settings.sqlalchemy_url)
 
 

@@ -49,6 +49,9 @@ class Settings(BaseSettings):
     )
 
     data_dir: Path = Path("dockyard-data")
+    # The token-signing key pair (token.key, token.crt); replicas must share
+    # it, e.g. from one mounted secret. Created here when absent.
+    keys_dir: Path | None = None
     listen: str = "127.0.0.1:5000"
     external_url: str | None = None
     admin_password: SecretStr | None = None
@@ -92,7 +95,13 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _absolute_data_dir(self) -> Settings:
         self.data_dir = self.data_dir.expanduser().resolve()
+        if self.keys_dir is not None:
+            self.keys_dir = self.keys_dir.expanduser().resolve()
         return self
+
+    @property
+    def key_directory(self) -> Path:
+        return self.keys_dir or self.data_dir / "keys"
 
     @property
     def host(self) -> str:

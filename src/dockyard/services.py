@@ -67,7 +67,7 @@ class Services:
 def build_services(settings: Settings) -> Services:
     db = Database(settings.sqlalchemy_url)
     storage = FilesystemStorage(settings.data_dir / "storage")
-    key = load_signing_key(settings.data_dir / "keys")
+    key = load_signing_key(settings.key_directory)
     authority = TokenAuthority(
         key,
         issuer=settings.token.issuer,

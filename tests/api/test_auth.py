@@ -469,3 +469,30 @@ def test_push_refusal_names_the_missing_project_to_a_known_user(dockyard):
 
     message = response.json()["errors"][0]["message"]
     assert message == "project no-such-project does not exist"
+
+
+def test_keys_dir_setting_holds_the_signing_key(start_dockyard, tmp_path):
+    keys = tmp_path / "shared-keys"
+
+    server = start_dockyard({"DOCKYARD_KEYS_DIR": str(keys)})
+
+    assert (keys / "token.key").exists()
+    assert not (server.data_dir / "keys").exists()
+
+
+def test_servers_sharing_keys_dir_accept_each_others_tokens(start_dockyard, tmp_path):
+    keys = tmp_path / "shared-keys"
+    first = start_dockyard({"DOCKYARD_KEYS_DIR": str(keys)})
+    second = start_dockyard({"DOCKYARD_KEYS_DIR": str(keys)})
+    issued = httpx.get(
+        f"{first.url}/service/token",
+        params={"service": "dockyard", "scope": "repository:library/x:pull"},
+    ).json()["token"]
+
+    response = httpx.get(
+        f"{second.url}/v2/library/x/tags/list",
+        headers={"authorization": f"Bearer {issued}"},
+    )
+
+    assert response.status_code == 404  # authorised; the repository is unknown
+    assert response.json()["errors"][0]["code"] == "NAME_UNKNOWN"
