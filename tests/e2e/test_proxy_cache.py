@@ -17,15 +17,13 @@ import httpx
 import pytest
 
 from tests.conftest import free_port, require_tools, stop_process
-from tests.e2e.conftest import layout_digest, skopeo, start_daemon
+from tests.e2e.conftest import layout_digest, run, skopeo, start_daemon
+from tests.e2e.test_containerd import containerd  # noqa: F401 - a fixture
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
-ACCEPT = ", ".join(
-    [
-        OCI_MANIFEST,
-        "application/vnd.oci.image.index.v1+json",
-        "application/vnd.docker.distribution.manifest.v2+json",
-    ]
+ACCEPT = (
+    f"{OCI_MANIFEST}, application/vnd.oci.image.index.v1+json, "
+    "application/vnd.docker.distribution.manifest.v2+json"
 )
 
 
@@ -462,3 +460,37 @@ def test_proxy_referrers_use_the_tag_fallback_of_an_upstream_without_the_api(
     assert [d["digest"] for d in response.json()["manifests"]] == [
         images.digest("artifact:busybox-sbom")
     ]
+
+
+def test_containerd_with_dockyard_as_mirror_pulls_through_the_proxy_project(
+    dockyard,
+    upstream,
+    make_proxy,
+    images,
+    containerd,  # noqa: F811 - the fixture imported above
+    tmp_path,
+):
+    upstream.push(images, "busybox:1.36", "library/busybox:1.36")
+    proxy = make_proxy(upstream)
+    hosts = tmp_path / "certs.d" / upstream.host
+    hosts.mkdir(parents=True)
+    (hosts / "hosts.toml").write_text(
+        f"""server = "http://{upstream.host}"
+[host."http://{dockyard.host}"]
+  capabilities = ["pull", "resolve"]
+"""
+    )
+
+    run(
+        *containerd,
+        "images",
+        "pull",
+        "--hosts-dir",
+        str(tmp_path / "certs.d"),
+        "--user",
+        f"admin:{dockyard.admin_password}",
+        f"{upstream.host}/library/busybox:1.36",
+    )
+
+    cached = _cached_manifests(dockyard, f"{proxy}/library/busybox")
+    assert images.digest("busybox:1.36") in cached
