@@ -54,6 +54,7 @@ from dockyard.registry.errors import (
     BlobUnknown,
     Denied,
     ManifestUnknown,
+    NameUnknown,
     RegistryError,
     Unavailable,
 )
@@ -105,6 +106,9 @@ class Binding:
     def upstream_name(self, repository: str) -> str:
         """`repository` (in the project) as the upstream names it."""
         path = repository.split("/", 1)[1] if "/" in repository else ""
+        if not path:
+            # The project alone names nothing upstream.
+            raise NameUnknown(name=repository)
         if self.registry.type == DOCKER_HUB and "/" not in path:
             return f"library/{path}"
         return path
@@ -141,7 +145,10 @@ class ProxyCache:
         if found is None:
             return None
         project_id, registry_id, revalidate = found
-        registry = await self.registries.get_registry(registry_id)
+        registry = await self.db.cache.get_or_load(
+            ("registry", registry_id),
+            lambda: self.registries.get_registry(registry_id),
+        )
         return Binding(project_id, project, registry, revalidate)
 
     async def _load_binding(self, project: str) -> tuple[int, int, float] | None:
@@ -375,7 +382,8 @@ class ProxyCache:
     ) -> list[dict[str, Any]]:
         """The referrers of `digest` after caching what the upstream lists
         (asked at most once per revalidation interval)."""
-        key = f"referrers@{digest}"
+        # A sha512 digest would not fit the column: the key is a hash of it.
+        key = "referrers@" + hashlib.sha256(digest.encode()).hexdigest()
         if await self._due(repository, key, binding.revalidate_seconds):
             await self._cache_referrers(binding, repository, digest)
             await self._mark_checked(repository, key)
