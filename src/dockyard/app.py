@@ -27,6 +27,7 @@ from dockyard.auth import routes as token_routes
 from dockyard.config import Settings
 from dockyard.registry import routes as registry_routes
 from dockyard.registry.errors import ERROR_CODES, RegistryError
+from dockyard.registry.routes.mirror import MirrorRouting
 from dockyard.server import SETTINGS_ENV
 from dockyard.services import Services, build_services
 
@@ -74,6 +75,7 @@ def create_app(settings: Settings) -> Starlette:
         },
         lifespan=lifespan,
     )
+    app.add_middleware(MirrorRouting)
     app.add_middleware(RequestLogMiddleware)
     return app
 

@@ -57,6 +57,7 @@ _OPERATIONS: dict[str, tuple[str, ...]] = {
     "member": ("create", "update", "delete"),
     "project": ("create", "update", "delete"),
     "quota": ("update",),
+    "registry": ("create", "update", "delete"),
     "repository": ("update", "delete"),
     "robot": ("create", "update", "delete", "refresh_secret", "login"),
     "role": ("create", "update", "delete"),

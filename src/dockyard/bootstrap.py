@@ -1,4 +1,4 @@
-"""Every start: the schema, builtin roles, the admin user, `library`, the token key.
+"""Every start: the schema, builtin roles, the admin user, `library`, the keys.
 
 Safe to run on every start: each step does nothing when already done. The
 admin password comes from the settings or is generated, printed once, and
@@ -17,6 +17,7 @@ from dockyard.auth.rbac import sync_builtin_roles
 from dockyard.config import Settings
 from dockyard.db.migrate import upgrade_database
 from dockyard.projects import ProjectExists
+from dockyard.replication.credentials import load_credential_box
 from dockyard.services import Services
 
 log = logging.getLogger(__name__)
@@ -30,6 +31,7 @@ def prepare_data_dir(settings: Settings) -> None:
     """Create the data directory, the token key pair and the schema."""
     settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     ensure_signing_key(settings.key_directory, settings.token.issuer)
+    load_credential_box(settings.key_directory)
     upgrade_database(settings.sqlalchemy_url)
 
 

@@ -37,6 +37,7 @@ from dockyard.db.schema import (
     members,
     project_metadata,
     projects,
+    proxy_projects,
     repositories,
     repository_grants,
     robot_permissions,
@@ -111,11 +112,13 @@ class UnknownRole(ProjectError):
 class ProjectSettings:
     """What a creator sets beside the name: metadata (from `check_metadata`;
     `public` there is ignored, it is an argument of its own), a storage limit
-    (None: the configured default) and a CVE allowlist."""
+    (None: the configured default), a CVE allowlist and, for a proxy-cache
+    project, the registry endpoint it serves."""
 
     metadata: dict[str, str] = field(default_factory=dict)
     storage_limit: int | None = None
     allowlist: AllowlistContent | None = None
+    registry_id: int | None = None
 
 
 class ProjectService:
@@ -421,6 +424,14 @@ async def _write_settings(
     await _store_metadata(conn, project_id, metadata)
     if settings.allowlist is not None:
         await write_allowlist(conn, project_id, settings.allowlist)
+    if settings.registry_id is not None:
+        await conn.execute(
+            insert(proxy_projects).values(
+                project_id=project_id,
+                registry_id=settings.registry_id,
+                created_at=datetime.now(UTC),
+            )
+        )
 
 
 # Project metadata: Harbor's per-project settings, every value a string
@@ -439,7 +450,11 @@ _BOOLEAN_KEYS = frozenset(
         "reuse_sys_cve_allowlist",
     }
 )
-_INTEGER_KEYS = frozenset({"proxy_speed_kb", "retention_id"})
+# `proxy_revalidate_seconds` is Dockyard's: how often a proxy-cache project
+# compares a cached tag with its upstream.
+_INTEGER_KEYS = frozenset(
+    {"proxy_speed_kb", "retention_id", "proxy_revalidate_seconds"}
+)
 _SEVERITIES = ("none", "low", "medium", "high", "critical")
 METADATA_KEYS = _BOOLEAN_KEYS | _INTEGER_KEYS | {"severity"}
 # The spellings Go's strconv.ParseBool accepts, which Harbor's clients may send.

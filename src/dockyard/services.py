@@ -21,6 +21,7 @@ from dockyard.grants import GrantService
 from dockyard.groups import GroupService
 from dockyard.labels import LabelService
 from dockyard.projects import ProjectMetadataService, ProjectService
+from dockyard.proxycache.service import ProxyCache
 from dockyard.quotas import QuotaService
 from dockyard.registry.artifacts import ArtifactService
 from dockyard.registry.blobs import BlobService
@@ -29,6 +30,8 @@ from dockyard.registry.pulls import PullTracker
 from dockyard.registry.repositories import Catalog
 from dockyard.registry.routes.guard import RegistryGuard
 from dockyard.registry.uploads import UploadService
+from dockyard.replication.credentials import load_credential_box
+from dockyard.replication.registries import RegistryService
 from dockyard.robots import RobotService
 from dockyard.sessions import SessionService
 from dockyard.storage.filesystem import FilesystemStorage
@@ -59,8 +62,11 @@ class Services:
     robots: RobotService
     grants: GrantService
     sessions: SessionService
+    registries: RegistryService
+    proxycache: ProxyCache
 
     async def close(self) -> None:
+        await self.proxycache.close()
         await self.db.close()
 
 
@@ -81,6 +87,9 @@ def build_services(settings: Settings) -> Services:
     robots = RobotService(db, configurations, projects)
     users = UserService(db, audit, robots)
     policy = AccessPolicy(projects)
+    manifests = ManifestService(db, settings.max_manifest_bytes)
+    registries = RegistryService(db, load_credential_box(settings.key_directory))
+    proxycache = ProxyCache(db, storage, registries, manifests)
     return Services(
         settings=settings,
         db=db,
@@ -89,12 +98,19 @@ def build_services(settings: Settings) -> Services:
         policy=policy,
         authority=authority,
         guard=RegistryGuard(
-            settings, authority, users, projects, policy, configurations, robots
+            settings,
+            authority,
+            users,
+            projects,
+            policy,
+            configurations,
+            robots,
+            proxycache.refuse_push,
         ),
         audit=audit,
         blobs=BlobService(db, storage),
         uploads=UploadService(db, storage),
-        manifests=ManifestService(db, settings.max_manifest_bytes),
+        manifests=manifests,
         catalog=Catalog(db),
         artifacts=ArtifactService(db, storage),
         pulls=PullTracker(db),
@@ -107,4 +123,6 @@ def build_services(settings: Settings) -> Services:
         robots=robots,
         grants=GrantService(db),
         sessions=SessionService(db, configurations),
+        registries=registries,
+        proxycache=proxycache,
     )

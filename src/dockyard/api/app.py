@@ -23,6 +23,7 @@ from dockyard.api.routes import (
     metadata,
     projects,
     quotas,
+    registries,
     repositories,
     robots,
     statistics,
@@ -70,6 +71,7 @@ def create_api() -> FastAPI:
         allowlists,
         metadata,
         statistics,
+        registries,
     ):
         api.include_router(module.router)
     api.add_middleware(CsrfHeader)

@@ -16,6 +16,8 @@ manifest to what it references, and uploads in flight.
     projects 1-1 quotas, cve_allowlists; 1-n project_metadata
     audit_logs                        (who did what to which resource, when)
     sessions                          (portal logins)
+    registries 1-n proxy_projects     (remote endpoints; projects caching one)
+    proxy_checks                      (when a cached tag was last revalidated)
 """
 
 from __future__ import annotations
@@ -379,4 +381,52 @@ sessions = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("expires_at", DateTime(timezone=True), nullable=False),
     Index(None, "user_id"),
+)
+
+registries = Table(
+    "registries",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(255), nullable=False, unique=True),
+    Column("description", Text),
+    # An adapter type: "harbor", "docker-registry", "docker-hub", ...
+    Column("type", String(64), nullable=False),
+    Column("url", String(1024), nullable=False),
+    # "basic" or "oauth"; NULL for anonymous access.
+    Column("credential_type", String(16)),
+    Column("access_key", String(1024)),
+    # Encrypted with the key in <data_dir>/keys/registry-credentials.key.
+    Column("access_secret", Text),
+    Column("insecure", Boolean, nullable=False, default=False),
+    # PEM bundle trusted for this endpoint besides the system's CAs.
+    Column("ca_certificate", Text),
+    # "healthy", "unhealthy" or "unknown": what the last contact showed.
+    Column("status", String(16), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+proxy_projects = Table(
+    "proxy_projects",
+    metadata,
+    # A proxy-cache project serves what `registry_id` holds.
+    Column(
+        "project_id", ForeignKey("projects.id", ondelete="CASCADE"), primary_key=True
+    ),
+    Column("registry_id", ForeignKey("registries.id"), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Index(None, "registry_id"),
+)
+
+proxy_checks = Table(
+    "proxy_checks",
+    metadata,
+    # When a cached tag was last compared with the upstream (epoch seconds).
+    Column(
+        "repository_id",
+        ForeignKey("repositories.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("tag", String(128), primary_key=True),
+    Column("checked_at", Float, nullable=False),
 )

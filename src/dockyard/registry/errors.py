@@ -11,7 +11,7 @@ exceptions below with the facts of the failure; one handler in
       ManifestBlobUnknown, ManifestInvalid, ManifestUnknown, NameInvalid,
       NameUnknown, SizeInvalid, Unauthorized, Denied, Unsupported,
       TooManyRequests, ChunkOutOfOrder, RangeNotSatisfiable, ManifestTooLarge,
-      StillReferenced
+      StillReferenced, Unavailable
 """
 
 from __future__ import annotations
@@ -38,6 +38,8 @@ ERROR_CODES: dict[str, tuple[int, str]] = {
     "DENIED": (403, "requested access to the resource is denied"),
     "UNSUPPORTED": (405, "the operation is unsupported"),
     "TOOMANYREQUESTS": (429, "too many requests"),
+    # distribution's own code for a service that cannot answer now.
+    "UNAVAILABLE": (503, "service unavailable"),
     # Not in the spec's table: failures it names without a code.
     "NOT_FOUND": (404, "no such endpoint"),
     "PAGINATION_NUMBER_INVALID": (400, "invalid number of results requested"),
@@ -151,3 +153,10 @@ class ManifestTooLarge(RegistryError):
     """A manifest over the size limit (413)."""
 
     code = "MANIFEST_INVALID"
+
+
+class Unavailable(RegistryError):
+    """What was asked is not here and its source (a proxy cache's upstream)
+    cannot be reached now."""
+
+    code = "UNAVAILABLE"

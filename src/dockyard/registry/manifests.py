@@ -79,8 +79,14 @@ class ManifestService:
         content_type: str | None,
         content: bytes,
         actor: str,
+        *,
+        check_references: bool = True,
     ) -> StoredManifest:
-        """Validate and store a manifest under `reference` (a tag or a digest)."""
+        """Validate and store a manifest under `reference` (a tag or a digest).
+
+        Without `check_references` the blobs and children it names need not be
+        present yet: a proxy cache stores what the upstream served and fetches
+        the rest when a client asks for it."""
         if len(content) > self.max_bytes:
             raise ManifestTooLarge(limit=self.max_bytes, size=len(content))
         parsed = parse_manifest(content, content_type)
@@ -88,7 +94,8 @@ class ManifestService:
         tag = None if is_digest(reference) else validate_tag(reference)
         async with self.db.write() as conn:
             repo_id = await ensure_repository(conn, repository)
-            await _check_references(conn, repo_id, parsed)
+            if check_references:
+                await _check_references(conn, repo_id, parsed)
             manifest_id = await _store(conn, repo_id, digest, parsed, content)
             if tag is not None:
                 await _put_tag(conn, repo_id, tag, manifest_id)

@@ -50,6 +50,7 @@ from dockyard.projects import (
     UnknownRole,
     visible_to,
 )
+from dockyard.replication.registries import RegistryNotFound
 from dockyard.services import Services
 
 router = APIRouter(tags=["project"])
@@ -152,6 +153,7 @@ async def create_project(
         metadata=metadata,
         storage_limit=requested_limit(body.storage_limit, user, creating=True),
         allowlist=body.cve_allowlist.content() if body.cve_allowlist else None,
+        registry_id=await _proxied_registry(services, user, body.registry_id),
     )
     try:
         project = await services.projects.create_project(
@@ -306,6 +308,20 @@ async def delete_member(
     return Response(status_code=200)
 
 
+async def _proxied_registry(
+    services: Services, user: Principal, registry_id: int | None
+) -> int | None:
+    """The endpoint a new proxy-cache project serves (system admins only)."""
+    if registry_id is None or registry_id == 0:
+        return None
+    if not user.sysadmin:
+        raise Forbidden("only system administrators may create proxy-cache projects")
+    try:
+        return (await services.registries.get_registry(registry_id)).id
+    except RegistryNotFound as exc:
+        raise BadRequest(str(exc)) from exc
+
+
 async def _details(services: Services, project: Project) -> dict[str, Any]:
     query = select(projects).where(projects.c.id == project.id)
     return (await services.projects.project_details(query))[0]
@@ -349,7 +365,7 @@ async def _project_resp(
         "name": row["name"],
         "owner_id": row["owner_id"],
         "owner_name": row["owner_name"] or "",
-        "registry_id": None,
+        "registry_id": await services.proxycache.registry_of(row["id"]),
         "creation_time": harbor_time(datetime.fromtimestamp(row["created_at"], UTC)),
         "update_time": harbor_time(row["updated_at"]),
         "deleted": False,

@@ -7,7 +7,9 @@ from starlette.responses import Response
 
 from dockyard.auth.roles import DELETE, PULL
 from dockyard.registry.digest import parse_digest
+from dockyard.registry.errors import BlobUnknown
 from dockyard.registry.routes.common import repository_name, services
+from dockyard.registry.routes.proxied import proxied_blob
 from dockyard.registry.routes.responses import BlobResponse, parse_range
 
 
@@ -17,7 +19,13 @@ async def get_blob(request: Request) -> Response:
     await svc.guard.authorize(request, name, PULL)
     digest = str(parse_digest(request.path_params["digest"]))
 
-    blob = await svc.blobs.stat_blob(name, digest)
+    try:
+        blob = await svc.blobs.stat_blob(name, digest)
+    except BlobUnknown:
+        binding = await svc.proxycache.binding(name)
+        if binding is None:
+            raise
+        return await proxied_blob(request, binding, name, digest)
 
     byte_range = parse_range(request.headers.get("range"), blob.size)
     headers = {"docker-content-digest": digest, "etag": f'"{digest}"'}

@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from starlette.requests import Request
@@ -70,7 +71,10 @@ class RegistryGuard:
         policy: AccessPolicy,
         configurations: ConfigurationService,
         robots: RobotService,
+        refuse_push: Callable[[str], Awaitable[None]] | None = None,
     ) -> None:
+        # Raises `Denied` for repositories nobody may push to (proxy caches).
+        self.refuse_push = refuse_push
         self.configurations = configurations
         self.robots = robots
         self.settings = settings
@@ -133,6 +137,8 @@ class RegistryGuard:
         if action in allowed:
             if action != PULL and await self.configurations.get("read_only"):
                 raise Denied(READ_ONLY_MESSAGE)
+            if action == PUSH and self.refuse_push is not None:
+                await self.refuse_push(repository)
             return credentials
         reason = await self._denial_reason(credentials, repository, action)
         if credentials.principal is not None:

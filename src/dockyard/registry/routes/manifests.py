@@ -21,7 +21,11 @@ async def get_manifest(request: Request) -> Response:
     credentials = await svc.guard.authorize(request, name, PULL)
     reference = request.path_params["reference"]
 
-    manifest = await svc.manifests.get_manifest(name, reference)
+    binding = await svc.proxycache.binding(name)
+    if binding is not None:
+        manifest = await svc.proxycache.get_manifest(binding, name, reference)
+    else:
+        manifest = await svc.manifests.get_manifest(name, reference)
     # Clients may send several Accept headers; together they are one list.
     accept = ",".join(request.headers.getlist("accept"))
     if not mediatypes.accepts(accept, manifest.media_type):

@@ -18,7 +18,13 @@ async def list_referrers(request: Request) -> Response:
     digest = str(parse_digest(request.path_params["digest"]))
     artifact_type = request.query_params.get("artifactType") or None
 
-    descriptors = await svc.manifests.list_referrers(name, digest, artifact_type)
+    binding = await svc.proxycache.binding(name)
+    if binding is not None:
+        descriptors = await svc.proxycache.list_referrers(
+            binding, name, digest, artifact_type
+        )
+    else:
+        descriptors = await svc.manifests.list_referrers(name, digest, artifact_type)
 
     # Always a valid image index, empty when nothing refers to the digest.
     index = {

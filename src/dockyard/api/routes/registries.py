@@ -1,0 +1,301 @@
+"""`/registries` and `/replication/adapters`: remote registry endpoints.
+
+Only system administrators see and manage endpoints. A credential's secret
+is written, never read back: answers show `access_secret` as `*****`, and an
+update or ping that sends `*****` (or nothing) keeps the stored secret.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable
+from typing import Any, TypeVar
+
+from fastapi import APIRouter, Request, Response
+from pydantic import BaseModel, Field
+from sqlalchemy import select
+
+from dockyard.api.deps import AdminDep, PageDep, ServicesDep, paginated
+from dockyard.api.errors import BadRequest, Conflict, NotFound, PreconditionFailed
+from dockyard.api.query import apply_query
+from dockyard.api.routes.users import harbor_time
+from dockyard.db.schema import registries
+from dockyard.replication.client import UpstreamError
+from dockyard.replication.registries import (
+    ADAPTERS,
+    Registry,
+    RegistryExists,
+    RegistryFields,
+    RegistryInUse,
+    RegistryInvalid,
+    RegistryNotFound,
+)
+
+T = TypeVar("T")
+
+router = APIRouter(tags=["registry"])
+
+MASKED_SECRET = "*****"
+_GENERIC = "docker-registry"
+_QUERY_COLUMNS = {
+    "id": registries.c.id,
+    "name": registries.c.name,
+    "type": registries.c.type,
+    "url": registries.c.url,
+    "status": registries.c.status,
+    "creation_time": registries.c.created_at,
+    "update_time": registries.c.updated_at,
+}
+_SUPPORTED_FILTERS = [
+    {"type": "name", "style": "input"},
+    {"type": "tag", "style": "input"},
+]
+
+
+class RegistryCredential(BaseModel):
+    type: str | None = Field(default=None, max_length=16)
+    access_key: str | None = Field(default=None, max_length=1024)
+    access_secret: str | None = Field(default=None, max_length=8192)
+
+
+class RegistryReq(BaseModel):
+    """Harbor's `Registry` body (create) plus `ca_certificate`."""
+
+    name: str = Field(default="", max_length=255)
+    url: str = Field(default="", max_length=1024)
+    type: str = Field(default="", max_length=64)
+    description: str | None = Field(default=None, max_length=8192)
+    credential: RegistryCredential | None = None
+    insecure: bool = False
+    ca_certificate: str | None = Field(default=None, max_length=65536)
+
+
+class RegistryUpdateReq(BaseModel):
+    """Harbor's `RegistryUpdate` (flat credential fields); absent keeps."""
+
+    name: str | None = Field(default=None, max_length=255)
+    url: str | None = Field(default=None, max_length=1024)
+    description: str | None = Field(default=None, max_length=8192)
+    credential_type: str | None = Field(default=None, max_length=16)
+    access_key: str | None = Field(default=None, max_length=1024)
+    access_secret: str | None = Field(default=None, max_length=8192)
+    insecure: bool | None = None
+    ca_certificate: str | None = Field(default=None, max_length=65536)
+
+
+class RegistryPingReq(RegistryUpdateReq):
+    """Harbor's `RegistryPing`: a stored endpoint (`id`), settings, or both."""
+
+    id: int | None = None
+    type: str | None = Field(default=None, max_length=64)
+
+
+@router.get("/registries")
+async def list_registries(
+    request: Request,
+    services: ServicesDep,
+    admin: AdminDep,
+    page: PageDep,
+    q: str | None = None,
+    sort: str | None = None,
+    name: str | None = None,
+) -> Response:
+    query = select(registries)
+    if name:
+        query = query.where(registries.c.name.contains(name, autoescape=True))
+    query = apply_query(query, q, sort, _QUERY_COLUMNS, [registries.c.id])
+    found, total = await services.registries.list_registries(
+        query, page.offset, page.size
+    )
+    return paginated(request, [registry_resp(r) for r in found], total, page)
+
+
+@router.post("/registries", status_code=201)
+async def create_registry(
+    body: RegistryReq, services: ServicesDep, admin: AdminDep
+) -> Response:
+    credential = body.credential or RegistryCredential()
+    fields = RegistryFields(
+        name=body.name,
+        url=body.url,
+        type=body.type,
+        description=body.description or "",
+        credential_type=credential.type or None,
+        access_key=credential.access_key,
+        access_secret=credential.access_secret or "",
+        insecure=body.insecure,
+        ca_certificate=body.ca_certificate,
+    )
+    created = await _translate(
+        services.registries.create_registry(fields, admin.username)
+    )
+    return Response(
+        status_code=201, headers={"location": f"/api/v2.0/registries/{created.id}"}
+    )
+
+
+@router.post("/registries/ping")
+async def ping_registry(
+    body: RegistryPingReq, services: ServicesDep, admin: AdminDep
+) -> Response:
+    """200 when the endpoint answers as a registry and takes the credential;
+    400 saying why not."""
+    stored = None
+    if body.id is not None:
+        stored = await _translate(services.registries.get_registry(body.id))
+    fields = _merged(body, stored, body.type or (None if stored else _GENERIC))
+    try:
+        await _translate(services.registries.ping_fields(fields, stored))
+    except UpstreamError as exc:
+        raise BadRequest(f"the registry is unreachable or refused us: {exc}") from exc
+    return Response(status_code=200)
+
+
+@router.get("/registries/{registry_id}")
+async def get_registry(
+    registry_id: int, services: ServicesDep, admin: AdminDep
+) -> dict[str, Any]:
+    return registry_resp(
+        await _translate(services.registries.get_registry(registry_id))
+    )
+
+
+@router.put("/registries/{registry_id}")
+async def update_registry(
+    registry_id: int,
+    body: RegistryUpdateReq,
+    services: ServicesDep,
+    admin: AdminDep,
+) -> Response:
+    stored = await _translate(services.registries.get_registry(registry_id))
+    fields = _merged(body, stored, None)
+    await _translate(
+        services.registries.update_registry(stored, fields, admin.username)
+    )
+    return Response(status_code=200)
+
+
+@router.delete("/registries/{registry_id}")
+async def delete_registry(
+    registry_id: int, services: ServicesDep, admin: AdminDep
+) -> Response:
+    stored = await _translate(services.registries.get_registry(registry_id))
+    await _translate(services.registries.delete_registry(stored, admin.username))
+    return Response(status_code=200)
+
+
+@router.get("/registries/{registry_id}/info")
+async def registry_info(
+    registry_id: int, services: ServicesDep, admin: AdminDep
+) -> dict[str, Any]:
+    """What the endpoint's adapter supports (replication filters, triggers)."""
+    stored = await _translate(services.registries.get_registry(registry_id))
+    return {
+        "type": stored.type,
+        "description": ADAPTERS[stored.type],
+        "supported_resource_filters": _SUPPORTED_FILTERS,
+        "supported_triggers": ["manual", "scheduled", "event_based"],
+    }
+
+
+@router.get("/replication/adapters")
+async def list_adapters(admin: AdminDep) -> list[str]:
+    return list(ADAPTERS)
+
+
+@router.get("/replication/adapterinfos")
+async def list_adapter_infos(admin: AdminDep) -> dict[str, Any]:
+    """Each adapter: its URL is typed in freely; it takes basic credentials."""
+    return {
+        kind: {
+            "type": kind,
+            "description": description,
+            "supported_resource_filters": _SUPPORTED_FILTERS,
+            "supported_triggers": ["manual", "scheduled", "event_based"],
+            "endpoint_pattern": {
+                "endpoint_type": "EndpointPatternTypeStandard",
+                "endpoints": [],
+            },
+            "credential_pattern": {
+                "access_key_type": "AccessKeyTypeStandard",
+                "access_secret_type": "AccessSecretTypeStandard",
+            },
+        }
+        for kind, description in ADAPTERS.items()
+    }
+
+
+def registry_resp(registry: Registry) -> dict[str, Any]:
+    """An endpoint in Harbor's shape; the secret is always masked."""
+    credential: dict[str, Any] = {
+        "type": registry.credential_type or "",
+        "access_key": registry.access_key or "",
+        "access_secret": MASKED_SECRET if registry.has_secret else "",
+    }
+    return {
+        "id": registry.id,
+        "name": registry.name,
+        "description": registry.description,
+        "type": registry.type,
+        "url": registry.url,
+        "credential": credential,
+        "insecure": registry.insecure,
+        "ca_certificate": registry.ca_certificate or "",
+        "status": registry.status,
+        "creation_time": harbor_time(registry.created_at),
+        "update_time": harbor_time(registry.updated_at),
+    }
+
+
+def _merged(
+    body: RegistryUpdateReq, stored: Registry | None, kind: str | None
+) -> RegistryFields:
+    """The stored settings with what `body` sets laid over them. A secret
+    of `*****` or none keeps the stored secret (None); a new access key or
+    credential type without a secret clears it."""
+    secret = body.access_secret
+    if secret == MASKED_SECRET:
+        secret = None
+    changes_identity = (
+        stored is not None
+        and secret is None
+        and (
+            (body.access_key is not None and body.access_key != stored.access_key)
+            or (body.credential_type is not None and not body.credential_type)
+        )
+    )
+    if stored is None or changes_identity:
+        secret = secret or ""
+    credential_type = body.credential_type
+    if credential_type is None:
+        credential_type = stored.credential_type if stored else None
+    return RegistryFields(
+        name=_pick(body.name, stored.name if stored else "endpoint"),
+        url=_pick(body.url, stored.url if stored else ""),
+        type=kind or (stored.type if stored else ""),
+        description=_pick(body.description, stored.description if stored else ""),
+        credential_type=credential_type or None,
+        access_key=_pick(body.access_key, stored.access_key if stored else None),
+        access_secret=secret,
+        insecure=_pick(body.insecure, stored.insecure if stored else False),
+        ca_certificate=_pick(
+            body.ca_certificate, stored.ca_certificate if stored else None
+        ),
+    )
+
+
+def _pick(value: T | None, default: T) -> T:
+    return default if value is None else value
+
+
+async def _translate(awaitable: Awaitable[T]) -> T:
+    """Registry errors in the API's terms."""
+    try:
+        return await awaitable
+    except RegistryNotFound as exc:
+        raise NotFound(str(exc)) from exc
+    except RegistryExists as exc:
+        raise Conflict(str(exc)) from exc
+    except RegistryInUse as exc:
+        raise PreconditionFailed(str(exc)) from exc
+    except RegistryInvalid as exc:
+        raise BadRequest(str(exc)) from exc

@@ -1,0 +1,380 @@
+"""A small client for remote OCI registries, on httpx.
+
+It speaks the pull side of the distribution API (and `/v2/` for pings) and
+authenticates the way registries ask in their `WWW-Authenticate` challenge:
+
+- `Bearer realm=...,service=...,scope=...`: a token is fetched from the
+  realm (HTTP Basic with the endpoint's credentials when it has some,
+  anonymously otherwise), kept per scope until it expires, and sent;
+- `Basic realm=...`: the credentials are sent as HTTP Basic.
+
+A request is tried without (or with the remembered) authorization first and
+retried once after a challenge. Failures are `UpstreamError`s:
+
+    UpstreamError
+      UpstreamUnavailable   cannot connect, timed out, 429, 5xx: try later
+      UpstreamDenied        401/403 after authenticating
+      UpstreamNotFound      404: the upstream has no such thing
+      UpstreamInvalid       the answer breaks the protocol (wrong digest, ...)
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import logging
+import re
+import ssl
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from dockyard.registry import mediatypes
+from dockyard.registry.digest import compute_digest, is_digest, parse_digest
+from dockyard.registry.errors import DigestInvalid
+
+log = logging.getLogger(__name__)
+# httpx logs every request's URL at INFO; a redirected blob's URL may be a
+# signed one, which must never reach a log.
+logging.getLogger("httpx").setLevel(logging.WARNING)
+
+_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
+# Tokens are renewed this long before the expiry they announce.
+_TOKEN_MARGIN_SECONDS = 10
+_DEFAULT_TOKEN_SECONDS = 60
+_MAX_MANIFEST_BYTES = 4 * 1024 * 1024
+_CHALLENGE_PARAM_RE = re.compile(r'(\w+)\s*=\s*(?:"([^"]*)"|([^,\s]*))')
+_MANIFEST_ACCEPT = ", ".join(sorted(mediatypes.MANIFEST_MEDIA_TYPES))
+
+
+class UpstreamError(Exception):
+    """Talking to the remote registry failed; `status` is its HTTP status."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class UpstreamUnavailable(UpstreamError):
+    pass
+
+
+class UpstreamDenied(UpstreamError):
+    pass
+
+
+class UpstreamNotFound(UpstreamError):
+    pass
+
+
+class UpstreamInvalid(UpstreamError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """Where a registry is and how to reach it. Secrets are in clear here:
+    an `Endpoint` lives in memory only."""
+
+    url: str
+    access_key: str | None = None
+    access_secret: str | None = None
+    # "basic" (key and secret, for challenges) or "oauth" (the secret is a
+    # bearer token sent as is).
+    credential_type: str | None = None
+    insecure: bool = False
+    ca_certificate: str | None = None
+
+    @property
+    def has_credentials(self) -> bool:
+        return bool(self.access_key or self.access_secret)
+
+
+@dataclass(frozen=True, slots=True)
+class ManifestHead:
+    digest: str
+    media_type: str
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
+class FetchedManifest:
+    digest: str
+    media_type: str
+    content: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class BlobStream:
+    """An open blob download: `size` bytes to come from `chunks`."""
+
+    size: int
+    chunks: AsyncIterator[bytes]
+
+
+def transport_verify(endpoint: Endpoint) -> ssl.SSLContext | bool:
+    """What httpx should verify TLS with: nothing for an insecure endpoint,
+    the system's CAs plus the endpoint's own certificate when it has one."""
+    if endpoint.insecure:
+        return False
+    if not endpoint.ca_certificate:
+        return True
+    context = ssl.create_default_context()
+    try:
+        context.load_verify_locations(cadata=endpoint.ca_certificate)
+    except ssl.SSLError as exc:
+        raise UpstreamInvalid(f"the CA certificate cannot be loaded: {exc}") from exc
+    return context
+
+
+class RegistryClient:
+    """One remote registry. Create it once per endpoint and `aclose()` it."""
+
+    def __init__(self, endpoint: Endpoint, timeout: httpx.Timeout = _TIMEOUT) -> None:
+        self.endpoint = endpoint
+        self.base = endpoint.url.rstrip("/")
+        self._http = httpx.AsyncClient(
+            verify=transport_verify(endpoint), timeout=timeout, follow_redirects=True
+        )
+        # scope -> (Authorization header value, monotonic expiry)
+        self._auth: dict[str, tuple[str, float]] = {}
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def ping(self) -> None:
+        """Return if `/v2/` answers and accepts the credentials; raise if not."""
+        response = await self._request("GET", "/v2/", scope="")
+        _raise_for_status(response, "/v2/")
+
+    async def head_manifest(self, repository: str, reference: str) -> ManifestHead:
+        path = f"/v2/{repository}/manifests/{reference}"
+        response = await self._request(
+            "HEAD", path, _pull(repository), {"accept": _MANIFEST_ACCEPT}
+        )
+        _raise_for_status(response, path)
+        digest = response.headers.get("docker-content-digest", "")
+        if is_digest(reference):
+            digest = digest or reference
+        if not _is_valid_digest(digest):
+            raise UpstreamInvalid(f"{path}: HEAD gave no valid Docker-Content-Digest")
+        return ManifestHead(
+            digest,
+            _media_type(response),
+            int(response.headers.get("content-length") or 0),
+        )
+
+    async def get_manifest(self, repository: str, reference: str) -> FetchedManifest:
+        """The manifest's bytes, verified against the digest asked for (by
+        digest) or the one the upstream announced (by tag)."""
+        path = f"/v2/{repository}/manifests/{reference}"
+        response = await self._request(
+            "GET", path, _pull(repository), {"accept": _MANIFEST_ACCEPT}
+        )
+        _raise_for_status(response, path)
+        content = response.content
+        if len(content) > _MAX_MANIFEST_BYTES:
+            raise UpstreamInvalid(f"{path}: manifest larger than the limit")
+        expected = reference if is_digest(reference) else None
+        expected = expected or response.headers.get("docker-content-digest")
+        digest = _verified_digest(content, expected, path)
+        return FetchedManifest(digest, _media_type(response), content)
+
+    async def head_blob(self, repository: str, digest: str) -> int:
+        path = f"/v2/{repository}/blobs/{digest}"
+        response = await self._request("HEAD", path, _pull(repository))
+        _raise_for_status(response, path)
+        return int(response.headers.get("content-length") or 0)
+
+    @asynccontextmanager
+    async def open_blob(
+        self, repository: str, digest: str
+    ) -> AsyncIterator[BlobStream]:
+        """Stream a blob; the caller must verify the bytes against `digest`."""
+        path = f"/v2/{repository}/blobs/{digest}"
+        response = await self._request("GET", path, _pull(repository), stream=True)
+        try:
+            if response.status_code >= 300:
+                await response.aread()
+                _raise_for_status(response, path)
+            size = response.headers.get("content-length")
+            if size is None or not size.isdigit():
+                raise UpstreamInvalid(f"{path}: no Content-Length")
+            yield BlobStream(int(size), _chunks(response, path))
+        finally:
+            await response.aclose()
+
+    async def list_referrers(
+        self, repository: str, digest: str
+    ) -> list[dict[str, Any]] | None:
+        """Descriptors from the referrers API; None if the upstream has none
+        (404 there means "no such API", since the API always answers 200)."""
+        path = f"/v2/{repository}/referrers/{digest}"
+        response = await self._request(
+            "GET", path, _pull(repository), {"accept": mediatypes.OCI_INDEX}
+        )
+        if response.status_code == 404:
+            return None
+        _raise_for_status(response, path)
+        try:
+            descriptors = response.json().get("manifests", [])
+        except ValueError as exc:
+            raise UpstreamInvalid(f"{path}: not a JSON index") from exc
+        if not isinstance(descriptors, list):
+            raise UpstreamInvalid(f"{path}: manifests is not a list")
+        return [d for d in descriptors if isinstance(d, dict)]
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        scope: str,
+        headers: dict[str, str] | None = None,
+        stream: bool = False,
+    ) -> httpx.Response:
+        """Send, and after a 401 challenge authenticate and send once more."""
+        headers = dict(headers or {})
+        response = await self._send(method, path, scope, headers, stream)
+        if response.status_code != 401:
+            return response
+        challenge = response.headers.get("www-authenticate", "")
+        await response.aclose()
+        authorization = await self._authorize(challenge, scope)
+        if authorization is None:
+            return response
+        return await self._send(method, path, scope, headers, stream, authorization)
+
+    async def _send(
+        self,
+        method: str,
+        path: str,
+        scope: str,
+        headers: dict[str, str],
+        stream: bool,
+        authorization: str | None = None,
+    ) -> httpx.Response:
+        authorization = authorization or self._remembered(scope)
+        if authorization:
+            headers["authorization"] = authorization
+        request = self._http.build_request(method, self.base + path, headers=headers)
+        try:
+            response = await self._http.send(request, stream=stream)
+        except httpx.HTTPError as exc:
+            raise UpstreamUnavailable(
+                f"{method} {path}: {type(exc).__name__}: {exc}"
+            ) from exc
+        return response
+
+    def _remembered(self, scope: str) -> str | None:
+        if self.endpoint.credential_type == "oauth" and self.endpoint.access_secret:
+            return f"Bearer {self.endpoint.access_secret}"
+        held = self._auth.get(scope)
+        if held is None or held[1] < time.monotonic():
+            return None
+        return held[0]
+
+    async def _authorize(self, challenge: str, scope: str) -> str | None:
+        """The Authorization header a challenge asks for; None if it cannot
+        be met (then the 401 stands)."""
+        kind, _, rest = challenge.partition(" ")
+        params = {
+            m.group(1).lower(): m.group(2) if m.group(2) is not None else m.group(3)
+            for m in _CHALLENGE_PARAM_RE.finditer(rest)
+        }
+        kind = kind.lower()
+        if kind == "basic" and self.endpoint.has_credentials:
+            value = _basic(self.endpoint)
+            self._auth[scope] = (value, float("inf"))
+            return value
+        if kind == "bearer" and params.get("realm"):
+            return await self._fetch_token(params, scope)
+        return None
+
+    async def _fetch_token(self, params: dict[str, str], scope: str) -> str:
+        query = {"service": params.get("service", "")}
+        wanted = params.get("scope") or scope
+        if wanted:
+            query["scope"] = wanted
+        auth = None
+        if self.endpoint.has_credentials:
+            auth = httpx.BasicAuth(
+                self.endpoint.access_key or "", self.endpoint.access_secret or ""
+            )
+            query["account"] = self.endpoint.access_key or ""
+        try:
+            response = await self._http.get(params["realm"], params=query, auth=auth)
+        except httpx.HTTPError as exc:
+            raise UpstreamUnavailable(f"token service: {type(exc).__name__}") from exc
+        _raise_for_status(response, "token service")
+        try:
+            body = response.json()
+            token = body.get("token") or body.get("access_token")
+            lifetime = int(body.get("expires_in") or _DEFAULT_TOKEN_SECONDS)
+        except (ValueError, AttributeError, TypeError) as exc:
+            raise UpstreamInvalid("token service: not a token answer") from exc
+        if not isinstance(token, str) or not token:
+            raise UpstreamInvalid("token service: no token in the answer")
+        value = f"Bearer {token}"
+        expiry = time.monotonic() + max(lifetime - _TOKEN_MARGIN_SECONDS, 1)
+        self._auth[scope] = (value, expiry)
+        return value
+
+
+def _basic(endpoint: Endpoint) -> str:
+    pair = f"{endpoint.access_key or ''}:{endpoint.access_secret or ''}"
+    return "Basic " + base64.b64encode(pair.encode()).decode("ascii")
+
+
+def _pull(repository: str) -> str:
+    return f"repository:{repository}:pull"
+
+
+def _raise_for_status(response: httpx.Response, what: str) -> None:
+    status = response.status_code
+    if status < 300:
+        return
+    message = f"{what}: upstream answered {status}"
+    if status == 429 or status >= 500:
+        raise UpstreamUnavailable(message, status)
+    if status in (401, 403):
+        raise UpstreamDenied(message, status)
+    if status == 404:
+        raise UpstreamNotFound(message, status)
+    raise UpstreamInvalid(message, status)
+
+
+def _media_type(response: httpx.Response) -> str:
+    return response.headers.get("content-type", "").split(";", 1)[0].strip()
+
+
+def _is_valid_digest(text: str) -> bool:
+    try:
+        parse_digest(text)
+    except DigestInvalid:
+        return False
+    return True
+
+
+def _verified_digest(content: bytes, expected: str | None, what: str) -> str:
+    """The content's digest; `UpstreamInvalid` if it is not `expected`."""
+    if expected is None:
+        return compute_digest(content)
+    if not _is_valid_digest(expected):
+        raise UpstreamInvalid(f"{what}: invalid digest {expected[:80]!r}")
+    algorithm = expected.partition(":")[0]
+    actual = f"{algorithm}:{hashlib.new(algorithm, content).hexdigest()}"
+    if actual != expected:
+        raise UpstreamInvalid(f"{what}: content does not match {expected}")
+    return actual
+
+
+async def _chunks(response: httpx.Response, path: str) -> AsyncIterator[bytes]:
+    try:
+        async for chunk in response.aiter_bytes():
+            yield chunk
+    except httpx.HTTPError as exc:
+        raise UpstreamUnavailable(f"{path}: transfer broke off: {exc}") from exc

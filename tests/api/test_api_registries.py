@@ -1,0 +1,233 @@
+"""`/api/v2.0/registries`: endpoints, their credentials and health.
+
+The remote registry is a real one: the shared Dockyard itself, which asks
+for a Bearer token like Harbor does, so a healthy ping proves the token
+challenge was met with the stored credential.
+"""
+
+import secrets
+import sqlite3
+
+import httpx
+import pytest
+from cryptography.fernet import Fernet
+
+from tests.api.conftest import error_code
+from tests.conftest import free_port
+
+
+def _body(dockyard, password=None, **extra):
+    return {
+        "name": f"endpoint-{secrets.token_hex(4)}",
+        "url": dockyard.url,
+        "type": "harbor",
+        "credential": {
+            "type": "basic",
+            "access_key": "admin",
+            "access_secret": password or dockyard.admin_password,
+        },
+        "insecure": False,
+        **extra,
+    }
+
+
+@pytest.fixture
+def endpoint(api, dockyard):
+    """A stored endpoint pointing at the shared Dockyard with admin's password."""
+    response = api.post("/api/v2.0/registries", json=_body(dockyard))
+    assert response.status_code == 201, response.text
+    registry_id = int(response.headers["location"].rsplit("/", 1)[1])
+    yield api.get(f"/api/v2.0/registries/{registry_id}").json()
+    api.delete(f"/api/v2.0/registries/{registry_id}")
+
+
+def test_create_registry_answer_masks_the_secret(endpoint):
+    assert endpoint["credential"] == {
+        "type": "basic",
+        "access_key": "admin",
+        "access_secret": "*****",
+    }
+
+
+def test_create_registry_with_working_credential_is_healthy(endpoint):
+    assert endpoint["status"] == "healthy"
+
+
+def test_create_registry_stores_the_secret_encrypted(endpoint, dockyard):
+    with sqlite3.connect(dockyard.data_dir / "dockyard.db") as db:
+        (stored,) = db.execute(
+            "SELECT access_secret FROM registries WHERE id = ?", (endpoint["id"],)
+        ).fetchone()
+    key = (dockyard.data_dir / "keys" / "registry-credentials.key").read_bytes()
+
+    assert dockyard.admin_password not in stored
+    assert Fernet(key.strip()).decrypt(stored.encode()).decode() == (
+        dockyard.admin_password
+    )
+
+
+def test_list_registries_with_q_finds_the_endpoint_without_its_secret(
+    api, endpoint, dockyard
+):
+    response = api.get("/api/v2.0/registries", params={"q": f"name={endpoint['name']}"})
+
+    assert [r["id"] for r in response.json()] == [endpoint["id"]]
+    assert dockyard.admin_password not in response.text
+
+
+def test_update_registry_with_masked_secret_keeps_the_secret(api, endpoint):
+    renamed = f"renamed-{secrets.token_hex(4)}"
+
+    response = api.put(
+        f"/api/v2.0/registries/{endpoint['id']}",
+        json={"name": renamed, "access_key": "admin", "access_secret": "*****"},
+    )
+    ping = api.post("/api/v2.0/registries/ping", json={"id": endpoint["id"]})
+
+    assert response.status_code == 200
+    assert api.get(f"/api/v2.0/registries/{endpoint['id']}").json()["name"] == renamed
+    assert ping.status_code == 200, ping.text
+
+
+def test_update_registry_with_wrong_secret_becomes_unhealthy(api, endpoint):
+    response = api.put(
+        f"/api/v2.0/registries/{endpoint['id']}",
+        json={"access_secret": "Wrong-passw0rd"},
+    )
+
+    assert response.status_code == 200
+    assert api.get(f"/api/v2.0/registries/{endpoint['id']}").json()["status"] == (
+        "unhealthy"
+    )
+
+
+def test_ping_registry_with_wrong_password_is_bad_request(api, dockyard):
+    body = _body(dockyard)
+    response = api.post(
+        "/api/v2.0/registries/ping",
+        json={
+            "type": "harbor",
+            "url": body["url"],
+            "credential_type": "basic",
+            "access_key": "admin",
+            "access_secret": "Wrong-passw0rd",
+        },
+    )
+
+    assert response.status_code == 400
+    assert error_code(response) == "BAD_REQUEST"
+
+
+def test_create_registry_unreachable_is_stored_unhealthy(api):
+    body = {
+        "name": f"gone-{secrets.token_hex(4)}",
+        "url": f"http://127.0.0.1:{free_port()}",
+        "type": "docker-registry",
+    }
+
+    response = api.post("/api/v2.0/registries", json=body)
+    stored = api.get(response.headers["location"])
+
+    assert response.status_code == 201
+    assert stored.json()["status"] == "unhealthy"
+
+
+def test_delete_registry_then_get_is_not_found(api, dockyard):
+    created = api.post("/api/v2.0/registries", json=_body(dockyard))
+    location = created.headers["location"]
+
+    deleted = api.delete(location)
+
+    assert deleted.status_code == 200
+    assert api.get(location).status_code == 404
+
+
+def test_create_registry_with_unknown_type_is_bad_request(api, dockyard):
+    response = api.post("/api/v2.0/registries", json=_body(dockyard, type="ftp"))
+
+    assert response.status_code == 400
+    assert "unknown type" in response.json()["errors"][0]["message"]
+
+
+def test_create_registry_with_credentials_in_url_is_bad_request(api, dockyard):
+    url = dockyard.url.replace("http://", "http://user:pw@")
+
+    response = api.post("/api/v2.0/registries", json=_body(dockyard, url=url))
+
+    assert response.status_code == 400
+
+
+def test_create_registry_with_taken_name_is_conflict(api, endpoint, dockyard):
+    response = api.post(
+        "/api/v2.0/registries", json=_body(dockyard, name=endpoint["name"])
+    )
+
+    assert response.status_code == 409
+
+
+def test_list_registries_as_non_admin_is_forbidden(dockyard):
+    user = dockyard.new_user()
+
+    response = httpx.get(
+        f"{dockyard.url}/api/v2.0/registries", auth=(user.name, user.password)
+    )
+
+    assert response.status_code == 403
+
+
+def test_registry_info_names_filters_and_triggers(api, endpoint):
+    info = api.get(f"/api/v2.0/registries/{endpoint['id']}/info").json()
+
+    assert info["type"] == "harbor"
+    assert {f["type"] for f in info["supported_resource_filters"]} == {"name", "tag"}
+
+
+def test_replication_adapters_list_the_supported_types(api):
+    adapters = api.get("/api/v2.0/replication/adapters").json()
+
+    assert {"harbor", "docker-registry", "docker-hub", "github-ghcr"} <= set(adapters)
+    assert {"quay", "gitlab"} <= set(adapters)
+
+
+def test_delete_registry_used_by_proxy_project_is_refused(api, endpoint):
+    name = f"proxy-{secrets.token_hex(4)}"
+    created = api.post(
+        "/api/v2.0/projects",
+        json={"project_name": name, "registry_id": endpoint["id"]},
+    )
+
+    response = api.delete(f"/api/v2.0/registries/{endpoint['id']}")
+
+    assert created.status_code == 201, created.text
+    assert response.status_code == 412
+    api.delete(f"/api/v2.0/projects/{name}", headers={"X-Is-Resource-Name": "true"})
+
+
+def test_create_proxy_project_shows_its_registry_id(api, endpoint):
+    name = f"proxy-{secrets.token_hex(4)}"
+    api.post(
+        "/api/v2.0/projects",
+        json={"project_name": name, "registry_id": endpoint["id"]},
+    )
+
+    project = api.get(
+        f"/api/v2.0/projects/{name}", headers={"X-Is-Resource-Name": "true"}
+    ).json()
+
+    assert project["registry_id"] == endpoint["id"]
+    api.delete(f"/api/v2.0/projects/{name}", headers={"X-Is-Resource-Name": "true"})
+
+
+def test_create_proxy_project_as_non_admin_is_forbidden(dockyard, endpoint):
+    user = dockyard.new_user()
+
+    response = httpx.post(
+        f"{dockyard.url}/api/v2.0/projects",
+        json={
+            "project_name": f"p-{secrets.token_hex(4)}",
+            "registry_id": endpoint["id"],
+        },
+        auth=(user.name, user.password),
+    )
+
+    assert response.status_code == 403
