@@ -395,7 +395,7 @@ registries = Table(
     # "basic" or "oauth"; NULL for anonymous access.
     Column("credential_type", String(16)),
     Column("access_key", String(1024)),
-    # Encrypted with the key in <data_dir>/keys/registry-credentials.key.
+    # Encrypted with registry-credentials.key in the keys directory.
     Column("access_secret", Text),
     Column("insecure", Boolean, nullable=False, default=False),
     # PEM bundle trusted for this endpoint besides the system's CAs.
