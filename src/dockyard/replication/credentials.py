@@ -1,9 +1,9 @@
 """Registry credentials encrypted at rest.
 
 Secrets of registry endpoints are stored as Fernet tokens (AES-128-CBC with
-HMAC-SHA256) under a key kept in `registry-credentials.key` in the keys directory (setting
-`keys_dir`, default `<data_dir>/keys`)
-(mode 0600), beside the token-signing key. A database dump alone therefore
+HMAC-SHA256) under a key kept in `registry-credentials.key` (mode 0600) in the
+keys directory (setting `keys_dir`, default `<data_dir>/keys`), beside the
+token-signing key. A database dump alone therefore
 reveals no password; the key file and the database together do.
 """
 
