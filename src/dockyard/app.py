@@ -25,11 +25,12 @@ from dockyard.api.app import API_PREFIX, create_api
 from dockyard.api.routes import sessions as session_routes
 from dockyard.auth import routes as token_routes
 from dockyard.config import Settings
+from dockyard.jobs.runtime import job_loops
 from dockyard.registry import routes as registry_routes
 from dockyard.registry.errors import ERROR_CODES, RegistryError
 from dockyard.registry.routes.mirror import MirrorRouting
 from dockyard.server import SETTINGS_ENV
-from dockyard.services import Services, build_services
+from dockyard.services import build_services
 
 log = logging.getLogger("dockyard.access")
 
@@ -47,7 +48,10 @@ def create_app(settings: Settings) -> Starlette:
         tasks = [
             asyncio.create_task(services.audit.run_flusher()),
             asyncio.create_task(services.pulls.run_flusher()),
-            asyncio.create_task(_expire_uploads_forever(services)),
+            *(
+                asyncio.create_task(loop)
+                for loop in job_loops(services, settings.jobs.embedded_worker)
+            ),
         ]
         try:
             yield
@@ -86,19 +90,6 @@ def app_from_environment() -> Starlette:
     settings = Settings.model_validate(json.loads(os.environ[SETTINGS_ENV]))
     dockyard_logging.configure_logging(settings.log_level)
     return create_app(settings)
-
-
-_EXPIRY_INTERVAL_SECONDS = 600
-
-
-async def _expire_uploads_forever(services: Services) -> None:
-    max_age = services.settings.upload_expiry_seconds
-    while True:
-        await asyncio.sleep(_EXPIRY_INTERVAL_SECONDS)
-        try:
-            await services.uploads.expire_uploads(max_age)
-        except Exception:  # try again next round; the uploads stay
-            log.exception("upload_expiry_failed")
 
 
 async def _handle_http_exception(request: Request, exc: Exception) -> Response:

@@ -29,6 +29,8 @@ from dockyard.config import (
     unknown_environment_names,
 )
 from dockyard.db.schema import projects, users
+from dockyard.jobs.builtin import unknown_schedules
+from dockyard.jobs.runtime import run_worker
 from dockyard.logging import configure_logging
 from dockyard.projects import ProjectError
 from dockyard.server import SETTINGS_ENV
@@ -85,8 +87,7 @@ def serve(
     """Run the registry on the configured (or embedded default) stores."""
     settings = _settings(config, data_dir=data_dir, listen=listen, workers=workers)
     configure_logging(settings.log_level)
-    for name in unknown_environment_names():
-        log.warning("unknown_setting variable=%s (misspelt? it is ignored)", name)
+    _warn_unknown_names(settings)
     prepare_data_dir(settings)
     generated = asyncio.run(_with_services(settings, create_initial_content))
     if generated:
@@ -112,11 +113,33 @@ def _run_server(settings: Settings) -> None:
 
 
 def _log_settings(settings: Settings) -> None:
-    shown = settings.model_dump(mode="json", exclude={"admin_password", "database_url"})
+    shown = settings.model_dump(
+        mode="json", exclude={"admin_password", "database_url", "redis_url"}
+    )
     shown["database"] = (
         "postgresql" if not settings.sqlalchemy_url.startswith("sqlite") else "sqlite"
     )
+    # The URL may hold a password: only whether Redis is used.
+    shown["redis"] = settings.redis_url is not None
     log.info("starting settings=%s", json.dumps(shown, sort_keys=True))
+
+
+@app.command()
+def worker(config: ConfigOption = None, data_dir: DataDirOption = None) -> None:
+    """Run background jobs (and the scheduler) only, for scaled deployments."""
+    settings = _settings(config, data_dir=data_dir)
+    configure_logging(settings.log_level)
+    _warn_unknown_names(settings)
+    prepare_data_dir(settings)
+    _log_settings(settings)
+    asyncio.run(run_worker(settings))
+
+
+def _warn_unknown_names(settings: Settings) -> None:
+    for name in unknown_environment_names():
+        log.warning("unknown_setting variable=%s (misspelt? it is ignored)", name)
+    for name in unknown_schedules(settings):
+        log.warning("unknown_schedule name=%s (misspelt? it is ignored)", name)
 
 
 @app.command()

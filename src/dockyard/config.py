@@ -41,6 +41,24 @@ class TokenSettings(BaseModel):
     refresh_expiration_seconds: int = Field(default=30 * 86400, ge=3600)
 
 
+class JobSettings(BaseModel):
+    # `dockyard serve` runs the job worker too; scaled deployments turn it
+    # off on the HTTP replicas and run `dockyard worker` instead.
+    embedded_worker: bool = True
+    concurrency: int = Field(default=2, ge=1, le=64)
+    # Cron expressions with seconds first, as Harbor writes them, by job name.
+    schedules: dict[str, str] = {}
+
+    @field_validator("schedules")
+    @classmethod
+    def _check_schedules(cls, value: dict[str, str]) -> dict[str, str]:
+        from dockyard.jobs.schedules import check_cron
+
+        for name, expression in value.items():
+            check_cron(name, expression)
+        return value
+
+
 class Settings(BaseSettings):
     """Every setting Dockyard reads. Validated once at start-up."""
 
@@ -64,6 +82,11 @@ class Settings(BaseSettings):
     # Uploads untouched this long are discarded (clients never came back).
     upload_expiry_seconds: int = Field(default=24 * 3600, ge=60)
     token: TokenSettings = TokenSettings()
+    # Shared state of many replicas (locks, throttles, caches, the job queue);
+    # without it all of that stays in-process.
+    redis_url: str | None = None
+    redis_prefix: str = Field(default="dockyard:", min_length=1, max_length=64)
+    jobs: JobSettings = JobSettings()
 
     @field_validator("listen")
     @classmethod
@@ -91,6 +114,21 @@ class Settings(BaseSettings):
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise ValueError("external_url must be an http(s) URL")
         return value.rstrip("/")
+
+    @field_validator("redis_url")
+    @classmethod
+    def _check_redis_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("redis", "rediss", "unix") or not (
+            parts.netloc or parts.path
+        ):
+            raise ValueError(
+                "redis_url must be redis://[user:password@]host:port/db, "
+                "rediss://... for TLS, or unix:///path"
+            )
+        return value
 
     @model_validator(mode="after")
     def _absolute_data_dir(self) -> Settings:

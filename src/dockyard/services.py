@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from dockyard.allowlists import AllowlistService
 from dockyard.audit import AuditLog
 from dockyard.auth.access import AccessPolicy
-from dockyard.auth.keys import load_signing_key
+from dockyard.auth.keys import derived_secret, load_signing_key
+from dockyard.auth.throttle import FailedLogins, MemoryFailedLogins, RedisFailedLogins
 from dockyard.auth.tokens import TokenAuthority
 from dockyard.auth.users import UserService
 from dockyard.config import Settings
@@ -19,6 +20,8 @@ from dockyard.configurations import ConfigurationService
 from dockyard.db.database import Database
 from dockyard.grants import GrantService
 from dockyard.groups import GroupService
+from dockyard.jobs.queue import JobQueue, MemoryQueue, RedisQueue
+from dockyard.jobs.records import JobService
 from dockyard.labels import LabelService
 from dockyard.projects import ProjectMetadataService, ProjectService
 from dockyard.proxycache.service import ProxyCache
@@ -34,6 +37,14 @@ from dockyard.replication.credentials import load_credential_box
 from dockyard.replication.registries import RegistryService
 from dockyard.robots import RobotService
 from dockyard.sessions import SessionService
+from dockyard.state.expiring import (
+    ExpiringKeys,
+    MemoryExpiringKeys,
+    RedisExpiringKeys,
+)
+from dockyard.state.generation import RedisGeneration
+from dockyard.state.locks import Locks, MemoryLocks, RedisLocks
+from dockyard.state.store import RedisStore
 from dockyard.storage.filesystem import FilesystemStorage
 
 
@@ -64,14 +75,53 @@ class Services:
     sessions: SessionService
     registries: RegistryService
     proxycache: ProxyCache
+    locks: Locks
+    jobs: JobService
+    redis: RedisStore | None = None
 
     async def close(self) -> None:
         await self.proxycache.close()
         await self.db.close()
+        if self.redis is not None:
+            await self.redis.close()
+
+
+@dataclass
+class SharedState:
+    """What replicas share: in this process, or in Redis with `redis_url`."""
+
+    redis: RedisStore | None
+    locks: Locks
+    failed_logins: FailedLogins
+    recent_logins: ExpiringKeys
+    queue: JobQueue
+
+
+def build_shared_state(settings: Settings) -> SharedState:
+    if settings.redis_url is None:
+        return SharedState(
+            None,
+            MemoryLocks(),
+            MemoryFailedLogins(),
+            MemoryExpiringKeys(),
+            MemoryQueue(),
+        )
+    store = RedisStore(settings.redis_url, settings.redis_prefix)
+    return SharedState(
+        store,
+        RedisLocks(store),
+        RedisFailedLogins(store),
+        RedisExpiringKeys(store, "logins"),
+        RedisQueue(store),
+    )
 
 
 def build_services(settings: Settings) -> Services:
-    db = Database(settings.sqlalchemy_url)
+    shared = build_shared_state(settings)
+    db = Database(
+        settings.sqlalchemy_url,
+        generation=RedisGeneration(shared.redis) if shared.redis else None,
+    )
     storage = FilesystemStorage(settings.data_dir / "storage")
     key = load_signing_key(settings.key_directory)
     authority = TokenAuthority(
@@ -85,7 +135,14 @@ def build_services(settings: Settings) -> Services:
     audit = AuditLog(db)
     projects = ProjectService(db)
     robots = RobotService(db, configurations, projects)
-    users = UserService(db, audit, robots)
+    users = UserService(
+        db,
+        audit,
+        robots,
+        failed_logins=shared.failed_logins,
+        recent_logins=shared.recent_logins,
+        login_secret=derived_secret(key, "remembered-logins"),
+    )
     policy = AccessPolicy(projects)
     manifests = ManifestService(db, settings.max_manifest_bytes)
     registries = RegistryService(db, load_credential_box(settings.key_directory))
@@ -125,4 +182,7 @@ def build_services(settings: Settings) -> Services:
         sessions=SessionService(db, configurations),
         registries=registries,
         proxycache=proxycache,
+        locks=shared.locks,
+        jobs=JobService(db, shared.queue),
+        redis=shared.redis,
     )

@@ -108,3 +108,14 @@ def _write_private(path: Path, data: bytes) -> None:
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(descriptor, "wb") as handle:
         handle.write(data)
+
+
+def derived_secret(key: SigningKey, purpose: str) -> bytes:
+    """A secret for `purpose` (e.g. keying a shared cache) that every replica
+    with the same key computes alike, and nobody can without the key."""
+    der = key.private_key.private_bytes(
+        serialization.Encoding.DER,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    return hashlib.sha256(purpose.encode() + b"\0" + der).digest()

@@ -2,15 +2,19 @@
 
 Verifying an Argon2 hash costs tens of milliseconds by design, and clients
 that use HTTP Basic send the password on every request; successful checks are
-therefore remembered for a short while, keyed by a hash of the credentials.
+therefore remembered for a short while (shared by replicas through Redis when
+it is configured), keyed by an HMAC of the credentials and the stored hash
+under a secret derived from the token key: what is remembered is no faster
+to guess passwords against than the Argon2 hash itself.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import hmac
 import logging
-import time
+import secrets
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -24,9 +28,10 @@ from dockyard.auth.passwords import (
     verify_password,
 )
 from dockyard.auth.principals import Principal
-from dockyard.auth.throttle import FailedLogins
+from dockyard.auth.throttle import FailedLogins, MemoryFailedLogins
 from dockyard.db.database import Database
 from dockyard.db.schema import projects, sessions, users
+from dockyard.state.expiring import ExpiringKeys, MemoryExpiringKeys
 
 if TYPE_CHECKING:
     from dockyard.robots import RobotService
@@ -34,7 +39,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _LOGIN_CACHE_SECONDS = 60
-_LOGIN_CACHE_SIZE = 1024
 _CONCURRENT_HASHES = 2
 # A hash of no one's password, with the default parameters, checked against
 # when the username is unknown (fixed text: computing it would cost start-up).
@@ -62,13 +66,23 @@ class LoginThrottled(UserError):
 
 class UserService:
     def __init__(
-        self, db: Database, audit: AuditLog, robots: RobotService | None = None
+        self,
+        db: Database,
+        audit: AuditLog,
+        robots: RobotService | None = None,
+        *,
+        failed_logins: FailedLogins | None = None,
+        recent_logins: ExpiringKeys | None = None,
+        login_secret: bytes | None = None,
     ) -> None:
+        """`failed_logins` and `recent_logins` default to this process's own;
+        `login_secret` keys the remembered logins (random if not given)."""
         self.db = db
         self.audit = audit
         self.robots = robots
-        self._recent_logins: dict[bytes, float] = {}
-        self._failed_logins = FailedLogins()
+        self._recent_logins = recent_logins or MemoryExpiringKeys()
+        self._login_secret = login_secret or secrets.token_bytes(32)
+        self._failed_logins = failed_logins or MemoryFailedLogins()
         self._hashing = asyncio.Semaphore(_CONCURRENT_HASHES)
 
     async def create_user(
@@ -246,7 +260,7 @@ class UserService:
 
         Names with the robot prefix are robots' (`RobotService`); a robot
         that is disabled or expired is refused like a wrong secret."""
-        if self._failed_logins.throttled(username, client):
+        if await self._failed_logins.throttled(username, client):
             raise LoginThrottled("too many failed logins; try again later")
         robot = self.robots is not None and await self.robots.is_robot_name(username)
         if robot:
@@ -255,7 +269,7 @@ class UserService:
             principal, reason = await self._authenticate_user(username, password)
         if principal is None:
             kind = "robot" if robot else "user"
-            self._record_failure(username, client, reason, kind)
+            await self._record_failure(username, client, reason, kind)
         return principal
 
     async def _authenticate_user(
@@ -288,7 +302,7 @@ class UserService:
             return None, "robot disabled or expired"
         return Principal(None, robot.name, robot_id=robot.id), ""
 
-    def _record_failure(
+    async def _record_failure(
         self, username: str, client: str, reason: str, resource_type: str
     ) -> None:
         log.warning(
@@ -297,7 +311,7 @@ class UserService:
             client,
             reason,
         )
-        self._failed_logins.record(username, client)
+        await self._failed_logins.record(username, client)
         self.audit.record_later(
             AuditEntry(
                 username=username[:255] or "anonymous",
@@ -319,15 +333,16 @@ class UserService:
     ) -> bool:
         # Keyed on the stored hash too: a changed password (in any process)
         # makes every remembered check miss.
-        key = hashlib.sha256(f"{name}\0{password}\0{password_hash}".encode()).digest()
-        remembered = self._recent_logins.get(key)
-        if remembered is not None and remembered > time.monotonic():
+        key = hmac.new(
+            self._login_secret,
+            f"{name}\0{password}\0{password_hash}".encode(),
+            hashlib.sha256,
+        ).hexdigest()
+        if await self._recent_logins.contains(key):
             return True
         if not await self._verify(password_hash, password):
             return False
-        if len(self._recent_logins) >= _LOGIN_CACHE_SIZE:
-            self._recent_logins.clear()
-        self._recent_logins[key] = time.monotonic() + _LOGIN_CACHE_SECONDS
+        await self._recent_logins.add(key, _LOGIN_CACHE_SECONDS)
         return True
 
     async def _update(self, username: str, **values: object) -> None:

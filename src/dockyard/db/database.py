@@ -44,7 +44,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 
-from dockyard.db.cache import ReadCache
+from dockyard.db.cache import Generation, ReadCache
 
 # How long a SQLite reader may wait on a lock (rare in WAL mode), in ms.
 _READ_BUSY_TIMEOUT_MS = 2_000
@@ -58,7 +58,9 @@ _LAST_RETRY_SECONDS = 0.004
 class Database:
     """The metadata store. Create one per process (engines own pools)."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, generation: Generation | None = None) -> None:
+        """`generation`: the shared write counter for the read cache on
+        databases other than SQLite (which has its own)."""
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
         if self.is_sqlite:
@@ -67,7 +69,7 @@ class Database:
             self._writer = _sqlite_engine(url, 0)
         else:
             self._async_engine = create_async_engine(url, pool_pre_ping=True)
-        self.cache = ReadCache(self._sqlite_path() if self.is_sqlite else None)
+        self.cache = ReadCache(self._sqlite_path() if self.is_sqlite else generation)
 
     def _sqlite_path(self) -> Path:
         return Path(make_url(self.url).database or ":memory:")
@@ -89,6 +91,7 @@ class Database:
         if self._async_engine is not None:
             async with self._async_engine.begin() as connection:
                 yield connection
+            await self.cache.invalidate()
             return
         with self._writer.connect() as connection:
             await _begin_immediate(connection)

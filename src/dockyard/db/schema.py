@@ -18,6 +18,7 @@ manifest to what it references, and uploads in flight.
     sessions                          (portal logins)
     registries 1-n proxy_projects     (remote endpoints; projects caching one)
     proxy_checks                      (when a cached tag was last revalidated)
+    job_executions 1-n job_tasks      (background work, its status and log)
 """
 
 from __future__ import annotations
@@ -429,4 +430,51 @@ proxy_checks = Table(
     ),
     Column("tag", String(128), primary_key=True),
     Column("checked_at", Float, nullable=False),
+)
+
+# Background work (see dockyard.jobs): an execution is one run of a job (by
+# schedule, by hand, on an event); its tasks are the units workers claim.
+# One execution per schedule tick: the unique key is what makes a tick fire
+# once across every replica, even if the scheduler lock failed.
+job_executions = Table(
+    "job_executions",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("job_type", String(64), nullable=False),
+    Column("trigger", String(16), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("status_message", Text),
+    Column("params", Text, nullable=False),
+    Column("schedule", String(64)),
+    Column("scheduled_for", DateTime(timezone=True)),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("started_at", DateTime(timezone=True)),
+    Column("ended_at", DateTime(timezone=True)),
+    UniqueConstraint("schedule", "scheduled_for"),
+    Index(None, "job_type", "id"),
+)
+
+job_tasks = Table(
+    "job_tasks",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column(
+        "execution_id",
+        Integer,
+        ForeignKey("job_executions.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    Column("status", String(16), nullable=False),
+    Column("status_message", Text),
+    Column("params", Text, nullable=False),
+    Column("run_count", Integer, nullable=False, default=0),
+    Column("worker", String(255)),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("queued_at", DateTime(timezone=True), nullable=False),
+    Column("started_at", DateTime(timezone=True)),
+    Column("heartbeat_at", DateTime(timezone=True)),
+    Column("ended_at", DateTime(timezone=True)),
+    Column("log", Text, nullable=False, default=""),
+    Index(None, "status", "queued_at"),
 )

@@ -1,0 +1,109 @@
+"""The scheduler: one process at a time submits the executions schedules call for.
+
+Every process runs a `Scheduler`; the one that holds the `scheduler` lock
+leads, the others wait to take over should it stop. The leader submits one
+execution per schedule tick. Missed ticks (the leader was slow or nobody
+led) are coalesced: only the latest due tick fires. A tick is recorded with
+a unique key, so even two leaders (a Redis that lost the lock) fire it once.
+
+The leader also does the queue's upkeep (see `dockyard.jobs`): Pending
+tasks whose queue item was lost are pushed again, Running tasks whose worker
+went silent are failed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+
+from dockyard.jobs.records import JobService
+from dockyard.jobs.schedules import Schedule
+from dockyard.jobs.worker import HEARTBEAT_SECONDS
+from dockyard.state.locks import HeldLock, LockBusy, Locks, hold
+from dockyard.state.store import StateUnavailable
+
+log = logging.getLogger(__name__)
+
+LOCK_NAME = "scheduler"
+_LOCK_TTL_SECONDS = 15.0
+_FOLLOWER_RETRY_SECONDS = 2.0
+_UPKEEP_SECONDS = 30.0
+_REQUEUE_AFTER = timedelta(seconds=60)
+_LOST_AFTER = timedelta(seconds=6 * HEARTBEAT_SECONDS)
+
+
+class Scheduler:
+    def __init__(
+        self, jobs: JobService, locks: Locks, schedules: Sequence[Schedule]
+    ) -> None:
+        self.jobs = jobs
+        self.locks = locks
+        self.schedules = list(schedules)
+
+    async def run(self) -> None:
+        """Lead whenever the lock is free, until cancelled."""
+        while True:
+            try:
+                async with hold(self.locks, LOCK_NAME, _LOCK_TTL_SECONDS) as held:
+                    log.info("scheduler_leading")
+                    await self._lead(held)
+            except LockBusy:
+                pass
+            except StateUnavailable as exc:
+                log.warning("scheduler_lock_unavailable error=%s", exc)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # lead again later rather than never
+                log.exception("scheduler_failed")
+            await asyncio.sleep(_FOLLOWER_RETRY_SECONDS)
+
+    async def _lead(self, held: HeldLock) -> None:
+        fired = await self.jobs.last_ticks()
+        next_upkeep = _now()
+        while not held.lost.is_set():
+            now = _now()
+            for schedule in self.schedules:
+                await self._fire_due(schedule, now, fired)
+            if now >= next_upkeep:
+                await self._upkeep()
+                next_upkeep = now + timedelta(seconds=_UPKEEP_SECONDS)
+            wake = min([next_upkeep, *(s.next_tick(now) for s in self.schedules)])
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    held.lost.wait(), max(0.01, (wake - _now()).total_seconds())
+                )
+        log.warning("scheduler_lock_lost")
+
+    async def _fire_due(
+        self, schedule: Schedule, now: datetime, fired: dict[str, datetime]
+    ) -> None:
+        tick = schedule.latest_tick(now)
+        last = fired.get(schedule.name)
+        if last is not None and tick <= last:
+            return
+        fired[schedule.name] = tick
+        execution_id = await self.jobs.submit_scheduled(
+            schedule.job_type, schedule.name, tick, schedule.params
+        )
+        if execution_id is None:
+            log.info("schedule_tick_taken schedule=%s tick=%s", schedule.name, tick)
+            return
+        log.info(
+            "schedule_fired schedule=%s tick=%s execution_id=%d",
+            schedule.name,
+            tick.isoformat(),
+            execution_id,
+        )
+
+    async def _upkeep(self) -> None:
+        lost = await self.jobs.fail_lost(_LOST_AFTER)
+        requeued = await self.jobs.requeue_waiting(_REQUEUE_AFTER)
+        if lost or requeued:
+            log.warning("job_upkeep lost=%d requeued=%d", lost, requeued)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)

@@ -1,0 +1,206 @@
+"""Executions, tasks, the worker and the scheduler on a real SQLite database,
+with the in-process and the Redis queue and locks."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import select, update
+
+from dockyard.db.database import Database
+from dockyard.db.migrate import upgrade_database
+from dockyard.db.schema import job_executions, job_tasks
+from dockyard.jobs.queue import MemoryQueue, RedisQueue
+from dockyard.jobs.records import ERROR, PENDING, STOPPED, SUCCESS, JobService
+from dockyard.jobs.scheduler import Scheduler
+from dockyard.jobs.schedules import Schedule
+from dockyard.jobs.worker import Worker
+from dockyard.state.locks import MemoryLocks, RedisLocks
+
+
+@pytest.fixture
+def database(tmp_path):
+    url = f"sqlite:///{tmp_path / 'dockyard.db'}"
+    upgrade_database(url)
+    db = Database(url)
+    yield db
+    db.cache.close()
+
+
+@pytest.fixture(params=["memory", "redis"])
+def backend(request):
+    """(make_queue, locks): the queue and the locks one deployment shares."""
+    if request.param == "memory":
+        queue = MemoryQueue()
+        return (lambda: queue), MemoryLocks()
+    store = request.getfixturevalue("store")
+    return (lambda: RedisQueue(store)), RedisLocks(store)
+
+
+def an_hour_ago():
+    return datetime.now(UTC) - timedelta(hours=1)
+
+
+async def run_until(condition, *coroutines, timeout=20.0):
+    """Run `coroutines` until `condition()` (async) holds; then cancel them."""
+    tasks = [asyncio.create_task(c) for c in coroutines]
+    try:
+        async with asyncio.timeout(timeout):
+            while not await condition():
+                await asyncio.sleep(0.05)
+    finally:
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+async def test_submitted_job_runs_on_a_worker_and_records_its_log(database, backend):
+    make_queue, _ = backend
+    jobs = JobService(database, make_queue())
+
+    async def greet(context):
+        context.log(f"hello {context.params['name']}")
+
+    worker = Worker(None, JobService(database, make_queue()), {"GREET": greet})
+    execution_id = await jobs.submit("GREET", {"name": "dock"})
+
+    async def done():
+        return (await jobs.execution(execution_id))["status"] == SUCCESS
+
+    await run_until(done, worker.run())
+    execution = await jobs.execution(execution_id)
+
+    assert [t["status"] for t in execution["tasks"]] == [SUCCESS]
+    assert "hello dock" in execution["tasks"][0]["log"]
+
+
+async def test_failing_handler_ends_task_and_execution_in_error(database, backend):
+    make_queue, _ = backend
+    jobs = JobService(database, make_queue())
+
+    async def broken(context):
+        raise RuntimeError("disk on fire")
+
+    execution_id = await jobs.submit("BROKEN", tasks=[{}, {}])
+
+    async def done():
+        return (await jobs.execution(execution_id))["ended_at"] is not None
+
+    await run_until(done, Worker(None, jobs, {"BROKEN": broken}).run())
+    execution = await jobs.execution(execution_id)
+
+    assert execution["status"] == ERROR
+    assert "disk on fire" in execution["tasks"][0]["status_message"]
+
+
+async def test_task_claimed_twice_runs_once(database, backend):
+    make_queue, _ = backend
+    jobs = JobService(database, make_queue())
+    runs = []
+
+    async def count(context):
+        runs.append(context.task.id)
+
+    execution_id = await jobs.submit("COUNT")
+    task_id = (await jobs.execution(execution_id))["tasks"][0]["id"]
+    await jobs.queue.push(task_id)  # the same task offered twice
+
+    await Worker(None, jobs, {"COUNT": count}).run_task(task_id)
+    await Worker(None, jobs, {"COUNT": count}).run_task(task_id)
+
+    assert runs == [task_id]
+
+
+async def test_stopped_worker_ends_its_running_task_stopped(database, backend):
+    make_queue, _ = backend
+    jobs = JobService(database, make_queue())
+    started = asyncio.Event()
+
+    async def slow(context):
+        started.set()
+        await asyncio.sleep(60)
+
+    execution_id = await jobs.submit("SLOW")
+    worker = asyncio.create_task(Worker(None, jobs, {"SLOW": slow}).run())
+    await asyncio.wait_for(started.wait(), 10)
+    worker.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await worker
+
+    assert (await jobs.execution(execution_id))["status"] == STOPPED
+
+
+async def test_upkeep_requeues_a_task_whose_queue_item_was_lost(database, backend):
+    make_queue, locks = backend
+    jobs = JobService(database, make_queue())
+    execution_id = await jobs.submit("NOOP")
+    await make_queue().pop(timeout=1)  # the item is lost (e.g. Redis flushed)
+    async with database.write() as conn:
+        await conn.execute(update(job_tasks).values(queued_at=an_hour_ago()))
+
+    async def noop(context):
+        pass
+
+    async def done():
+        return (await jobs.execution(execution_id))["status"] == SUCCESS
+
+    await run_until(
+        done,
+        Scheduler(jobs, locks, []).run(),
+        Worker(None, jobs, {"NOOP": noop}).run(),
+    )
+
+    assert (await jobs.execution(execution_id))["tasks"][0]["run_count"] == 1
+
+
+async def test_upkeep_fails_a_task_whose_worker_went_silent(database, backend):
+    make_queue, _ = backend
+    jobs = JobService(database, make_queue())
+    execution_id = await jobs.submit("LOST")
+    task_id = (await jobs.execution(execution_id))["tasks"][0]["id"]
+    await jobs.claim(task_id, "gone:1")
+    async with database.write() as conn:
+        await conn.execute(update(job_tasks).values(heartbeat_at=an_hour_ago()))
+
+    lost = await jobs.fail_lost(timedelta(minutes=1))
+
+    assert lost == 1
+    assert (await jobs.execution(execution_id))["status"] == ERROR
+
+
+async def test_two_schedulers_fire_each_tick_once(database, backend):
+    make_queue, locks = backend
+    every_second = [Schedule("tick", "NOOP", "* * * * * *")]
+    schedulers = [
+        Scheduler(JobService(database, make_queue()), locks, every_second)
+        for _ in range(2)
+    ]
+
+    async def three_ticks():
+        async with database.read() as conn:
+            ticks = (await conn.scalars(select(job_executions.c.scheduled_for))).all()
+        return len(ticks) >= 3
+
+    await run_until(three_ticks, *(s.run() for s in schedulers))
+    async with database.read() as conn:
+        ticks = (await conn.scalars(select(job_executions.c.scheduled_for))).all()
+
+    assert len(ticks) == len(set(ticks))
+    assert all(tick.microsecond == 0 for tick in ticks)
+
+
+async def test_scheduled_tick_already_recorded_is_not_recorded_again(database):
+    jobs = JobService(database, MemoryQueue())
+    schedule = Schedule("tick", "NOOP", "* * * * * *")
+    tick = schedule.latest_tick(datetime.now(UTC))
+
+    first = await jobs.submit_scheduled("NOOP", "tick", tick, {})
+    second = await jobs.submit_scheduled("NOOP", "tick", tick, {})
+
+    assert first is not None and second is None
+    assert (await jobs.execution(first))["status"] == PENDING
