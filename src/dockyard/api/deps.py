@@ -112,13 +112,17 @@ AdminDep = Annotated[Principal, Depends(get_admin)]
 
 
 _CHANGES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+_SETTINGS = "/configurations"
 
 
 async def refuse_changes_when_read_only(
     request: Request, services: ServicesDep
 ) -> None:
     """In read-only mode every change is refused, except turning it off."""
-    if request.method not in _CHANGES or request.url.path.endswith("/configurations"):
+    # The route, not the path's tail: a repository or tag may be named
+    # `configurations` too.
+    route = request.scope.get("route")
+    if request.method not in _CHANGES or getattr(route, "path", "") == _SETTINGS:
         return
     if await services.configurations.get("read_only"):
         raise Forbidden(READ_ONLY_MESSAGE)

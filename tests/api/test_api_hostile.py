@@ -1,0 +1,103 @@
+"""What a hostile caller tries against the permission layer and the API: each
+test is one attack that once worked (or crashed the server), and the answer
+Harbor gives instead.
+
+Tests that change system-wide settings of the shared server put them back
+before they end.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+
+from tests.api.conftest import Registry
+
+API = "/api/v2.0"
+PASSWORD = "Hostile-pass1"
+BEYOND_INT64 = 2**63
+
+
+@contextlib.contextmanager
+def configured(api, **values):
+    before = {
+        key: item["value"]
+        for key, item in api.get(f"{API}/configurations").json().items()
+    }
+    assert api.put(f"{API}/configurations", json=values).status_code == 200
+    try:
+        yield
+    finally:
+        api.put(f"{API}/configurations", json={key: before[key] for key in values})
+
+
+def new_user(api):
+    name = f"h-{secrets.token_hex(4)}"
+    response = api.post(f"{API}/users", json={"username": name, "password": PASSWORD})
+    assert response.status_code == 201, response.text
+    return name
+
+
+def new_project(api):
+    name = f"h-{secrets.token_hex(4)}"
+    response = api.post(
+        f"{API}/projects",
+        json={"project_name": name, "metadata": {"public": "false"}},
+    )
+    assert response.status_code == 201, response.text
+    return name
+
+
+def new_robot(api, name, permissions):
+    response = api.post(
+        f"{API}/robots",
+        json={
+            "name": name,
+            "level": "system",
+            "duration": -1,
+            "permissions": permissions,
+        },
+    )
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def project_access(namespace, *pairs):
+    return {
+        "kind": "project",
+        "namespace": namespace,
+        "access": [{"resource": r, "action": a} for r, a in pairs],
+    }
+
+
+def system_access(*pairs):
+    return {
+        "kind": "system",
+        "namespace": "/",
+        "access": [{"resource": r, "action": a} for r, a in pairs],
+    }
+
+
+# Read-only mode
+
+
+def test_read_only_mode_refuses_deleting_a_repository_named_configurations(api):
+    project = new_project(api)
+    repository = f"{project}/configurations"
+    registry = Registry(api, repository)
+    assert registry.put_manifest("v1", registry.image_manifest()).status_code == 201
+
+    with configured(api, read_only=True):
+        deleted = api.delete(f"{API}/projects/{project}/repositories/configurations")
+
+    assert deleted.status_code == 403
+    assert api.get(f"/v2/{repository}/manifests/v1").status_code == 200
+
+
+def test_read_only_mode_can_still_be_turned_off(api):
+    assert api.put(f"{API}/configurations", json={"read_only": True}).is_success
+
+    response = api.put(f"{API}/configurations", json={"read_only": False})
+
+    assert response.status_code == 200
+    assert api.get(f"{API}/configurations").json()["read_only"]["value"] is False
