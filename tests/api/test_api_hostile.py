@@ -11,6 +11,9 @@ from __future__ import annotations
 import contextlib
 import secrets
 
+import httpx
+import pytest
+
 from tests.api.conftest import Registry
 
 API = "/api/v2.0"
@@ -78,6 +81,28 @@ def system_access(*pairs):
     }
 
 
+@pytest.fixture
+def robot_admin(api):
+    """A system robot that may update robots and pull from one project, and a
+    stronger robot that may push everywhere."""
+    project = new_project(api)
+    tag = secrets.token_hex(3)
+    weak = new_robot(
+        api,
+        f"weak-{tag}",
+        [
+            system_access(("robot", "update"), ("robot", "read")),
+            project_access(project, ("repository", "pull")),
+        ],
+    )
+    strong = new_robot(
+        api,
+        f"strong-{tag}",
+        [project_access("*", ("repository", "pull"), ("repository", "push"))],
+    )
+    return (weak["name"], weak["secret"]), strong
+
+
 # Read-only mode
 
 
@@ -101,3 +126,33 @@ def test_read_only_mode_can_still_be_turned_off(api):
 
     assert response.status_code == 200
     assert api.get(f"{API}/configurations").json()["read_only"]["value"] is False
+
+
+# Robots
+
+
+def test_robot_refreshing_the_secret_of_a_stronger_robot_is_refused(
+    dockyard, robot_admin
+):
+    weak, strong = robot_admin
+
+    response = httpx.patch(
+        f"{dockyard.url}{API}/robots/{strong['id']}", json={}, auth=weak
+    )
+
+    assert response.status_code == 403
+    assert "secret" not in response.text
+
+
+def test_robot_enabling_a_stronger_robot_is_refused(dockyard, api, robot_admin):
+    weak, strong = robot_admin
+    assert api.put(f"{API}/robots/{strong['id']}", json={"disable": True}).is_success
+
+    response = httpx.put(
+        f"{dockyard.url}{API}/robots/{strong['id']}",
+        json={"disable": False},
+        auth=weak,
+    )
+
+    assert response.status_code == 403
+    assert api.get(f"{API}/robots/{strong['id']}").json()["disable"] is True

@@ -4,7 +4,8 @@ Who may act on a robot follows its level: a system robot needs the system
 permission (robot, <action>), which system admins hold and a system robot can
 be given; a project robot needs (robot, <action>) in its project, which
 project admins hold. A robot that creates or updates robots may only hand out
-permissions it holds itself. The secret appears in the answer to creation
+permissions it holds itself, and may not refresh the secret of, or update, a
+robot holding more than it does. The secret appears in the answer to creation
 and to a refresh, never again.
 """
 
@@ -178,6 +179,7 @@ async def update_robot(
 ) -> Response:
     robot = await _existing(services, robot_id)
     await _require_on(services, caller, robot, "update")
+    await _require_no_stronger(services, caller, robot)
 
     await _check_immutable(services, robot, body)
     try:
@@ -202,6 +204,7 @@ async def refresh_secret(
     robot = await _existing(services, robot_id)
     if caller.robot_id != robot.id:
         await _require_on(services, caller, robot, "update")
+        await _require_no_stronger(services, caller, robot)
 
     chosen = _chosen_secret(body.secret)
     secret = chosen or generate_secret()
@@ -355,6 +358,15 @@ async def _require_subset(
             "a robot may only grant permissions it holds itself: "
             f"{caller.username} does not hold them all"
         )
+
+
+async def _require_no_stronger(
+    services: Services, caller: Principal, robot: Robot
+) -> None:
+    """A robot changes no robot that holds more than it does: enabling it or
+    learning its new secret would give the caller what it may not grant."""
+    if caller.robot_id is not None and caller.robot_id != robot.id:
+        await _require_subset(services, caller, robot.permissions)
 
 
 def _chosen_secret(secret: str | None) -> str | None:
