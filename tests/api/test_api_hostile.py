@@ -14,7 +14,7 @@ import secrets
 import httpx
 import pytest
 
-from tests.api.conftest import Registry
+from tests.api.conftest import Registry, error_code
 
 API = "/api/v2.0"
 PASSWORD = "Hostile-pass1"
@@ -156,3 +156,16 @@ def test_robot_enabling_a_stronger_robot_is_refused(dockyard, api, robot_admin):
 
     assert response.status_code == 403
     assert api.get(f"{API}/robots/{strong['id']}").json()["disable"] is True
+
+
+# Users
+
+
+@pytest.mark.parametrize("character", [",", "~", "#", "$", "%", '"'])
+def test_username_with_a_character_harbor_forbids_is_rejected(api, character):
+    name = f"h{character}{secrets.token_hex(3)}"
+
+    response = api.post(f"{API}/users", json={"username": name, "password": PASSWORD})
+
+    assert response.status_code == 400
+    assert error_code(response) == "BAD_REQUEST"
