@@ -169,3 +169,65 @@ def test_username_with_a_character_harbor_forbids_is_rejected(api, character):
 
     assert response.status_code == 400
     assert error_code(response) == "BAD_REQUEST"
+
+
+# Who may read what (Harbor's handlers)
+
+
+def test_permission_catalogue_needs_authentication(dockyard):
+    response = httpx.get(f"{dockyard.url}{API}/permissions")
+
+    assert response.status_code == 401
+
+
+def test_permission_catalogue_is_refused_to_a_user_who_administers_nothing(
+    dockyard, api
+):
+    user = new_user(api)
+
+    response = httpx.get(f"{dockyard.url}{API}/permissions", auth=(user, PASSWORD))
+
+    assert response.status_code == 403
+
+
+def test_permission_catalogue_shows_a_project_admin_only_project_permissions(
+    dockyard, api
+):
+    user = new_user(api)
+    project = new_project(api)
+    added = api.post(
+        f"{API}/projects/{project}/members",
+        json={"role_id": 1, "member_user": {"username": user}},
+    )
+    assert added.status_code == 201
+
+    response = httpx.get(f"{dockyard.url}{API}/permissions", auth=(user, PASSWORD))
+
+    assert response.status_code == 200
+    assert response.json()["system"] == [] and response.json()["project"]
+
+
+def test_current_user_permissions_need_authentication(dockyard):
+    response = httpx.get(f"{dockyard.url}{API}/users/current/permissions")
+
+    assert response.status_code == 401
+
+
+def test_user_group_listing_is_refused_to_a_non_admin(dockyard, api):
+    user = new_user(api)
+
+    response = httpx.get(f"{dockyard.url}{API}/usergroups", auth=(user, PASSWORD))
+
+    assert response.status_code == 403
+
+
+def test_user_group_is_not_shown_to_a_non_admin(dockyard, api):
+    user = new_user(api)
+    created = api.post(f"{API}/usergroups", json={"group_name": user + "-g"})
+    group = created.headers["location"].rsplit("/", 1)[1]
+
+    response = httpx.get(
+        f"{dockyard.url}{API}/usergroups/{group}", auth=(user, PASSWORD)
+    )
+
+    assert response.status_code == 403

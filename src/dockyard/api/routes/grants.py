@@ -14,7 +14,14 @@ from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, Field
 
 from dockyard.api.access import project_access, project_named
-from dockyard.api.deps import AdminDep, CallerDep, PageDep, ServicesDep, paginated
+from dockyard.api.deps import (
+    AdminDep,
+    CallerDep,
+    PageDep,
+    ServicesDep,
+    UserDep,
+    paginated,
+)
 from dockyard.api.errors import (
     BadRequest,
     Conflict,
@@ -68,10 +75,16 @@ class GrantReq(BaseModel):
 
 
 @router.get("/permissions")
-async def list_permission_catalogue(caller: CallerDep) -> dict[str, Any]:
-    """Every permission a robot or a role can hold, by kind."""
+async def list_permission_catalogue(
+    services: ServicesDep, caller: UserDep
+) -> dict[str, Any]:
+    """Every permission a robot or a role can hold, by kind; as in Harbor,
+    for system admins, and the project kind for project admins."""
+    if not caller.sysadmin and not await services.policy.administers_a_project(caller):
+        raise Forbidden("only system and project admins may list permissions")
+    system = SYSTEM_PERMISSIONS if caller.sysadmin else frozenset()
     return {
-        "system": _accesses(SYSTEM_PERMISSIONS),
+        "system": _accesses(system),
         "project": _accesses(PROJECT_PERMISSIONS),
     }
 
@@ -79,7 +92,7 @@ async def list_permission_catalogue(caller: CallerDep) -> dict[str, Any]:
 @router.get("/users/current/permissions")
 async def current_user_permissions(
     services: ServicesDep,
-    caller: CallerDep,
+    caller: UserDep,
     scope: str = "",
     relative: bool = False,
 ) -> list[dict[str, str]]:

@@ -1,7 +1,9 @@
 """`/usergroups`: groups that can be project members.
 
-Harbor's endpoints, plus Dockyard's `/usergroups/{group_id}/users`, which
-puts local users into a group so groups also work with database logins.
+Harbor's endpoints, with Harbor's rule that only system admins list and
+read groups (any user may search them, to add one as a member), plus
+Dockyard's `/usergroups/{group_id}/users`, which puts local users into a
+group so groups also work with database logins.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ class GroupUserReq(BaseModel):
 async def list_groups(
     request: Request,
     services: ServicesDep,
-    user: UserDep,
+    admin: AdminDep,
     page: PageDep,
     group_name: str | None = None,
     ldap_group_dn: str | None = None,
@@ -94,7 +96,7 @@ async def create_group(
 
 
 @router.get("/usergroups/{group_id}")
-async def get_group(group_id: int, services: ServicesDep, user: UserDep) -> dict:
+async def get_group(group_id: int, services: ServicesDep, admin: AdminDep) -> dict:
     return _group_resp(await _found(services.groups, group_id))
 
 
