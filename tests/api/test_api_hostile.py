@@ -231,3 +231,74 @@ def test_user_group_is_not_shown_to_a_non_admin(dockyard, api):
     )
 
     assert response.status_code == 403
+
+
+# Numbers a database column cannot hold
+
+
+def test_page_beyond_the_integer_range_is_a_bad_request(api):
+    response = api.get(f"{API}/projects", params={"page": BEYOND_INT64})
+
+    assert response.status_code == 400
+    assert error_code(response) == "BAD_REQUEST"
+
+
+def test_query_integer_beyond_the_integer_range_is_a_bad_request(api):
+    response = api.get(f"{API}/repositories", params={"q": f"id={BEYOND_INT64}"})
+
+    assert response.status_code == 400
+    assert error_code(response) == "BAD_REQUEST"
+
+
+@pytest.mark.parametrize(
+    "path", ["robots", "labels", "quotas", "users", "usergroups", "roles"]
+)
+def test_path_id_beyond_the_integer_range_is_a_bad_request(api, path):
+    response = api.get(f"{API}/{path}/{BEYOND_INT64}")
+
+    assert response.status_code == 400
+    assert error_code(response) == "BAD_REQUEST"
+
+
+def test_project_id_beyond_the_integer_range_is_taken_as_a_name(api):
+    response = api.get(f"{API}/projects/{BEYOND_INT64}")
+
+    assert response.status_code == 404
+    assert error_code(response) == "NOT_FOUND"
+
+
+def test_member_role_beyond_the_integer_range_is_a_bad_request(api):
+    user = new_user(api)
+
+    response = api.post(
+        f"{API}/projects/library/members",
+        json={"role_id": BEYOND_INT64, "member_user": {"username": user}},
+    )
+
+    assert response.status_code == 400
+
+
+@pytest.mark.parametrize(
+    "group",
+    [{"id": "abc"}, {"id": BEYOND_INT64}, {"group_name": "g", "group_type": "x"}],
+)
+def test_member_group_of_the_wrong_type_is_a_bad_request(api, group):
+    response = api.post(
+        f"{API}/projects/library/members", json={"role_id": 3, "member_group": group}
+    )
+
+    assert response.status_code == 400
+    assert error_code(response) == "BAD_REQUEST"
+
+
+def test_storage_per_project_beyond_the_integer_range_is_rejected(api):
+    try:
+        response = api.put(
+            f"{API}/configurations", json={"storage_per_project": BEYOND_INT64}
+        )
+        created = api.post(f"{API}/projects", json={"project_name": new_user(api)})
+    finally:
+        api.put(f"{API}/configurations", json={"storage_per_project": -1})
+
+    assert response.status_code == 400
+    assert created.status_code == 201

@@ -17,6 +17,7 @@ from dockyard.api.access import project_access, project_named
 from dockyard.api.deps import (
     AdminDep,
     CallerDep,
+    DbInt,
     PageDep,
     ServicesDep,
     UserDep,
@@ -64,13 +65,13 @@ class RoleReq(BaseModel):
 
 class HolderReq(BaseModel):
     kind: str
-    id: int | None = None
+    id: DbInt | None = None
     name: str | None = Field(default=None, max_length=255)
 
 
 class GrantReq(BaseModel):
     holder: HolderReq
-    role_id: int
+    role_id: DbInt
     repository_pattern: str = Field(min_length=1, max_length=255)
 
 
@@ -120,7 +121,7 @@ async def list_roles(services: ServicesDep, caller: CallerDep) -> list[dict[str,
 
 
 @router.get("/roles/{role_id}")
-async def get_role(role_id: int, services: ServicesDep, caller: CallerDep) -> dict:
+async def get_role(role_id: DbInt, services: ServicesDep, caller: CallerDep) -> dict:
     try:
         return _role_resp(await services.grants.get_role(role_id))
     except RoleNotFound as exc:
@@ -144,7 +145,7 @@ async def create_role(
 
 @router.put("/roles/{role_id}")
 async def update_role(
-    role_id: int, body: RoleReq, services: ServicesDep, admin: AdminDep
+    role_id: DbInt, body: RoleReq, services: ServicesDep, admin: AdminDep
 ) -> Response:
     try:
         await services.grants.update_role(
@@ -166,7 +167,9 @@ async def update_role(
 
 
 @router.delete("/roles/{role_id}")
-async def delete_role(role_id: int, services: ServicesDep, admin: AdminDep) -> Response:
+async def delete_role(
+    role_id: DbInt, services: ServicesDep, admin: AdminDep
+) -> Response:
     try:
         await services.grants.delete_role(role_id, admin.username)
     except RoleNotFound as exc:
@@ -208,13 +211,15 @@ async def create_grant(
 
 
 @router.get("/projects/{project_name_or_id}/grants/{grant_id}")
-async def get_grant(grant_id: int, access: GrantLister, services: ServicesDep) -> dict:
+async def get_grant(
+    grant_id: DbInt, access: GrantLister, services: ServicesDep
+) -> dict:
     return _grant_resp(await _grant(services, access.project.id, grant_id))
 
 
 @router.delete("/projects/{project_name_or_id}/grants/{grant_id}")
 async def delete_grant(
-    grant_id: int, access: GrantDeleter, services: ServicesDep, caller: CallerDep
+    grant_id: DbInt, access: GrantDeleter, services: ServicesDep, caller: CallerDep
 ) -> Response:
     grant = await _grant(services, access.project.id, grant_id)
     await services.grants.delete_grant(grant, caller.username)

@@ -20,7 +20,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import Select, String, func, select
 
 from dockyard.api.access import project_access, require
-from dockyard.api.deps import Page, PageDep, ServicesDep, UserDep, paginated
+from dockyard.api.deps import DbInt, Page, PageDep, ServicesDep, UserDep, paginated
 from dockyard.api.errors import (
     BadRequest,
     Conflict,
@@ -31,7 +31,7 @@ from dockyard.api.query import apply_query, parse_q
 from dockyard.api.routes.users import harbor_time
 from dockyard.auth.passwords import PasswordTooWeak, check_password_policy
 from dockyard.auth.principals import Principal
-from dockyard.db.schema import robots
+from dockyard.db.schema import MAX_INTEGER, robots
 from dockyard.projects import Project
 from dockyard.robots import (
     EVERY_PROJECT,
@@ -77,7 +77,7 @@ class RobotCreate(BaseModel):
     secret: str | None = None
     level: str
     disable: bool = False
-    duration: int | None = None
+    duration: DbInt | None = None
     permissions: list[RobotPermissionReq] = []
 
 
@@ -88,7 +88,7 @@ class RobotUpdate(BaseModel):
     description: str | None = None
     level: str | None = None
     disable: bool = False
-    duration: int | None = None
+    duration: DbInt | None = None
     permissions: list[RobotPermissionReq] | None = None
 
 
@@ -165,7 +165,7 @@ async def list_robots(
 
 @router.get("/robots/{robot_id}")
 async def get_robot(
-    robot_id: int, services: ServicesDep, caller: UserDep
+    robot_id: DbInt, services: ServicesDep, caller: UserDep
 ) -> dict[str, Any]:
     robot = await _existing(services, robot_id)
     await _require_on(services, caller, robot, "read")
@@ -175,7 +175,7 @@ async def get_robot(
 
 @router.put("/robots/{robot_id}")
 async def update_robot(
-    robot_id: int, body: RobotUpdate, services: ServicesDep, caller: UserDep
+    robot_id: DbInt, body: RobotUpdate, services: ServicesDep, caller: UserDep
 ) -> Response:
     robot = await _existing(services, robot_id)
     await _require_on(services, caller, robot, "update")
@@ -197,7 +197,7 @@ async def update_robot(
 
 @router.patch("/robots/{robot_id}")
 async def refresh_secret(
-    robot_id: int, body: RobotSec, services: ServicesDep, caller: UserDep
+    robot_id: DbInt, body: RobotSec, services: ServicesDep, caller: UserDep
 ) -> dict[str, Any]:
     """A new random secret, returned; or the caller's own choice, not echoed.
     The robot itself may always renew its secret."""
@@ -215,7 +215,7 @@ async def refresh_secret(
 
 @router.delete("/robots/{robot_id}")
 async def delete_robot(
-    robot_id: int, services: ServicesDep, caller: UserDep
+    robot_id: DbInt, services: ServicesDep, caller: UserDep
 ) -> Response:
     robot = await _existing(services, robot_id)
     await _require_on(services, caller, robot, "delete")
@@ -422,7 +422,7 @@ async def _listed_scope(
     if level == SYSTEM:
         return level, None
     project_id = given.get("ProjectID", "")
-    if not project_id.isdigit() or int(project_id) <= 0:
+    if not project_id.isdigit() or not 0 < int(project_id) <= MAX_INTEGER:
         raise BadRequest("ProjectID must be a positive integer for project robots")
     project = await services.projects.project_by_id(int(project_id))
     if project is None:
