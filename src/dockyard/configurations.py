@@ -18,7 +18,7 @@ from sqlalchemy import delete, insert, select
 
 from dockyard.audit import DISABLED_TYPES_KEY, parse_event_types, record_change
 from dockyard.db.database import Database
-from dockyard.db.schema import configurations
+from dockyard.db.schema import MAX_INTEGER, configurations
 
 READ_ONLY_MESSAGE = "the registry is in read-only mode: no changes are allowed"
 
@@ -57,7 +57,10 @@ KEYS: dict[str, ConfigKey] = {
     "pull_audit_log_disable": ConfigKey(bool, False),
     # Bytes a new project may store unless its creator (an admin) says otherwise.
     "storage_per_project": ConfigKey(
-        int, -1, lambda v: v == -1 or v > 0, "-1 (no limit) or a positive size"
+        int,
+        -1,
+        lambda v: v == -1 or 0 < v <= MAX_INTEGER,
+        "-1 (no limit) or a positive size",
     ),
     # Days a robot's secret lives when its creator names no duration.
     "robot_token_duration": ConfigKey(

@@ -19,13 +19,16 @@ from dockyard.api.deps import CallerDep, ServicesDep
 from dockyard.api.errors import Forbidden, NotFound, Unauthorized
 from dockyard.auth.access import ProjectAccess
 from dockyard.auth.principals import Principal
+from dockyard.db.schema import MAX_INTEGER
 from dockyard.projects import Project
 from dockyard.services import Services
 
 
 async def project_named(services: Services, name_or_id: str, is_name: bool) -> Project:
-    """The project a path names (by id unless `X-Is-Resource-Name`); 404 if none."""
-    if not is_name and name_or_id.isdigit():
+    """The project a path names (by id unless `X-Is-Resource-Name`); 404 if none.
+
+    Digits beyond the id range are a name, as in Harbor (they parse as no id)."""
+    if not is_name and name_or_id.isdigit() and int(name_or_id) <= MAX_INTEGER:
         project = await services.projects.project_by_id(int(name_or_id))
     else:
         project = await services.projects.find_project(name_or_id)

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
+from annotated_types import Interval
 from fastapi import Depends, Query, Request
 from fastapi.responses import JSONResponse
 
@@ -27,9 +28,14 @@ from dockyard.api.errors import Forbidden, TooManyRequests, Unauthorized
 from dockyard.auth.principals import ANONYMOUS, Principal
 from dockyard.auth.users import LoginThrottled
 from dockyard.configurations import READ_ONLY_MESSAGE
+from dockyard.db.schema import MAX_INTEGER
 from dockyard.services import Services
 
 MAX_PAGE_SIZE = 100
+
+DbInt = Annotated[int, Interval(ge=-MAX_INTEGER - 1, le=MAX_INTEGER)]
+"""An integer from the request that a database column can hold; a larger one
+is a 400, not an overflow deep inside the database driver."""
 
 
 def get_services(request: Request) -> Services:
@@ -112,13 +118,17 @@ AdminDep = Annotated[Principal, Depends(get_admin)]
 
 
 _CHANGES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+_SETTINGS = "/configurations"
 
 
 async def refuse_changes_when_read_only(
     request: Request, services: ServicesDep
 ) -> None:
     """In read-only mode every change is refused, except turning it off."""
-    if request.method not in _CHANGES or request.url.path.endswith("/configurations"):
+    # The route, not the path's tail: a repository or tag may be named
+    # `configurations` too.
+    route = request.scope.get("route")
+    if request.method not in _CHANGES or getattr(route, "path", "") == _SETTINGS:
         return
     if await services.configurations.get("read_only"):
         raise Forbidden(READ_ONLY_MESSAGE)
@@ -135,7 +145,7 @@ class Page:
 
 
 def get_page(
-    page: Annotated[int, Query(ge=1)] = 1,
+    page: Annotated[int, Query(ge=1, le=MAX_INTEGER // MAX_PAGE_SIZE)] = 1,
     page_size: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = 10,
 ) -> Page:
     return Page(page, page_size)

@@ -24,6 +24,8 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Select, and_, or_
 
+from dockyard.db.schema import MAX_INTEGER
+
 
 class QueryError(ValueError):
     """`q` or `sort` is malformed or names an unknown key."""
@@ -121,9 +123,12 @@ def _typed(column: Any, value: str) -> Any:
         return value.lower() == "true"
     if python_type is int:
         try:
-            return int(value)
+            number = int(value)
         except ValueError:
             raise QueryError(f"{value!r} is not an integer") from None
+        if abs(number) > MAX_INTEGER:
+            raise QueryError(f"{value!r} is out of range")
+        return number
     return value
 
 

@@ -122,6 +122,15 @@ class AccessPolicy:
             return NO_ACTIONS
         return registry_actions(access.in_repository(repository))
 
+    async def administers_a_project(self, principal: Principal) -> bool:
+        """Whether `principal` is a user who manages the members of some
+        project (Harbor's test for a project admin)."""
+        if principal.user_id is None:
+            return False
+        query = projects_granting(principal, ("member", "create")).limit(1)
+        async with self.projects.db.read() as conn:
+            return await conn.scalar(query) is not None
+
     async def grant(self, principal: Principal, requested: list[Scope]) -> list[Scope]:
         """Each requested scope cut down to what `principal` is allowed."""
         granted = []

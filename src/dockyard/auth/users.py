@@ -38,6 +38,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# Harbor's forbidden characters (`$` keeps users apart from `robot$` names),
+# plus ':' (it ends the name in Basic credentials), '/' and spaces.
+_FORBIDDEN_IN_USERNAMES = ',"~#%$:/ '
 _LOGIN_CACHE_SECONDS = 60
 _CONCURRENT_HASHES = 2
 # A hash of no one's password, with the default parameters, checked against
@@ -101,10 +104,11 @@ class UserService:
         if (
             not 0 < len(username) <= 255
             or not username.isprintable()
-            or any(c in username for c in ':/ "')
+            or any(c in username for c in _FORBIDDEN_IN_USERNAMES)
         ):
             raise UserError(
-                "a username must be 1-255 characters without ':', '/', '\"' or spaces"
+                "a username must be 1-255 characters without spaces or any of "
+                + " ".join(_FORBIDDEN_IN_USERNAMES.strip())
             )
         if enforce_policy:
             check_password_policy(password)

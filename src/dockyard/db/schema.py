@@ -40,6 +40,9 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
+MAX_INTEGER = 2**63 - 1
+"""The largest value an integer column holds (64-bit, in SQLite and PostgreSQL)."""
+
 metadata = MetaData(
     naming_convention={
         "ix": "ix_%(table_name)s_%(column_0_N_name)s",

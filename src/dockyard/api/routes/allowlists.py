@@ -18,7 +18,7 @@ from dockyard.allowlists import (
     AllowlistInvalid,
     check_content,
 )
-from dockyard.api.deps import AdminDep, ServicesDep, UserDep
+from dockyard.api.deps import AdminDep, DbInt, ServicesDep, UserDep
 from dockyard.api.errors import BadRequest
 from dockyard.api.routes.users import harbor_time
 
@@ -35,9 +35,9 @@ class CVEAllowlistItem(BaseModel):
 class CVEAllowlistReq(BaseModel):
     """Harbor's CVEAllowlist; `id`, `project_id` and the times are ignored."""
 
-    id: int | None = None
-    project_id: int | None = None
-    expires_at: int | None = None
+    id: DbInt | None = None
+    project_id: DbInt | None = None
+    expires_at: DbInt | None = None
     items: list[CVEAllowlistItem] | None = None
 
     def content(self) -> AllowlistContent:

@@ -33,7 +33,7 @@ from dockyard.api.routes.repositories import (
     translate,
 )
 from dockyard.api.routes.users import harbor_time
-from dockyard.db.schema import manifests, tags
+from dockyard.db.schema import MAX_INTEGER, manifests, tags
 from dockyard.registry.additions import ADDITIONS, AdditionUnavailable
 from dockyard.registry.artifacts import (
     Accessory,
@@ -367,7 +367,7 @@ def _moment(text: str) -> datetime:
 
 
 def _integer(text: str) -> int:
-    if not text.isdigit():
+    if not text.isdigit() or int(text) > MAX_INTEGER:
         raise QueryError(f"{text!r} is not a label id")
     return int(text)
 

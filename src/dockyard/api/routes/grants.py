@@ -14,7 +14,15 @@ from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, Field
 
 from dockyard.api.access import project_access, project_named
-from dockyard.api.deps import AdminDep, CallerDep, PageDep, ServicesDep, paginated
+from dockyard.api.deps import (
+    AdminDep,
+    CallerDep,
+    DbInt,
+    PageDep,
+    ServicesDep,
+    UserDep,
+    paginated,
+)
 from dockyard.api.errors import (
     BadRequest,
     Conflict,
@@ -57,21 +65,27 @@ class RoleReq(BaseModel):
 
 class HolderReq(BaseModel):
     kind: str
-    id: int | None = None
+    id: DbInt | None = None
     name: str | None = Field(default=None, max_length=255)
 
 
 class GrantReq(BaseModel):
     holder: HolderReq
-    role_id: int
+    role_id: DbInt
     repository_pattern: str = Field(min_length=1, max_length=255)
 
 
 @router.get("/permissions")
-async def list_permission_catalogue(caller: CallerDep) -> dict[str, Any]:
-    """Every permission a robot or a role can hold, by kind."""
+async def list_permission_catalogue(
+    services: ServicesDep, caller: UserDep
+) -> dict[str, Any]:
+    """Every permission a robot or a role can hold, by kind; as in Harbor,
+    for system admins, and the project kind for project admins."""
+    if not caller.sysadmin and not await services.policy.administers_a_project(caller):
+        raise Forbidden("only system and project admins may list permissions")
+    system = SYSTEM_PERMISSIONS if caller.sysadmin else frozenset()
     return {
-        "system": _accesses(SYSTEM_PERMISSIONS),
+        "system": _accesses(system),
         "project": _accesses(PROJECT_PERMISSIONS),
     }
 
@@ -79,7 +93,7 @@ async def list_permission_catalogue(caller: CallerDep) -> dict[str, Any]:
 @router.get("/users/current/permissions")
 async def current_user_permissions(
     services: ServicesDep,
-    caller: CallerDep,
+    caller: UserDep,
     scope: str = "",
     relative: bool = False,
 ) -> list[dict[str, str]]:
@@ -107,7 +121,7 @@ async def list_roles(services: ServicesDep, caller: CallerDep) -> list[dict[str,
 
 
 @router.get("/roles/{role_id}")
-async def get_role(role_id: int, services: ServicesDep, caller: CallerDep) -> dict:
+async def get_role(role_id: DbInt, services: ServicesDep, caller: CallerDep) -> dict:
     try:
         return _role_resp(await services.grants.get_role(role_id))
     except RoleNotFound as exc:
@@ -131,7 +145,7 @@ async def create_role(
 
 @router.put("/roles/{role_id}")
 async def update_role(
-    role_id: int, body: RoleReq, services: ServicesDep, admin: AdminDep
+    role_id: DbInt, body: RoleReq, services: ServicesDep, admin: AdminDep
 ) -> Response:
     try:
         await services.grants.update_role(
@@ -153,7 +167,9 @@ async def update_role(
 
 
 @router.delete("/roles/{role_id}")
-async def delete_role(role_id: int, services: ServicesDep, admin: AdminDep) -> Response:
+async def delete_role(
+    role_id: DbInt, services: ServicesDep, admin: AdminDep
+) -> Response:
     try:
         await services.grants.delete_role(role_id, admin.username)
     except RoleNotFound as exc:
@@ -195,13 +211,15 @@ async def create_grant(
 
 
 @router.get("/projects/{project_name_or_id}/grants/{grant_id}")
-async def get_grant(grant_id: int, access: GrantLister, services: ServicesDep) -> dict:
+async def get_grant(
+    grant_id: DbInt, access: GrantLister, services: ServicesDep
+) -> dict:
     return _grant_resp(await _grant(services, access.project.id, grant_id))
 
 
 @router.delete("/projects/{project_name_or_id}/grants/{grant_id}")
 async def delete_grant(
-    grant_id: int, access: GrantDeleter, services: ServicesDep, caller: CallerDep
+    grant_id: DbInt, access: GrantDeleter, services: ServicesDep, caller: CallerDep
 ) -> Response:
     grant = await _grant(services, access.project.id, grant_id)
     await services.grants.delete_grant(grant, caller.username)

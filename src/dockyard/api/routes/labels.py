@@ -16,7 +16,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import ColumnElement, or_, select, true
 
 from dockyard.api.access import require
-from dockyard.api.deps import CallerDep, PageDep, ServicesDep, paginated
+from dockyard.api.deps import CallerDep, DbInt, PageDep, ServicesDep, paginated
 from dockyard.api.errors import BadRequest, Conflict, Forbidden, NotFound, Unauthorized
 from dockyard.api.query import apply_query
 from dockyard.api.routes.repositories import repository_permission
@@ -67,7 +67,7 @@ class LabelReq(BaseModel):
     description: str | None = Field(default=None, max_length=8192)
     color: str | None = Field(default=None, max_length=1024)
     scope: str | None = None
-    project_id: int | None = None
+    project_id: DbInt | None = None
 
     def fields(self) -> LabelFields:
         return LabelFields(self.name or "", self.description or "", self.color or "")
@@ -76,7 +76,7 @@ class LabelReq(BaseModel):
 class LabelRef(BaseModel):
     """Harbor's clients send a whole Label; only its id is used."""
 
-    id: int
+    id: DbInt
 
 
 @router.get("/labels")
@@ -89,7 +89,7 @@ async def list_labels(
     sort: str | None = None,
     name: str | None = None,
     scope: str | None = None,
-    project_id: int | None = None,
+    project_id: DbInt | None = None,
 ) -> Response:
     """Global labels, one project's (`scope=p&project_id=N`), or without a
     scope both: the global ones and those of projects the caller may list."""
@@ -125,7 +125,7 @@ async def create_label(
 
 @router.get("/labels/{label_id}")
 async def get_label(
-    label_id: int, services: ServicesDep, caller: CallerDep
+    label_id: DbInt, services: ServicesDep, caller: CallerDep
 ) -> dict[str, Any]:
     label = await _label(services, caller, label_id, "read")
     return label_resp(label)
@@ -133,7 +133,7 @@ async def get_label(
 
 @router.put("/labels/{label_id}")
 async def update_label(
-    label_id: int, body: LabelReq, services: ServicesDep, caller: CallerDep
+    label_id: DbInt, body: LabelReq, services: ServicesDep, caller: CallerDep
 ) -> Response:
     label = await _label(services, caller, label_id, "update")
     fields = LabelFields(
@@ -147,7 +147,7 @@ async def update_label(
 
 @router.delete("/labels/{label_id}")
 async def delete_label(
-    label_id: int, services: ServicesDep, caller: CallerDep
+    label_id: DbInt, services: ServicesDep, caller: CallerDep
 ) -> Response:
     label = await _label(services, caller, label_id, "delete")
     await services.labels.delete_label(label, caller.username)
@@ -178,7 +178,7 @@ async def add_artifact_label(
 async def remove_artifact_label(
     name: ArtifactLabelDeleter,
     reference: str,
-    label_id: int,
+    label_id: DbInt,
     services: ServicesDep,
     caller: CallerDep,
 ) -> Response:
@@ -246,7 +246,7 @@ async def _project_label_access(
 
 
 async def _label(
-    services: Services, caller: Principal, label_id: int, action: str
+    services: Services, caller: Principal, label_id: DbInt, action: str
 ) -> Label:
     """The label, once the caller may `action` it; 401/403/404 if not."""
     label = await _translate(services.labels.get_label(label_id))

@@ -17,7 +17,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select
 
 from dockyard.api.access import project_access
-from dockyard.api.deps import CallerDep, PageDep, ServicesDep, UserDep, paginated
+from dockyard.api.deps import CallerDep, DbInt, PageDep, ServicesDep, UserDep, paginated
 from dockyard.api.errors import (
     BadRequest,
     Conflict,
@@ -71,23 +71,32 @@ class ProjectReq(BaseModel):
     # Harbor keeps project metadata as strings ("true", "low"); null is unset.
     metadata: dict[str, str | None] | None = None
     cve_allowlist: CVEAllowlistReq | None = None
-    storage_limit: int | None = None
-    registry_id: int | None = None
+    storage_limit: DbInt | None = None
+    registry_id: DbInt | None = None
 
 
 class MemberUser(BaseModel):
-    user_id: int | None = None
+    user_id: DbInt | None = None
     username: str | None = None
 
 
+class MemberGroup(BaseModel):
+    """Harbor's `UserGroup`, as a member request names a group."""
+
+    id: DbInt | None = None
+    group_name: str | None = Field(default=None, max_length=255)
+    group_type: DbInt | None = None
+    ldap_group_dn: str | None = Field(default=None, max_length=512)
+
+
 class ProjectMemberReq(BaseModel):
-    role_id: int
+    role_id: DbInt
     member_user: MemberUser | None = None
-    member_group: dict[str, Any] | None = None
+    member_group: MemberGroup | None = None
 
 
 class RoleRequest(BaseModel):
-    role_id: int
+    role_id: DbInt
 
 
 ProjectReader = project_access(PROJECT_SELF, "read")
@@ -278,7 +287,7 @@ async def create_member(
 
 @router.get("/projects/{project_name_or_id}/members/{mid}")
 async def get_member(
-    access: MemberReader, mid: int, services: ServicesDep
+    access: MemberReader, mid: DbInt, services: ServicesDep
 ) -> dict[str, Any]:
     return _member_resp(await _member(services, access.project, mid))
 
@@ -286,7 +295,7 @@ async def get_member(
 @router.put("/projects/{project_name_or_id}/members/{mid}")
 async def update_member(
     access: MemberUpdater,
-    mid: int,
+    mid: DbInt,
     body: RoleRequest,
     services: ServicesDep,
     caller: CallerDep,
@@ -301,7 +310,7 @@ async def update_member(
 
 @router.delete("/projects/{project_name_or_id}/members/{mid}")
 async def delete_member(
-    access: MemberDeleter, mid: int, services: ServicesDep, caller: CallerDep
+    access: MemberDeleter, mid: DbInt, services: ServicesDep, caller: CallerDep
 ) -> Response:
     member = await _member(services, access.project, mid)
     await services.projects.delete_member(member, caller.username)
@@ -350,7 +359,8 @@ async def _member_entity(services: Services, body: ProjectMemberReq) -> MemberEn
             raise NotFound(str(exc)) from exc
         return MemberEntity(USER, int(row["id"]), row["username"])
     if body.member_group is not None:
-        group = await services.groups.find_or_create(body.member_group)
+        spec = body.member_group.model_dump(exclude_none=True)
+        group = await services.groups.find_or_create(spec)
         return MemberEntity(GROUP, group.id, group.group_name)
     raise BadRequest("member_user or member_group is required")
 

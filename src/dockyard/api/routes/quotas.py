@@ -12,12 +12,12 @@ from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel
 from sqlalchemy import Select, literal_column
 
-from dockyard.api.deps import AdminDep, PageDep, ServicesDep, paginated
+from dockyard.api.deps import AdminDep, DbInt, PageDep, ServicesDep, paginated
 from dockyard.api.errors import BadRequest, Forbidden, NotFound
 from dockyard.api.query import QueryError, parse_sort
 from dockyard.api.routes.users import harbor_time
 from dockyard.auth.principals import Principal
-from dockyard.db.schema import quotas
+from dockyard.db.schema import MAX_INTEGER, quotas
 from dockyard.quotas import (
     STORAGE,
     Quota,
@@ -41,7 +41,7 @@ _PROJECT = "project"
 
 
 class QuotaUpdateReq(BaseModel):
-    hard: dict[str, int]
+    hard: dict[str, DbInt]
 
 
 @router.get("/quotas")
@@ -62,14 +62,14 @@ async def list_quotas(
 
 @router.get("/quotas/{quota_id}")
 async def get_quota(
-    quota_id: int, services: ServicesDep, admin: AdminDep
+    quota_id: DbInt, services: ServicesDep, admin: AdminDep
 ) -> dict[str, Any]:
     return quota_resp(await _quota(services, quota_id))
 
 
 @router.put("/quotas/{quota_id}")
 async def update_quota(
-    quota_id: int, body: QuotaUpdateReq, services: ServicesDep, admin: AdminDep
+    quota_id: DbInt, body: QuotaUpdateReq, services: ServicesDep, admin: AdminDep
 ) -> Response:
     unknown = sorted(set(body.hard) - {STORAGE})
     if unknown:
@@ -105,7 +105,7 @@ def _filtered(query: Select, reference: str | None, reference_id: str | None) ->
     if reference and reference != _PROJECT:
         return query.where(quotas.c.id.is_(None))
     if reference_id is not None:
-        if not reference_id.isdigit():
+        if not reference_id.isdigit() or int(reference_id) > MAX_INTEGER:
             return query.where(quotas.c.id.is_(None))
         query = query.where(quotas.c.project_id == int(reference_id))
     return query

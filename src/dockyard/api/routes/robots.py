@@ -4,7 +4,8 @@ Who may act on a robot follows its level: a system robot needs the system
 permission (robot, <action>), which system admins hold and a system robot can
 be given; a project robot needs (robot, <action>) in its project, which
 project admins hold. A robot that creates or updates robots may only hand out
-permissions it holds itself. The secret appears in the answer to creation
+permissions it holds itself, and may not refresh the secret of, or update, a
+robot holding more than it does. The secret appears in the answer to creation
 and to a refresh, never again.
 """
 
@@ -19,7 +20,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import Select, String, func, select
 
 from dockyard.api.access import project_access, require
-from dockyard.api.deps import Page, PageDep, ServicesDep, UserDep, paginated
+from dockyard.api.deps import DbInt, Page, PageDep, ServicesDep, UserDep, paginated
 from dockyard.api.errors import (
     BadRequest,
     Conflict,
@@ -30,7 +31,7 @@ from dockyard.api.query import apply_query, parse_q
 from dockyard.api.routes.users import harbor_time
 from dockyard.auth.passwords import PasswordTooWeak, check_password_policy
 from dockyard.auth.principals import Principal
-from dockyard.db.schema import robots
+from dockyard.db.schema import MAX_INTEGER, robots
 from dockyard.projects import Project
 from dockyard.robots import (
     EVERY_PROJECT,
@@ -76,7 +77,7 @@ class RobotCreate(BaseModel):
     secret: str | None = None
     level: str
     disable: bool = False
-    duration: int | None = None
+    duration: DbInt | None = None
     permissions: list[RobotPermissionReq] = []
 
 
@@ -87,7 +88,7 @@ class RobotUpdate(BaseModel):
     description: str | None = None
     level: str | None = None
     disable: bool = False
-    duration: int | None = None
+    duration: DbInt | None = None
     permissions: list[RobotPermissionReq] | None = None
 
 
@@ -164,7 +165,7 @@ async def list_robots(
 
 @router.get("/robots/{robot_id}")
 async def get_robot(
-    robot_id: int, services: ServicesDep, caller: UserDep
+    robot_id: DbInt, services: ServicesDep, caller: UserDep
 ) -> dict[str, Any]:
     robot = await _existing(services, robot_id)
     await _require_on(services, caller, robot, "read")
@@ -174,10 +175,11 @@ async def get_robot(
 
 @router.put("/robots/{robot_id}")
 async def update_robot(
-    robot_id: int, body: RobotUpdate, services: ServicesDep, caller: UserDep
+    robot_id: DbInt, body: RobotUpdate, services: ServicesDep, caller: UserDep
 ) -> Response:
     robot = await _existing(services, robot_id)
     await _require_on(services, caller, robot, "update")
+    await _require_no_stronger(services, caller, robot)
 
     await _check_immutable(services, robot, body)
     try:
@@ -195,13 +197,14 @@ async def update_robot(
 
 @router.patch("/robots/{robot_id}")
 async def refresh_secret(
-    robot_id: int, body: RobotSec, services: ServicesDep, caller: UserDep
+    robot_id: DbInt, body: RobotSec, services: ServicesDep, caller: UserDep
 ) -> dict[str, Any]:
     """A new random secret, returned; or the caller's own choice, not echoed.
     The robot itself may always renew its secret."""
     robot = await _existing(services, robot_id)
     if caller.robot_id != robot.id:
         await _require_on(services, caller, robot, "update")
+        await _require_no_stronger(services, caller, robot)
 
     chosen = _chosen_secret(body.secret)
     secret = chosen or generate_secret()
@@ -212,7 +215,7 @@ async def refresh_secret(
 
 @router.delete("/robots/{robot_id}")
 async def delete_robot(
-    robot_id: int, services: ServicesDep, caller: UserDep
+    robot_id: DbInt, services: ServicesDep, caller: UserDep
 ) -> Response:
     robot = await _existing(services, robot_id)
     await _require_on(services, caller, robot, "delete")
@@ -357,6 +360,15 @@ async def _require_subset(
         )
 
 
+async def _require_no_stronger(
+    services: Services, caller: Principal, robot: Robot
+) -> None:
+    """A robot changes no robot that holds more than it does: enabling it or
+    learning its new secret would give the caller what it may not grant."""
+    if caller.robot_id is not None and caller.robot_id != robot.id:
+        await _require_subset(services, caller, robot.permissions)
+
+
 def _chosen_secret(secret: str | None) -> str | None:
     """A secret the caller chose, if it meets the password policy (else 400)."""
     if not secret:
@@ -410,7 +422,7 @@ async def _listed_scope(
     if level == SYSTEM:
         return level, None
     project_id = given.get("ProjectID", "")
-    if not project_id.isdigit() or int(project_id) <= 0:
+    if not project_id.isdigit() or not 0 < int(project_id) <= MAX_INTEGER:
         raise BadRequest("ProjectID must be a positive integer for project robots")
     project = await services.projects.project_by_id(int(project_id))
     if project is None:

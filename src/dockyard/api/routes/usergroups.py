@@ -1,7 +1,9 @@
 """`/usergroups`: groups that can be project members.
 
-Harbor's endpoints, plus Dockyard's `/usergroups/{group_id}/users`, which
-puts local users into a group so groups also work with database logins.
+Harbor's endpoints, with Harbor's rule that only system admins list and
+read groups (any user may search them, to add one as a member), plus
+Dockyard's `/usergroups/{group_id}/users`, which puts local users into a
+group so groups also work with database logins.
 """
 
 from __future__ import annotations
@@ -12,7 +14,15 @@ from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, Field
 from sqlalchemy import Select, select
 
-from dockyard.api.deps import AdminDep, Page, PageDep, ServicesDep, UserDep, paginated
+from dockyard.api.deps import (
+    AdminDep,
+    DbInt,
+    Page,
+    PageDep,
+    ServicesDep,
+    UserDep,
+    paginated,
+)
 from dockyard.api.errors import BadRequest, Conflict, NotFound
 from dockyard.api.query import apply_query
 from dockyard.auth.users import UserNotFound
@@ -30,19 +40,19 @@ _QUERY_COLUMNS = {
 
 class UserGroupReq(BaseModel):
     group_name: str = Field(min_length=1, max_length=255)
-    group_type: int = 2
+    group_type: DbInt = 2
     ldap_group_dn: str = Field(default="", max_length=512)
 
 
 class GroupUserReq(BaseModel):
-    user_id: int
+    user_id: DbInt
 
 
 @router.get("/usergroups")
 async def list_groups(
     request: Request,
     services: ServicesDep,
-    user: UserDep,
+    admin: AdminDep,
     page: PageDep,
     group_name: str | None = None,
     ldap_group_dn: str | None = None,
@@ -94,13 +104,13 @@ async def create_group(
 
 
 @router.get("/usergroups/{group_id}")
-async def get_group(group_id: int, services: ServicesDep, user: UserDep) -> dict:
+async def get_group(group_id: DbInt, services: ServicesDep, admin: AdminDep) -> dict:
     return _group_resp(await _found(services.groups, group_id))
 
 
 @router.put("/usergroups/{group_id}")
 async def update_group(
-    group_id: int, body: UserGroupReq, services: ServicesDep, admin: AdminDep
+    group_id: DbInt, body: UserGroupReq, services: ServicesDep, admin: AdminDep
 ) -> Response:
     await _found(services.groups, group_id)
     try:
@@ -114,7 +124,7 @@ async def update_group(
 
 @router.delete("/usergroups/{group_id}")
 async def delete_group(
-    group_id: int, services: ServicesDep, admin: AdminDep
+    group_id: DbInt, services: ServicesDep, admin: AdminDep
 ) -> Response:
     await _found(services.groups, group_id)
     await services.groups.delete_group(group_id, admin.username)
@@ -123,7 +133,7 @@ async def delete_group(
 
 @router.get("/usergroups/{group_id}/users")
 async def list_group_users(
-    group_id: int, services: ServicesDep, admin: AdminDep
+    group_id: DbInt, services: ServicesDep, admin: AdminDep
 ) -> list[dict[str, Any]]:
     await _found(services.groups, group_id)
     return [
@@ -134,7 +144,7 @@ async def list_group_users(
 
 @router.post("/usergroups/{group_id}/users", status_code=201)
 async def add_group_user(
-    group_id: int, body: GroupUserReq, services: ServicesDep, admin: AdminDep
+    group_id: DbInt, body: GroupUserReq, services: ServicesDep, admin: AdminDep
 ) -> Response:
     await _found(services.groups, group_id)
     try:
@@ -147,7 +157,7 @@ async def add_group_user(
 
 @router.delete("/usergroups/{group_id}/users/{user_id}")
 async def remove_group_user(
-    group_id: int, user_id: int, services: ServicesDep, admin: AdminDep
+    group_id: DbInt, user_id: DbInt, services: ServicesDep, admin: AdminDep
 ) -> Response:
     await _found(services.groups, group_id)
     await services.groups.remove_user(group_id, user_id, admin.username)

@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field
 from dockyard.api.deps import (
     AdminDep,
     CallerDep,
+    DbInt,
     PageDep,
     ServicesDep,
     UserDep,
@@ -148,7 +149,7 @@ async def create_user(
 
 @router.get("/users/{user_id}")
 async def get_user(
-    user_id: int, services: ServicesDep, user: UserDep
+    user_id: DbInt, services: ServicesDep, user: UserDep
 ) -> dict[str, Any]:
     _require_self_or_admin(user, user_id)
     return user_resp(await _existing_user(services, user_id))
@@ -156,7 +157,7 @@ async def get_user(
 
 @router.put("/users/{user_id}")
 async def update_user(
-    user_id: int, body: UserProfile, services: ServicesDep, user: UserDep
+    user_id: DbInt, body: UserProfile, services: ServicesDep, user: UserDep
 ) -> Response:
     _require_self_or_admin(user, user_id)
     await _existing_user(services, user_id)
@@ -171,7 +172,9 @@ async def update_user(
 
 
 @router.delete("/users/{user_id}")
-async def delete_user(user_id: int, services: ServicesDep, admin: AdminDep) -> Response:
+async def delete_user(
+    user_id: DbInt, services: ServicesDep, admin: AdminDep
+) -> Response:
     if user_id == admin.user_id:
         raise Forbidden("you cannot delete yourself")
     await _existing_user(services, user_id)
@@ -181,7 +184,7 @@ async def delete_user(user_id: int, services: ServicesDep, admin: AdminDep) -> R
 
 @router.put("/users/{user_id}/password")
 async def change_password(
-    user_id: int, body: PasswordReq, services: ServicesDep, user: UserDep
+    user_id: DbInt, body: PasswordReq, services: ServicesDep, user: UserDep
 ) -> Response:
     _require_self_or_admin(user, user_id)
     await _existing_user(services, user_id)
@@ -204,7 +207,7 @@ async def change_password(
 
 @router.put("/users/{user_id}/sysadmin")
 async def set_sysadmin(
-    user_id: int, body: SysAdminFlag, services: ServicesDep, admin: AdminDep
+    user_id: DbInt, body: SysAdminFlag, services: ServicesDep, admin: AdminDep
 ) -> Response:
     if user_id == admin.user_id:
         raise Forbidden("you cannot change your own admin flag")
