@@ -84,7 +84,7 @@ def serve(
 ) -> None:
     """Run the registry on the configured (or embedded default) stores."""
     settings = _settings(config, data_dir=data_dir, listen=listen, workers=workers)
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     for name in unknown_environment_names():
         log.warning("unknown_setting variable=%s (misspelt? it is ignored)", name)
     prepare_data_dir(settings)

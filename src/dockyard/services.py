@@ -6,7 +6,7 @@ through `request.app.state.services`. Nothing here is a module global.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from dockyard.allowlists import AllowlistService
 from dockyard.audit import AuditLog
@@ -20,6 +20,7 @@ from dockyard.db.database import Database
 from dockyard.grants import GrantService
 from dockyard.groups import GroupService
 from dockyard.labels import LabelService
+from dockyard.metrics import Metrics
 from dockyard.projects import ProjectMetadataService, ProjectService
 from dockyard.quotas import QuotaService
 from dockyard.registry.artifacts import ArtifactService
@@ -59,6 +60,7 @@ class Services:
     robots: RobotService
     grants: GrantService
     sessions: SessionService
+    metrics: Metrics = field(default_factory=Metrics)
 
     async def close(self) -> None:
         await self.db.close()
