@@ -18,6 +18,7 @@ from typing import Annotated, TypeVar
 import typer
 from sqlalchemy import select
 
+from dockyard import fsck_report
 from dockyard.auth.passwords import PasswordTooWeak
 from dockyard.auth.roles import Role
 from dockyard.auth.users import UserError
@@ -127,6 +128,29 @@ def migrate(config: ConfigOption = None, data_dir: DataDirOption = None) -> None
     typer.echo("database is up to date")
 
 
+@app.command()
+def fsck(
+    config: ConfigOption = None,
+    data_dir: DataDirOption = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the report as JSON.")
+    ] = False,
+) -> None:
+    """Verify every stored blob against its digest and that storage and
+    metadata agree. Exit code 1 when a problem is found. Read-only."""
+    settings = _settings(config, data_dir=data_dir)
+    configure_logging("warning")
+    _require_data_dir(settings)
+    prepare_data_dir(settings)
+    report = asyncio.run(_with_services(settings, fsck_report.run_with_progress))
+    if as_json:
+        typer.echo(json.dumps(report.as_json(), indent=2))
+    else:
+        fsck_report.print_report(report)
+    if not report.ok:
+        raise typer.Exit(1)
+
+
 @admin_app.callback()
 def admin(
     ctx: typer.Context, config: ConfigOption = None, data_dir: DataDirOption = None
@@ -136,10 +160,9 @@ def admin(
     configure_logging("warning")
 
 
-def _run(ctx: typer.Context, operation: Callable[[Services], Awaitable[T]]) -> T:
-    settings: Settings = ctx.obj
-    # Only a data directory a server has prepared: creating one here would
-    # make changes that no server ever sees.
+def _require_data_dir(settings: Settings) -> None:
+    """Exit unless a server has prepared the data directory: creating one
+    here would make changes that no server ever sees."""
     if (
         settings.database_url is None
         and not (settings.data_dir / "dockyard.db").exists()
@@ -150,6 +173,11 @@ def _run(ctx: typer.Context, operation: Callable[[Services], Awaitable[T]]) -> T
             err=True,
         )
         raise typer.Exit(2)
+
+
+def _run(ctx: typer.Context, operation: Callable[[Services], Awaitable[T]]) -> T:
+    settings: Settings = ctx.obj
+    _require_data_dir(settings)
     prepare_data_dir(settings)
     try:
         return asyncio.run(_with_services(settings, operation))
