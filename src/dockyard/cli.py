@@ -140,8 +140,8 @@ def fsck(
     metadata agree. Exit code 1 when a problem is found. Read-only."""
     settings = _settings(config, data_dir=data_dir)
     configure_logging("warning")
+    # No prepare_data_dir: fsck neither migrates nor creates anything.
     _require_data_dir(settings)
-    prepare_data_dir(settings)
     report = asyncio.run(_with_services(settings, fsck_report.run_with_progress))
     if as_json:
         typer.echo(json.dumps(report.as_json(), indent=2))
