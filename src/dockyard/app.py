@@ -17,10 +17,11 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Mount
+from starlette.routing import Mount, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from dockyard import logging as dockyard_logging
+from dockyard import metrics
 from dockyard.api.app import API_PREFIX, create_api
 from dockyard.api.routes import sessions as session_routes
 from dockyard.auth import routes as token_routes
@@ -53,6 +54,11 @@ def create_app(settings: Settings) -> Starlette:
                 for loop in job_loops(services, settings.jobs.embedded_worker)
             ),
         ]
+        if settings.metrics.enabled:
+            sampler = metrics.sample_pool_forever(
+                services.metrics, services.db.pool_stats
+            )
+            tasks.append(asyncio.create_task(sampler))
         try:
             yield
         finally:
@@ -65,6 +71,7 @@ def create_app(settings: Settings) -> Starlette:
 
     app = Starlette(
         routes=[
+            *_metrics_routes(settings),
             *registry_routes.ROUTES,
             *token_routes.ROUTES,
             *session_routes.ROUTES,
@@ -81,14 +88,34 @@ def create_app(settings: Settings) -> Starlette:
     )
     app.add_middleware(MirrorRouting)
     app.add_middleware(RequestLogMiddleware)
+    if settings.metrics.enabled:
+        app.add_middleware(
+            metrics.MetricsMiddleware,
+            get_metrics=lambda: (
+                getattr(app.state, "services", None) and app.state.services.metrics
+            ),
+        )
     return app
+
+
+def _metrics_routes(settings: Settings) -> list[Route]:
+    """`/metrics` on the main listener, unless metrics are off or have a
+    listener of their own (then the path is unknown here)."""
+    if not settings.metrics.enabled or settings.metrics.listen is not None:
+        return []
+
+    async def serve_metrics(request: Request) -> Response:
+        body, content_type = await asyncio.to_thread(metrics.exposition)
+        return Response(body, media_type=content_type)
+
+    return [Route(settings.metrics.path, serve_metrics, methods=["GET"])]
 
 
 def app_from_environment() -> Starlette:
     """Factory for worker processes: settings were validated by `dockyard serve`
     and handed over in the environment (without secrets)."""
     settings = Settings.model_validate(json.loads(os.environ[SETTINGS_ENV]))
-    dockyard_logging.configure_logging(settings.log_level)
+    dockyard_logging.configure_logging(settings.log_level, settings.log_format)
     return create_app(settings)
 
 

@@ -18,6 +18,7 @@ from typing import Annotated, TypeVar
 import typer
 from sqlalchemy import select
 
+from dockyard import fsck_report
 from dockyard.auth.passwords import PasswordTooWeak
 from dockyard.auth.roles import Role
 from dockyard.auth.users import UserError
@@ -86,7 +87,7 @@ def serve(
 ) -> None:
     """Run the registry on the configured (or embedded default) stores."""
     settings = _settings(config, data_dir=data_dir, listen=listen, workers=workers)
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     _warn_unknown_names(settings)
     prepare_data_dir(settings)
     generated = asyncio.run(_with_services(settings, create_initial_content))
@@ -150,6 +151,29 @@ def migrate(config: ConfigOption = None, data_dir: DataDirOption = None) -> None
     typer.echo("database is up to date")
 
 
+@app.command()
+def fsck(
+    config: ConfigOption = None,
+    data_dir: DataDirOption = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the report as JSON.")
+    ] = False,
+) -> None:
+    """Verify every stored blob against its digest and that storage and
+    metadata agree. Exit code 1 when a problem is found. Read-only."""
+    settings = _settings(config, data_dir=data_dir)
+    configure_logging("warning")
+    # No prepare_data_dir: fsck neither migrates nor creates anything.
+    _require_data_dir(settings)
+    report = asyncio.run(_with_services(settings, fsck_report.run_with_progress))
+    if as_json:
+        typer.echo(json.dumps(report.as_json(), indent=2))
+    else:
+        fsck_report.print_report(report)
+    if not report.ok:
+        raise typer.Exit(1)
+
+
 @admin_app.callback()
 def admin(
     ctx: typer.Context, config: ConfigOption = None, data_dir: DataDirOption = None
@@ -159,10 +183,9 @@ def admin(
     configure_logging("warning")
 
 
-def _run(ctx: typer.Context, operation: Callable[[Services], Awaitable[T]]) -> T:
-    settings: Settings = ctx.obj
-    # Only a data directory a server has prepared: creating one here would
-    # make changes that no server ever sees.
+def _require_data_dir(settings: Settings) -> None:
+    """Exit unless a server has prepared the data directory: creating one
+    here would make changes that no server ever sees."""
     if (
         settings.database_url is None
         and not (settings.data_dir / "dockyard.db").exists()
@@ -173,6 +196,11 @@ def _run(ctx: typer.Context, operation: Callable[[Services], Awaitable[T]]) -> T
             err=True,
         )
         raise typer.Exit(2)
+
+
+def _run(ctx: typer.Context, operation: Callable[[Services], Awaitable[T]]) -> T:
+    settings: Settings = ctx.obj
+    _require_data_dir(settings)
     prepare_data_dir(settings)
     try:
         return asyncio.run(_with_services(settings, operation))

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import yaml
@@ -59,6 +59,40 @@ class JobSettings(BaseModel):
         return value
 
 
+def _check_host_port(value: str) -> str:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise ValueError("must be HOST:PORT, e.g. 127.0.0.1:5000")
+    if int(port) > 65535:
+        raise ValueError(f"port must be 0 to 65535, not {port}")
+    return value
+
+
+class MetricsSettings(BaseModel):
+    """Prometheus metrics. Off by default, as in Harbor. With `listen` they are
+    served only there (an address the monitoring network reaches, not the
+    public one); without it, at `path` on the main listener."""
+
+    enabled: bool = False
+    path: str = "/metrics"
+    listen: str | None = None
+    # Per-process sample files; default <data_dir>/metrics. Must not be shared
+    # between hosts or pods (files are named by process id).
+    directory: Path | None = None
+
+    @field_validator("listen")
+    @classmethod
+    def _check_listen(cls, value: str | None) -> str | None:
+        return None if value is None else _check_host_port(value)
+
+    @field_validator("path")
+    @classmethod
+    def _check_path(cls, value: str) -> str:
+        if not value.startswith("/") or value.startswith(("/v2", "/api/")):
+            raise ValueError("must start with / and not be under /v2 or /api/")
+        return value
+
+
 class Settings(BaseSettings):
     """Every setting Dockyard reads. Validated once at start-up."""
 
@@ -76,6 +110,11 @@ class Settings(BaseSettings):
     database_url: str | None = None
     workers: int = Field(default=1, ge=1, le=64)
     log_level: str = "info"
+    log_format: Literal["text", "json"] = "text"
+    # On SIGTERM, requests in flight get this long to finish before the
+    # workers are stopped hard (uploads then keep only whole, ordered bytes).
+    shutdown_timeout_seconds: int = Field(default=30, ge=1, le=3600)
+    metrics: MetricsSettings = MetricsSettings()
     # Build absolute URLs from X-Forwarded-* only behind a proxy we trust.
     trust_forwarded_headers: bool = False
     max_manifest_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
@@ -91,12 +130,7 @@ class Settings(BaseSettings):
     @field_validator("listen")
     @classmethod
     def _check_listen(cls, value: str) -> str:
-        host, sep, port = value.rpartition(":")
-        if not sep or not host or not port.isdigit():
-            raise ValueError("must be HOST:PORT, e.g. 127.0.0.1:5000")
-        if int(port) > 65535:
-            raise ValueError(f"port must be 0 to 65535, not {port}")
-        return value
+        return _check_host_port(value)
 
     @field_validator("log_level")
     @classmethod
@@ -153,6 +187,10 @@ class Settings(BaseSettings):
     def base_url(self) -> str:
         """The URL clients use to reach Dockyard, without a trailing slash."""
         return self.external_url or f"http://{self.listen}"
+
+    @property
+    def metrics_directory(self) -> Path:
+        return self.metrics.directory or self.data_dir / "metrics"
 
     @property
     def sqlalchemy_url(self) -> str:

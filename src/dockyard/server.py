@@ -10,10 +10,15 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import sys
+from pathlib import Path
+from typing import Any
 
 SETTINGS_ENV = "DOCKYARD_INTERNAL_SETTINGS"
+# prometheus-client's switch to multiprocess mode (see dockyard.metrics).
+MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 
 def main() -> None:
@@ -22,6 +27,7 @@ def main() -> None:
     settings = json.loads(os.environ[SETTINGS_ENV])
     host, _, port = settings["listen"].rpartition(":")
     _refuse_taken_address(settings["listen"], host, int(port))
+    _start_metrics(settings)
     server = Granian(
         "dockyard.app:app_from_environment",
         factory=True,
@@ -30,7 +36,11 @@ def main() -> None:
         interface="asgi",
         workers=settings["workers"],
         log_access=False,
+        log_dictconfig=_granian_log_config(settings),
         backlog=2048,
+        # SIGTERM: stop accepting, let requests in flight finish, and stop
+        # workers hard only after this long.
+        workers_kill_timeout=settings["shutdown_timeout_seconds"],
     )
     try:
         server.serve()
@@ -43,6 +53,43 @@ def main() -> None:
             f"error: cannot listen on {listen}: address already in use", file=sys.stderr
         )
         sys.exit(2)
+
+
+def _start_metrics(settings: dict[str, Any]) -> None:
+    """Prepare multiprocess metrics before any worker starts and, with
+    `metrics.listen`, serve them from this process on that address."""
+    options = settings["metrics"]
+    if not options["enabled"]:
+        return
+    directory = Path(options["directory"] or Path(settings["data_dir"]) / "metrics")
+    enable_multiprocess(directory)
+    if options["listen"] is None:
+        return
+    from prometheus_client import start_http_server
+
+    from dockyard.metrics import multiprocess_registry
+
+    host, _, port = options["listen"].rpartition(":")
+    _refuse_taken_address(options["listen"], host, int(port))
+    start_http_server(int(port), host.strip("[]"), registry=multiprocess_registry())
+
+
+def enable_multiprocess(directory: Path) -> None:
+    """Make this process and the workers it starts write metric samples under
+    `directory`, emptied first (stale files would add old counts). Must run
+    before prometheus-client is imported: it picks file-backed values then."""
+    shutil.rmtree(directory, ignore_errors=True)
+    directory.mkdir(parents=True, mode=0o700)
+    os.environ[MULTIPROCESS_ENV] = str(directory)
+
+
+def _granian_log_config(settings: dict[str, Any]) -> dict[str, Any] | None:
+    """Granian's own lines in the chosen format (JSON lines need our formatter)."""
+    if settings["log_format"] != "json":
+        return None
+    from dockyard.logging import granian_json_config
+
+    return granian_json_config(settings["log_level"])
 
 
 def _refuse_taken_address(listen: str, host: str, port: int) -> None:

@@ -6,7 +6,7 @@ through `request.app.state.services`. Nothing here is a module global.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from dockyard.allowlists import AllowlistService
 from dockyard.audit import AuditLog
@@ -23,6 +23,7 @@ from dockyard.groups import GroupService
 from dockyard.jobs.queue import JobQueue, MemoryQueue, RedisQueue
 from dockyard.jobs.records import JobService
 from dockyard.labels import LabelService
+from dockyard.metrics import Metrics
 from dockyard.projects import ProjectMetadataService, ProjectService
 from dockyard.proxycache.service import ProxyCache
 from dockyard.quotas import QuotaService
@@ -78,6 +79,7 @@ class Services:
     locks: Locks
     jobs: JobService
     redis: RedisStore | None = None
+    metrics: Metrics = field(default_factory=Metrics)
 
     async def close(self) -> None:
         await self.proxycache.close()

@@ -12,6 +12,7 @@ verifying the digest, so a readable blob always has the right content.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Protocol
 
@@ -22,6 +23,14 @@ class BlobStorage(Protocol):
 
     def blob_path(self, digest: str) -> Path:
         """A local path the server may send the blob from (filesystem only)."""
+
+    def read_blob(self, digest: str) -> Iterator[bytes]:
+        """The blob's bytes in pieces of bounded size; `FileNotFoundError`
+        if absent."""
+
+    def list_blobs(self) -> Iterator[str]:
+        """The digest of every committed blob stored, in no particular order
+        (names that are no valid digest are listed as they are, for fsck)."""
 
     def delete_blob(self, digest: str) -> None:
         """Remove a committed blob; absent blobs are ignored."""

@@ -11,7 +11,10 @@ Uploads live on the same filesystem as blobs so that committing is one
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
+
+_READ_SIZE = 1024 * 1024
 
 
 class FilesystemStorage:
@@ -31,6 +34,17 @@ class FilesystemStorage:
             return self.blob_path(digest).stat().st_size
         except FileNotFoundError:
             return None
+
+    def read_blob(self, digest: str) -> Iterator[bytes]:
+        with open(self.blob_path(digest), "rb") as handle:
+            while piece := handle.read(_READ_SIZE):
+                yield piece
+
+    def list_blobs(self) -> Iterator[str]:
+        for algorithm in _entries(self._blobs):
+            for prefix in _entries(algorithm):
+                for blob in _entries(prefix):
+                    yield f"{algorithm.name}:{blob.name}"
 
     def delete_blob(self, digest: str) -> None:
         self.blob_path(digest).unlink(missing_ok=True)
@@ -78,3 +92,12 @@ def _fsync_directory(path: Path) -> None:
         os.fsync(descriptor)
     finally:
         os.close(descriptor)
+
+
+def _entries(directory: os.DirEntry[str] | Path) -> Iterator[os.DirEntry[str]]:
+    """Entries of a directory, none if it is not one (or is gone)."""
+    try:
+        with os.scandir(directory) as entries:
+            yield from sorted(entries, key=lambda entry: entry.name)
+    except (FileNotFoundError, NotADirectoryError):
+        return

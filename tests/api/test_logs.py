@@ -1,0 +1,67 @@
+"""The JSON log format over a real server: one object per line, the request
+id on every request line, no secrets."""
+
+from __future__ import annotations
+
+import json
+import secrets
+
+import httpx
+import pytest
+
+REQUIRED = {"time", "level", "logger", "event", "fields", "request_id"}
+
+
+@pytest.fixture(scope="module")
+def json_logged(tmp_path_factory):
+    from tests.conftest import DockyardServer
+
+    server = DockyardServer(
+        tmp_path_factory.mktemp("json-logs"), {"DOCKYARD_LOG_FORMAT": "json"}
+    ).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def entries(text: str) -> list[dict]:
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def test_json_logs_every_line_is_an_object_with_the_required_keys(json_logged):
+    httpx.get(f"{json_logged.url}/api/v2.0/ping")
+
+    lines = entries(json_logged.log())
+
+    assert lines
+    assert all(REQUIRED <= set(line) for line in lines)
+
+
+def test_json_logs_request_line_carries_callers_request_id(json_logged):
+    mark = json_logged.log_size()
+    request_id = f"trace-{secrets.token_hex(6)}"
+
+    httpx.get(f"{json_logged.url}/api/v2.0/ping", headers={"x-request-id": request_id})
+
+    (line,) = [
+        e for e in entries(json_logged.log_since(mark)) if e["event"] == "request"
+    ]
+    assert line["request_id"] == request_id
+    assert line["fields"]["path"] == "/api/v2.0/ping"
+    assert line["fields"]["status"] == 200
+
+
+def test_json_logs_hold_no_password_of_a_failed_login(json_logged):
+    mark = json_logged.log_size()
+    password = "Wr0ng-" + secrets.token_hex(8)
+
+    httpx.get(
+        f"{json_logged.url}/service/token?service=dockyard&scope=repository:library/x:pull",
+        auth=("admin", password),
+    )
+    httpx.get(f"{json_logged.url}/v2/", auth=("admin", password))
+
+    logged = json_logged.log_since(mark)
+    assert "request" in {e["event"] for e in entries(logged)}
+    assert password not in logged
