@@ -112,7 +112,9 @@ def _run_server(settings: Settings) -> None:
 
 
 def _log_settings(settings: Settings) -> None:
-    shown = settings.model_dump(mode="json", exclude={"admin_password", "database_url"})
+    shown = settings.model_dump(
+        mode="json", exclude={"admin_password", "database_url", "storage_options"}
+    )
     shown["database"] = (
         "postgresql" if not settings.sqlalchemy_url.startswith("sqlite") else "sqlite"
     )

@@ -31,7 +31,7 @@ from dockyard.registry.routes.guard import RegistryGuard
 from dockyard.registry.uploads import UploadService
 from dockyard.robots import RobotService
 from dockyard.sessions import SessionService
-from dockyard.storage.filesystem import FilesystemStorage
+from dockyard.storage import open_storage
 
 
 @dataclass
@@ -66,7 +66,13 @@ class Services:
 
 def build_services(settings: Settings) -> Services:
     db = Database(settings.sqlalchemy_url)
-    storage = FilesystemStorage(settings.data_dir / "storage")
+    storage = open_storage(
+        settings.storage_url,
+        settings.data_dir / "storage",
+        s3_endpoint_url=settings.s3_endpoint_url,
+        s3_region=settings.s3_region,
+        options=settings.storage_options,
+    )
     key = load_signing_key(settings.data_dir / "keys")
     authority = TokenAuthority(
         key,
@@ -92,7 +98,7 @@ def build_services(settings: Settings) -> Services:
             settings, authority, users, projects, policy, configurations, robots
         ),
         audit=audit,
-        blobs=BlobService(db, storage),
+        blobs=BlobService(db, storage, redirect=settings.storage_redirect),
         uploads=UploadService(db, storage),
         manifests=ManifestService(db, settings.max_manifest_bytes),
         catalog=Catalog(db),
