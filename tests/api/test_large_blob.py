@@ -1,4 +1,9 @@
-"""A 2 GiB blob streams through without the server holding it in memory."""
+"""A 2 GiB blob streams through without the server holding it in memory.
+
+On object storage the blob is 512 MiB: the emulator the tests use (moto)
+joins multipart parts in its own memory, several times over; Dockyard's
+memory is what is measured, and 512 MiB is still far beyond the limit.
+"""
 
 import hashlib
 import os
@@ -6,9 +11,10 @@ import threading
 
 import httpx
 
-from tests.conftest import DockyardServer
+from tests.conftest import TEST_STORAGE, DockyardServer
 
 GIB = 1024**3
+SIZE = 2 * GIB if TEST_STORAGE == "filesystem" else GIB // 2
 CHUNK = 1024 * 1024
 # What the serving processes (supervisor and worker) may hold together while
 # a 2 GiB body streams through: far below the body, close to their idle size.
@@ -47,7 +53,7 @@ def test_two_gib_push_is_verified_while_server_memory_stays_bounded(start_dockya
     hasher = hashlib.sha256()
 
     def body():
-        for index in range(2 * GIB // CHUNK):
+        for index in range(SIZE // CHUNK):
             piece = index.to_bytes(8, "big") + block[8:]
             hasher.update(piece)
             yield piece
@@ -77,5 +83,5 @@ def test_two_gib_push_is_verified_while_server_memory_stays_bounded(start_dockya
     assert finished.status_code == 201, finished.text
     assert client.head(f"/v2/library/big/blobs/{digest}").headers[
         "content-length"
-    ] == str(2 * GIB)
+    ] == str(SIZE)
     assert peak < RSS_LIMIT, f"peak RSS {peak / 2**20:.0f} MiB"

@@ -63,10 +63,11 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 # Bytes gathered from a request body before one hash step and one write.
-_PIECE_SIZE = 4 * 1024 * 1024
-# Multipart part size (S3 wants at least 5 MiB) and parts in flight per put.
-_PART_SIZE = 8 * 1024 * 1024
-_PART_CONCURRENCY = 2
+_PIECE_SIZE = 1024 * 1024
+# Multipart part size (S3 wants at least 5 MiB) and parts in flight per put:
+# one, so that a request holds about two parts (one filling, one sent).
+_PART_SIZE = 5 * 1024 * 1024
+_PART_CONCURRENCY = 1
 _READ_SIZE = 1024 * 1024
 # S3 copies at most 5 GB in one request; larger chunks are streamed instead.
 _COPY_LIMIT = 5 * 10**9
@@ -351,16 +352,16 @@ class ObjectUpload:
         return counted.count
 
     async def _claim(self, start: int, nonce: str) -> None:
-        try:
-            with _translated("claim a chunk"):
+        with _translated("claim a chunk"):
+            try:
                 await obstore.put_async(
                     self._store,
                     _claim(self._upload_id, start),
                     nonce.encode(),
                     mode="create",
                 )
-        except (AlreadyExistsError, PreconditionError) as exc:
-            raise UploadBusy(self._upload_id) from exc
+            except (AlreadyExistsError, PreconditionError) as exc:
+                raise UploadBusy(self._upload_id) from exc
 
     async def _remove(self, key: str) -> None:
         try:
