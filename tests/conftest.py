@@ -104,7 +104,10 @@ class DockyardServer:
     ) -> None:
         self.root = root
         self.data_dir = root / "data"
-        self.admin_password = "Adm1n-" + secrets.token_urlsafe(12)
+        # A server sharing another's database must be given that one's password.
+        self.admin_password = (env or {}).get(
+            "DOCKYARD_ADMIN_PASSWORD"
+        ) or "Adm1n-" + secrets.token_urlsafe(12)
         self.log_path = root / "server.log"
         self._use_port(free_port())
         self._env = {

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import boto3
+from botocore.exceptions import BotoCoreError, ClientError
 
 _STARTUP_SECONDS = 60
 _PORT_ATTEMPTS = 3
@@ -63,7 +64,7 @@ class MotoServer:
         try:
             self.client().create_bucket(Bucket=name)
             self.client().head_bucket(Bucket=name)
-        except Exception:  # not up yet, or not moto
+        except (BotoCoreError, ClientError):  # not up yet, or not moto
             return False
         return True
 

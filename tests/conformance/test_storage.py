@@ -272,7 +272,8 @@ async def test_signed_url_when_offered_serves_the_blob(storage):
     if storage.kind in ("filesystem", "memory"):
         assert url is None
     else:
-        assert httpx.get(url).content == data
+        async with httpx.AsyncClient() as client:
+            assert (await client.get(url)).content == data
 
 
 async def test_local_path_only_on_filesystem(storage):
