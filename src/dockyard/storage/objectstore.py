@@ -268,14 +268,8 @@ class ObjectStorage:
         exists until the upload is discarded, so a lone candidate is it."""
         candidates = data.get(start, [])
         if len(candidates) != 1:
-            nonce = b"".join(
-                [
-                    d
-                    async for d in self._read(
-                        _claim(upload_id, start), UploadGone(upload_id)
-                    )
-                ]
-            ).decode()
+            claim = self._read(_claim(upload_id, start), UploadGone(upload_id))
+            nonce = b"".join([piece async for piece in claim]).decode()
             candidates = [c for c in candidates if c[0].endswith(f"-{nonce}")]
         if len(candidates) != 1 or candidates[0][1] == 0:
             raise UploadGone(upload_id)
