@@ -24,6 +24,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.object_storage import MotoServer, credentials_env
+
 REPO = Path(__file__).resolve().parent.parent
 DOCKYARD = [sys.executable, "-m", "dockyard"]
 MAKE_IMAGES = REPO.parent / "shared" / "fixtures" / "make-images"
@@ -102,7 +104,10 @@ class DockyardServer:
     ) -> None:
         self.root = root
         self.data_dir = root / "data"
-        self.admin_password = "Adm1n-" + secrets.token_urlsafe(12)
+        # A server sharing another's database must be given that one's password.
+        self.admin_password = (env or {}).get(
+            "DOCKYARD_ADMIN_PASSWORD"
+        ) or "Adm1n-" + secrets.token_urlsafe(12)
         self.log_path = root / "server.log"
         self._use_port(free_port())
         self._env = {
@@ -246,10 +251,51 @@ class DockyardServer:
             stop_process(process)
 
 
+# Blob storage of the servers the tests start: `filesystem` (the default) or
+# `s3` (object storage on the moto emulator), from DOCKYARD_TEST_STORAGE.
+TEST_STORAGE = os.environ.get("DOCKYARD_TEST_STORAGE", "filesystem")
+
+
 @pytest.fixture(scope="session")
-def dockyard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DockyardServer]:
+def moto_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoServer]:
+    """An S3-compatible emulator (moto) on 127.0.0.1, for the whole session."""
+    server = MotoServer(tmp_path_factory.mktemp("moto") / "moto.log")
+    server.start(free_port)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def object_storage_env(moto: MotoServer, **settings: str) -> dict[str, str]:
+    """Server environment for blob storage in a fresh bucket on `moto`;
+    `settings` add more `DOCKYARD_*` values (e.g. DOCKYARD_STORAGE_REDIRECT)."""
+    return {
+        **credentials_env(),
+        "DOCKYARD_STORAGE_URL": f"s3://{moto.new_bucket()}/dockyard",
+        "DOCKYARD_S3_ENDPOINT_URL": moto.endpoint,
+        "DOCKYARD_S3_REGION": "us-east-1",
+        **settings,
+    }
+
+
+@pytest.fixture(scope="session")
+def storage_env(request: pytest.FixtureRequest) -> Callable[[], dict[str, str]]:
+    """Environment giving each new server the blob storage under test."""
+    if TEST_STORAGE == "filesystem":
+        return dict
+    if TEST_STORAGE != "s3":
+        pytest.fail(f"DOCKYARD_TEST_STORAGE={TEST_STORAGE}: use filesystem or s3")
+    moto = request.getfixturevalue("moto_server")
+    return lambda: object_storage_env(moto)
+
+
+@pytest.fixture(scope="session")
+def dockyard(
+    tmp_path_factory: pytest.TempPathFactory, storage_env: Callable[[], dict[str, str]]
+) -> Iterator[DockyardServer]:
     """The server most tests share; tests make their own users, projects, names."""
-    server = DockyardServer(tmp_path_factory.mktemp("dockyard")).start()
+    server = DockyardServer(tmp_path_factory.mktemp("dockyard"), storage_env()).start()
     try:
         yield server
     finally:
@@ -258,12 +304,13 @@ def dockyard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DockyardServe
 
 @pytest.fixture
 def start_dockyard(
-    tmp_path_factory: pytest.TempPathFactory,
+    tmp_path_factory: pytest.TempPathFactory, storage_env: Callable[[], dict[str, str]]
 ) -> Iterator[Callable[..., DockyardServer]]:
     """Start servers of a test's own (extra environment, several workers)."""
     started: list[DockyardServer] = []
 
     def start(env: dict[str, str] | None = None, workers: int = 1) -> DockyardServer:
+        env = {**storage_env(), **(env or {})}
         server = DockyardServer(tmp_path_factory.mktemp("dockyard"), env, workers)
         started.append(server)
         return server.start()

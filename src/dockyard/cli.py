@@ -115,7 +115,8 @@ def _run_server(settings: Settings) -> None:
 
 def _log_settings(settings: Settings) -> None:
     shown = settings.model_dump(
-        mode="json", exclude={"admin_password", "database_url", "redis_url"}
+        mode="json",
+        exclude={"admin_password", "database_url", "redis_url", "storage_options"},
     )
     shown["database"] = (
         "postgresql" if not settings.sqlalchemy_url.startswith("sqlite") else "sqlite"

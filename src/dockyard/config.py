@@ -19,6 +19,7 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -27,6 +28,8 @@ from pydantic_settings import (
     PydanticBaseSettingsSource,
     SettingsConfigDict,
 )
+
+_STORAGE_SCHEMES = {"s3", "s3a", "gs", "az", "azure", "abfs", "abfss", "adl"}
 
 
 class ConfigError(Exception):
@@ -126,6 +129,15 @@ class Settings(BaseSettings):
     redis_url: str | None = None
     redis_prefix: str = Field(default="dockyard:", min_length=1, max_length=64)
     jobs: JobSettings = JobSettings()
+    # Blob storage. The storage_url validator sees the fields above it.
+    s3_endpoint_url: str | None = None
+    s3_region: str | None = None
+    # Passed to obstore's store configuration as they are (GCS, Azure, S3 keys).
+    storage_options: dict[str, str] = {}
+    # None keeps blobs in <data_dir>/storage.
+    storage_url: str | None = None
+    # Blob GETs answered with a 307 to a short-lived signed storage URL.
+    storage_redirect: bool = False
 
     @field_validator("listen")
     @classmethod
@@ -163,6 +175,46 @@ class Settings(BaseSettings):
                 "rediss://... for TLS, or unix:///path"
             )
         return value
+
+    @field_validator("storage_url")
+    @classmethod
+    def _check_storage_url(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme == "file":
+            if not parts.path.startswith("/"):
+                raise ValueError("a file storage URL needs an absolute path")
+            return value
+        if parts.scheme not in _STORAGE_SCHEMES or not parts.netloc:
+            raise ValueError(
+                "storage_url must be file:///PATH, s3://BUCKET[/PREFIX], "
+                "gs://BUCKET[/PREFIX] or az://CONTAINER[/PREFIX]"
+            )
+        # Building the store checks the options without reaching the network.
+        from dockyard.storage.base import StorageError
+        from dockyard.storage.objectstore import open_object_storage
+
+        try:
+            open_object_storage(
+                value,
+                endpoint_url=info.data.get("s3_endpoint_url"),
+                region=info.data.get("s3_region"),
+                options=info.data.get("storage_options"),
+            )
+        except StorageError as exc:
+            raise ValueError(str(exc)) from exc
+        return value
+
+    @field_validator("s3_endpoint_url")
+    @classmethod
+    def _check_endpoint(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError("s3_endpoint_url must be an http(s) URL")
+        return value.rstrip("/")
 
     @model_validator(mode="after")
     def _absolute_data_dir(self) -> Settings:

@@ -18,7 +18,6 @@ server does.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -30,7 +29,7 @@ from dockyard.db.database import Database
 from dockyard.db.schema import blobs, manifest_references, manifests, repositories
 from dockyard.registry.digest import compute_digest, parse_digest
 from dockyard.registry.errors import DigestInvalid
-from dockyard.storage.base import BlobStorage
+from dockyard.storage.base import BlobNotStored, BlobStorage
 
 # Problem kinds.
 BLOB_MISSING = "blob_missing"  # in the database, not in storage
@@ -94,7 +93,7 @@ class Fsck:
         report = FsckReport()
         recorded, intact = await self._check_blobs(report, progress or (lambda _: None))
         await self._check_manifests(report, intact)
-        await asyncio.to_thread(self._find_strays, report, recorded)
+        await self._find_strays(report, recorded)
         return report
 
     async def _check_blobs(
@@ -107,7 +106,7 @@ class Fsck:
         present = set()
         for digest, size in rows:
             report.blobs_checked += 1
-            problem = await asyncio.to_thread(self._verify_blob, digest, size, progress)
+            problem = await self._verify_blob(digest, size, progress)
             if problem is None:
                 report.bytes_checked += size
                 present.add(digest)
@@ -115,10 +114,10 @@ class Fsck:
                 report.problems.append(problem)
         return {digest for digest, _ in rows}, present
 
-    def _verify_blob(
+    async def _verify_blob(
         self, digest: str, size: int, progress: Progress
     ) -> Problem | None:
-        stored = self.storage.blob_size(digest)
+        stored = await self.storage.blob_size(digest)
         if stored is None:
             return Problem(BLOB_MISSING, digest, "recorded, not in storage")
         if stored != size:
@@ -131,10 +130,10 @@ class Fsck:
             return Problem(BLOB_CORRUPT, digest, "recorded under an invalid digest")
         hasher = hashlib.new(algorithm)
         try:
-            for piece in self.storage.read_blob(digest):
+            async for piece in self.storage.read_blob(digest):
                 hasher.update(piece)
                 progress(len(piece))
-        except FileNotFoundError:
+        except BlobNotStored:
             return Problem(BLOB_MISSING, digest, "vanished while being read")
         actual = f"{algorithm}:{hasher.hexdigest()}"
         if actual != digest:
@@ -198,9 +197,9 @@ class Fsck:
                 found.setdefault(manifest_id, []).append((kind, digest))
         return found
 
-    def _find_strays(self, report: FsckReport, recorded: set[str]) -> None:
+    async def _find_strays(self, report: FsckReport, recorded: set[str]) -> None:
         """Pass 3: stored blobs the database does not know."""
-        for digest in self.storage.list_blobs():
+        for digest in await self.storage.list_blobs():
             report.stored_blobs += 1
             if digest not in recorded:
                 report.problems.append(

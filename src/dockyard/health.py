@@ -52,15 +52,12 @@ async def check_storage(services: Services) -> None:
     storage = services.uploads.storage
     probe = f"health-probe-{uuid.uuid4().hex}"
 
-    def probe_storage() -> None:
-        storage.create_upload(probe)
-        try:
-            if storage.upload_size(probe) != 0:
-                raise ComponentUnhealthy("a new probe upload is not empty")
-        finally:
-            storage.delete_upload(probe)
-
-    await asyncio.to_thread(probe_storage)
+    await storage.create_upload(probe)
+    try:
+        if await storage.upload_size(probe) != 0:
+            raise ComponentUnhealthy("a new probe upload is not empty")
+    finally:
+        await storage.delete_upload(probe)
 
 
 COMPONENT_CHECKS: tuple[tuple[str, HealthCheck], ...] = (

@@ -46,7 +46,7 @@ from dockyard.state.expiring import (
 from dockyard.state.generation import RedisGeneration
 from dockyard.state.locks import Locks, MemoryLocks, RedisLocks
 from dockyard.state.store import RedisStore
-from dockyard.storage.filesystem import FilesystemStorage
+from dockyard.storage import open_storage
 
 
 @dataclass
@@ -124,7 +124,13 @@ def build_services(settings: Settings) -> Services:
         settings.sqlalchemy_url,
         generation=RedisGeneration(shared.redis) if shared.redis else None,
     )
-    storage = FilesystemStorage(settings.data_dir / "storage")
+    storage = open_storage(
+        settings.storage_url,
+        settings.data_dir / "storage",
+        s3_endpoint_url=settings.s3_endpoint_url,
+        s3_region=settings.s3_region,
+        options=settings.storage_options,
+    )
     key = load_signing_key(settings.key_directory)
     authority = TokenAuthority(
         key,
@@ -167,7 +173,7 @@ def build_services(settings: Settings) -> Services:
             proxycache.refuse_push,
         ),
         audit=audit,
-        blobs=BlobService(db, storage),
+        blobs=BlobService(db, storage, redirect=settings.storage_redirect),
         uploads=UploadService(db, storage),
         manifests=manifests,
         catalog=Catalog(db),

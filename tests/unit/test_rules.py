@@ -106,3 +106,24 @@ def test_settings_environment_outranks_config_file(tmp_path, monkeypatch):
     settings = load_settings(config)
 
     assert (settings.listen, settings.workers) == ("127.0.0.1:7001", 3)
+
+
+def test_settings_reject_unknown_storage_scheme_naming_variable():
+    with pytest.raises(ConfigError, match="DOCKYARD_STORAGE_URL"):
+        load_settings(storage_url="ftp://host/blobs")
+
+
+def test_settings_reject_unknown_object_store_option():
+    with pytest.raises(ConfigError, match="storage_url"):
+        load_settings(
+            storage_url="s3://bucket/prefix", storage_options={"no_such_key": "1"}
+        )
+
+
+def test_settings_take_storage_options_from_environment_json(monkeypatch):
+    monkeypatch.setenv("DOCKYARD_STORAGE_URL", "s3://bucket/prefix")
+    monkeypatch.setenv("DOCKYARD_STORAGE_OPTIONS", '{"skip_signature": "true"}')
+
+    settings = load_settings()
+
+    assert settings.storage_options == {"skip_signature": "true"}

@@ -29,7 +29,6 @@ import contextlib
 import hashlib
 import json
 import logging
-import os
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -76,7 +75,7 @@ from dockyard.replication.registries import (
     Registry,
     RegistryService,
 )
-from dockyard.storage.base import BlobStorage
+from dockyard.storage.base import BlobStorage, StorageError
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +86,8 @@ CACHE_ACTOR = "proxy-cache"
 # Referrers fetched per request at most: a subject with thousands of
 # referrers must not turn one request into thousands.
 _MAX_REFERRERS = 100
-_WRITE_SIZE = 1024 * 1024
+# Pieces of an upstream blob waiting for the storage writer.
+_QUEUED_PIECES = 8
 
 
 class BlobMismatch(Exception):
@@ -483,23 +483,38 @@ class ProxiedBlob:
         `BlobMismatch` instead when it did not (nothing is then stored)."""
         storage = self.cache.storage
         upload_id = f"proxy-{uuid.uuid4()}"
-        await asyncio.to_thread(storage.create_upload, upload_id)
-        descriptor = os.open(storage.upload_path(upload_id), os.O_WRONLY | os.O_APPEND)
+        await storage.create_upload(upload_id)
+        hasher = hashlib.new(parse_digest(self.digest).algorithm)
+        # The storage side reads from this queue while the client side is
+        # served; bounded, so a slow store slows the upstream read too.
+        queue: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=_QUEUED_PIECES)
         committed = False
         try:
-            writer = _HashingWriter(descriptor, parse_digest(self.digest).algorithm)
-            held: bytes | None = None
-            async for piece in self._stream.chunks:
-                await writer.write(piece)
-                if writer.received > self.size:
-                    break
-                if held:
-                    yield held
-                held = piece
-            await writer.flush()
-            self._verify(writer)
-            await asyncio.to_thread(storage.commit_upload, upload_id, self.digest)
-            committed = True
+            async with storage.open_upload(upload_id) as upload:
+                writer = asyncio.create_task(
+                    upload.append(_drained(queue), start=0, hasher=hasher)
+                )
+                try:
+                    received = 0
+                    held: bytes | None = None
+                    async for piece in self._stream.chunks:
+                        received += len(piece)
+                        await _feed(queue, piece, writer)
+                        if received > self.size:
+                            break
+                        if held:
+                            yield held
+                        held = piece
+                    await _feed(queue, None, writer)
+                    await writer
+                finally:
+                    if not writer.done():
+                        writer.cancel()
+                        with contextlib.suppress(asyncio.CancelledError):
+                            await writer
+                self._verify(received, hasher)
+                await upload.commit(self.digest, verified=True)
+                committed = True
             await self.cache._store_blob(self.repository, self.digest, self.size)
             log.info(
                 "proxy_blob_cached repository=%s digest=%s size=%d",
@@ -510,13 +525,12 @@ class ProxiedBlob:
             if held:
                 yield held
         finally:
-            os.close(descriptor)
             if not committed:
-                await asyncio.to_thread(storage.delete_upload, upload_id)
+                await storage.delete_upload(upload_id)
 
-    def _verify(self, writer: _HashingWriter) -> None:
-        actual = f"{writer.algorithm}:{writer.hasher.hexdigest()}"
-        if writer.received != self.size or actual != self.digest:
+    def _verify(self, received: int, hasher: Any) -> None:
+        actual = f"{hasher.name}:{hasher.hexdigest()}"
+        if received != self.size or actual != self.digest:
             log.warning(
                 "proxy_blob_mismatch repository=%s digest=%s actual=%s size=%d "
                 "received=%d",
@@ -524,39 +538,29 @@ class ProxiedBlob:
                 self.digest,
                 actual,
                 self.size,
-                writer.received,
+                received,
             )
             raise BlobMismatch(f"upstream sent {actual} for {self.digest}")
 
 
-class _HashingWriter:
-    """Appends to a file descriptor in large writes off the event loop,
-    hashing everything it is given."""
-
-    def __init__(self, descriptor: int, algorithm: str) -> None:
-        self.descriptor = descriptor
-        self.algorithm = algorithm
-        self.hasher = hashlib.new(algorithm)
-        self.received = 0
-        self._buffer = bytearray()
-
-    async def write(self, piece: bytes) -> None:
-        self.hasher.update(piece)
-        self.received += len(piece)
-        self._buffer += piece
-        if len(self._buffer) >= _WRITE_SIZE:
-            await self.flush()
-
-    async def flush(self) -> None:
-        if self._buffer:
-            data, self._buffer = self._buffer, bytearray()
-            await asyncio.to_thread(_write_all, self.descriptor, data)
+async def _drained(queue: asyncio.Queue[bytes | None]) -> AsyncIterator[bytes]:
+    """The pieces put on `queue`, up to the None that ends them."""
+    while (piece := await queue.get()) is not None:
+        yield piece
 
 
-def _write_all(descriptor: int, data: bytearray) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(descriptor, view) :]
+async def _feed(
+    queue: asyncio.Queue[bytes | None], piece: bytes | None, writer: asyncio.Task
+) -> None:
+    """Put `piece` on `queue`, unless the storage writer ended first (then
+    its error, or `StorageError`, is raised rather than waiting forever)."""
+    put = asyncio.ensure_future(queue.put(piece))
+    await asyncio.wait({put, writer}, return_when=asyncio.FIRST_COMPLETED)
+    if put.done():
+        return
+    put.cancel()
+    writer.result()
+    raise StorageError("the blob's storage writer stopped early")
 
 
 def _is_digest(text: str) -> bool:

@@ -15,13 +15,11 @@ which are shown with their subject instead. `q=base=*` lifts the first rule.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
@@ -67,7 +65,7 @@ from dockyard.registry.errors import ManifestUnknown, NameUnknown
 from dockyard.registry.manifests import artifact_resource, refuse_if_referenced
 from dockyard.registry.reference import validate_tag
 from dockyard.registry.repositories import ensure_repository
-from dockyard.storage.base import BlobStorage
+from dockyard.storage.base import BlobStorage, StorageError
 
 log = logging.getLogger(__name__)
 
@@ -409,8 +407,17 @@ class ArtifactService:
         return self._configs[digest]
 
     async def _read_blob(self, digest: str, limit: int) -> bytes:
-        path = self.storage.blob_path(digest)
-        return await asyncio.to_thread(_read_limited, path, limit)
+        """The blob's content; `AdditionUnavailable` if it cannot be read or
+        is larger than `limit` bytes (no more than that is read)."""
+        content = bytearray()
+        try:
+            async for data in self.storage.read_blob(digest, 0, limit + 1):
+                content += data
+        except StorageError as exc:
+            raise AdditionUnavailable("the blob cannot be read") from exc
+        if len(content) > limit:
+            raise AdditionUnavailable("the blob is too large to read")
+        return bytes(content)
 
 
 def additions_of(artifact: Artifact) -> list[str]:
@@ -723,14 +730,3 @@ def _own_size(content: bytes, document: dict[str, Any]) -> int:
         for d in descriptors
         if isinstance(d, dict) and isinstance(d.get("size"), int)
     )
-
-
-def _read_limited(path: Path, limit: int) -> bytes:
-    try:
-        with path.open("rb") as blob:
-            content = blob.read(limit + 1)
-    except OSError as exc:
-        raise AdditionUnavailable("the blob cannot be read") from exc
-    if len(content) > limit:
-        raise AdditionUnavailable("the blob is too large to read")
-    return content

@@ -8,8 +8,9 @@ link, knowing a digest would be enough to read another project's layers.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy import delete, select
@@ -21,20 +22,27 @@ from dockyard.db.schema import blobs, repositories, repository_blobs
 from dockyard.registry.errors import BlobUnknown
 from dockyard.registry.manifests import refuse_if_referenced
 from dockyard.registry.repositories import ensure_repository
-from dockyard.storage.base import BlobStorage
+from dockyard.storage.base import BlobNotStored, BlobStorage
+
+# How long a signed storage URL handed to a client stays valid.
+REDIRECT_EXPIRY = timedelta(minutes=20)
 
 
 @dataclass(frozen=True, slots=True)
 class BlobInfo:
     digest: str
     size: int
-    path: Path
+    # A local file to send it from, when the storage keeps blobs in files.
+    path: Path | None
 
 
 class BlobService:
-    def __init__(self, db: Database, storage: BlobStorage) -> None:
+    def __init__(
+        self, db: Database, storage: BlobStorage, redirect: bool = False
+    ) -> None:
         self.db = db
         self.storage = storage
+        self.redirect = redirect
 
     async def stat_blob(self, repository: str, digest: str) -> BlobInfo:
         """Size and path of a blob linked to `repository`; `BlobUnknown` if not."""
@@ -43,7 +51,29 @@ class BlobService:
         )
         if size is None:
             raise BlobUnknown(digest=digest)
-        return BlobInfo(digest, size, self.storage.blob_path(digest))
+        return BlobInfo(digest, size, self.storage.local_path(digest))
+
+    async def open_blob(
+        self, digest: str, byte_range: tuple[int, int] | None = None
+    ) -> AsyncIterator[bytes]:
+        """The blob's bytes (those of the inclusive `byte_range`), streamed.
+        Storage is asked before this returns, so a blob the database knows but
+        the storage lacks raises `BlobUnknown` while an answer can still say so.
+        """
+        start, end = byte_range or (0, None)
+        stream = self.storage.read_blob(digest, start, None if end is None else end + 1)
+        try:
+            first = await anext(stream, b"")
+        except BlobNotStored as exc:
+            raise BlobUnknown(digest=digest) from exc
+        return _prepended(first, stream)
+
+    async def redirect_url(self, digest: str) -> str | None:
+        """A short-lived signed storage URL for a GET of the blob, when
+        redirects are enabled and the storage can sign; else None."""
+        if not self.redirect:
+            return None
+        return await self.storage.signed_url(digest, REDIRECT_EXPIRY)
 
     async def _load_size(self, repository: str, digest: str) -> int | None:
         query = (
@@ -97,6 +127,13 @@ class BlobService:
                 conn, await ensure_repository(conn, repository), digest, info.size
             )
         return info.size
+
+
+async def _prepended(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    if first:
+        yield first
+    async for data in rest:
+        yield data
 
 
 async def link_blob(

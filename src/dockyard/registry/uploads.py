@@ -4,22 +4,20 @@
          │                                   │
          └──────────── cancel_upload ◄───────┘ (digest mismatch cancels too)
 
-Bytes are appended to the upload's file in the blob storage; the upload row in
-the database says which repository it belongs to, and the file's size is the
-offset. The digest is computed while the bytes stream in, so finishing a
-large upload does not read it again, unless the chunks went through another
-process (then the file is hashed once at the end). Only `finish_upload` makes a
-blob, and only after the digest matched.
+Bytes go to the upload in the blob storage; the upload row in the database
+says which repository it belongs to, and the storage says how many bytes it
+holds. Any process (any replica, with shared storage) may take the next
+chunk. The digest is computed while the bytes stream in, so finishing a large
+upload does not read it again, unless the chunks went through another
+process (then the storage hashes the bytes once at the end). Only
+`finish_upload` makes a blob, and only after the digest matched.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import fcntl
 import hashlib
 import logging
-import os
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -40,13 +38,17 @@ from dockyard.registry.errors import (
     SizeInvalid,
 )
 from dockyard.registry.repositories import ensure_repository
-from dockyard.storage.base import BlobStorage
+from dockyard.storage.base import (
+    BlobStorage,
+    ChunkSizeMismatch,
+    DigestMismatch,
+    UploadBusy,
+    UploadGone,
+    UploadOffsetMismatch,
+    UploadSession,
+)
 
 log = logging.getLogger(__name__)
-
-# Bytes gathered before one write+hash step, which runs off the event loop.
-_WRITE_SIZE = 4 * 1024 * 1024
-_HASH_READ_SIZE = 4 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,12 +68,12 @@ class UploadService:
         self.db = db
         self.storage = storage
         # upload id -> sha256 of the upload's bytes so far; valid only while
-        # the hash's byte count equals the file's size.
+        # the hash's byte count equals the upload's size.
         self._hashes: dict[str, tuple[int, hashlib._Hash]] = {}
 
     async def start_upload(self, repository: str) -> str:
         upload_id = str(uuid.uuid4())
-        await asyncio.to_thread(self.storage.create_upload, upload_id)
+        await self.storage.create_upload(upload_id)
         async with self.db.write() as conn:
             await conn.execute(
                 insert(uploads).values(
@@ -84,7 +86,7 @@ class UploadService:
     async def upload_offset(self, repository: str, upload_id: str) -> int:
         """Bytes received so far; `BlobUploadUnknown` if no such upload here."""
         await self._check_upload(repository, upload_id)
-        size = await asyncio.to_thread(self.storage.upload_size, upload_id)
+        size = await self.storage.upload_size(upload_id)
         if size is None:
             raise BlobUploadUnknown(upload_id=upload_id)
         return size
@@ -105,10 +107,11 @@ class UploadService:
         raises `SizeInvalid` and leaves the upload as it was.
         """
         await self._check_upload(repository, upload_id)
-        with self._locked(upload_id) as descriptor:
-            return await self._append(
-                upload_id, descriptor, body, chunk_range, content_length
-            )
+        with _translated(upload_id):
+            async with self.storage.open_upload(upload_id) as upload:
+                return await self._append(
+                    upload_id, upload, body, chunk_range, content_length
+                )
 
     async def finish_upload(
         self,
@@ -127,21 +130,18 @@ class UploadService:
         """
         expected = parse_digest(digest)
         await self._check_upload(repository, upload_id)
-        # The lock is held until the bytes are a blob: no chunk may slip in
-        # between the digest check and the rename.
-        with self._locked(upload_id) as descriptor:
-            if body is not None:
-                await self._append(
-                    upload_id, descriptor, body, chunk_range, content_length
-                )
-            actual, size = await self._digest_of(upload_id, expected)
-            if actual != str(expected):
-                await self._discard(upload_id)
-                raise DigestInvalid(digest=digest)
-            await asyncio.to_thread(self.storage.commit_upload, upload_id, actual)
+        # The session lasts until the bytes are a blob: where the storage
+        # locks uploads, no chunk may slip in between the check and the commit.
+        with _translated(upload_id):
+            async with self.storage.open_upload(upload_id) as upload:
+                if body is not None:
+                    await self._append(
+                        upload_id, upload, body, chunk_range, content_length
+                    )
+                size = await self._commit(upload_id, upload, expected)
         async with self.db.write() as conn:
             await link_blob(
-                conn, await ensure_repository(conn, repository), actual, size
+                conn, await ensure_repository(conn, repository), str(expected), size
             )
             await conn.execute(delete(uploads).where(uploads.c.id == upload_id))
         self._hashes.pop(upload_id, None)
@@ -167,8 +167,9 @@ class UploadService:
 
     async def cancel_upload(self, repository: str, upload_id: str) -> None:
         await self._check_upload(repository, upload_id)
-        with self._locked(upload_id):
-            await self._discard(upload_id)
+        with _translated(upload_id):
+            async with self.storage.open_upload(upload_id):
+                await self._discard(upload_id)
 
     async def expire_uploads(self, max_age: float) -> int:
         """Discard uploads nobody wrote to for `max_age` seconds, and upload
@@ -179,7 +180,7 @@ class UploadService:
             rows = dict(
                 (await conn.execute(select(uploads.c.id, uploads.c.created_at))).all()
             )
-        files = dict(await asyncio.to_thread(self.storage.list_uploads))
+        files = dict(await self.storage.list_uploads())
         stale = [uid for uid, changed in files.items() if changed < horizon]
         stale += [
             uid
@@ -190,8 +191,7 @@ class UploadService:
         for upload_id in stale:
             with contextlib.suppress(BlobUploadInvalid, BlobUploadUnknown):
                 if upload_id in files:
-                    with self._locked(upload_id):
-                        await self._discard(upload_id)
+                    await self._expire(upload_id)
                 else:
                     await self._discard(upload_id)
                 expired += 1
@@ -199,29 +199,10 @@ class UploadService:
             log.info("uploads_expired count=%d", expired)
         return expired
 
-    @contextlib.contextmanager
-    def _locked(self, upload_id: str) -> Iterator[int]:
-        """The upload's file, open for appending and locked against every other
-        request (in any process); `BlobUploadInvalid` while another holds it,
-        `BlobUploadUnknown` once it is gone or committed."""
-        path = self.storage.upload_path(upload_id)
-        try:
-            descriptor = os.open(path, os.O_WRONLY | os.O_APPEND)
-        except FileNotFoundError as exc:
-            raise BlobUploadUnknown(upload_id=upload_id) from exc
-        try:
-            _lock(descriptor, upload_id)
-            # The file may have become a blob (renamed away) between our open
-            # and our lock; then this descriptor must not be written.
-            try:
-                same = os.stat(path).st_ino == os.fstat(descriptor).st_ino
-            except FileNotFoundError:
-                same = False
-            if not same:
-                raise BlobUploadUnknown(upload_id=upload_id)
-            yield descriptor
-        finally:
-            os.close(descriptor)
+    async def _expire(self, upload_id: str) -> None:
+        with _translated(upload_id):
+            async with self.storage.open_upload(upload_id):
+                await self._discard(upload_id)
 
     async def _check_upload(self, repository: str, upload_id: str) -> None:
         async with self.db.read() as conn:
@@ -235,18 +216,18 @@ class UploadService:
         self._hashes.pop(upload_id, None)
         async with self.db.write() as conn:
             await conn.execute(delete(uploads).where(uploads.c.id == upload_id))
-        await asyncio.to_thread(self.storage.delete_upload, upload_id)
+        await self.storage.delete_upload(upload_id)
 
     async def _append(
         self,
         upload_id: str,
-        descriptor: int,
+        upload: UploadSession,
         body: AsyncIterator[bytes],
         chunk_range: ChunkRange | None,
         content_length: int | None,
     ) -> int:
-        """Append `body` to the locked upload file; the new offset."""
-        start = os.fstat(descriptor).st_size
+        """Append `body` to the upload; the new offset."""
+        start = await upload.size()
         if chunk_range is not None and chunk_range.start != start:
             raise ChunkOutOfOrder(
                 "chunk does not start at the upload's offset", offset=start
@@ -254,56 +235,51 @@ class UploadService:
         expected = chunk_range.length if chunk_range else content_length
         if chunk_range and content_length is not None and content_length != expected:
             raise SizeInvalid("Content-Length disagrees with Content-Range")
-        written = await self._write_body(upload_id, descriptor, start, body)
-        if expected is not None and written != expected:
-            os.ftruncate(descriptor, start)
-            self._hashes.pop(upload_id, None)
-            raise SizeInvalid(
-                "received length differs from the declared one",
-                declared=expected,
-                received=written,
-            )
-        return start + written
-
-    async def _write_body(
-        self, upload_id: str, descriptor: int, start: int, body: AsyncIterator[bytes]
-    ) -> int:
-        offset_hash = self._hashes.get(upload_id)
-        hasher = offset_hash[1] if offset_hash and offset_hash[0] == start else None
-        written = 0
-        buffer = bytearray()
-        try:
-            async for piece in body:
-                buffer += piece
-                if len(buffer) >= _WRITE_SIZE:
-                    data, buffer = buffer, bytearray()
-                    await asyncio.to_thread(_write_and_hash, descriptor, data, hasher)
-                    written += len(data)
-            if buffer:
-                await asyncio.to_thread(_write_and_hash, descriptor, buffer, hasher)
-                written += len(buffer)
-        except BaseException as exc:
-            # A failed chunk, or a client that went away, leaves nothing half-written.
-            log.warning("upload_chunk_failed upload_id=%s error=%r", upload_id, exc)
-            os.ftruncate(descriptor, start)
-            self._hashes.pop(upload_id, None)
-            raise
+        known = self._hashes.pop(upload_id, None)
+        hasher = known[1] if known and known[0] == start else None
+        end = await upload.append(body, start=start, length=expected, hasher=hasher)
         if hasher is not None:
-            self._hashes[upload_id] = (start + written, hasher)
-        else:
-            self._hashes.pop(upload_id, None)
-        return written
+            self._hashes[upload_id] = (end, hasher)
+        return end
 
-    async def _digest_of(self, upload_id: str, expected: Digest) -> tuple[str, int]:
-        size = await asyncio.to_thread(self.storage.upload_size, upload_id)
-        if size is None:
-            raise BlobUploadUnknown(upload_id=upload_id)
+    async def _commit(
+        self, upload_id: str, upload: UploadSession, expected: Digest
+    ) -> int:
+        """Commit the upload as the blob `expected`; its size. `DigestInvalid`
+        (and the upload discarded) if the bytes hash otherwise."""
+        size = await upload.size()
         known = self._hashes.get(upload_id)
-        if expected.algorithm == "sha256" and known and known[0] == size:
-            return f"sha256:{known[1].hexdigest()}", size
-        path = self.storage.upload_path(upload_id)
-        encoded = await asyncio.to_thread(_hash_file, path, expected.algorithm)
-        return f"{expected.algorithm}:{encoded}", size
+        held = expected.algorithm == "sha256" and known and known[0] == size
+        try:
+            if held and f"sha256:{known[1].hexdigest()}" != str(expected):
+                raise DigestMismatch(str(expected))
+            return await upload.commit(str(expected), verified=bool(held))
+        except DigestMismatch as exc:
+            await self._discard(upload_id)
+            raise DigestInvalid(digest=str(expected)) from exc
+
+
+@contextlib.contextmanager
+def _translated(upload_id: str) -> Iterator[None]:
+    """The storage's upload errors as the OCI errors a client sees."""
+    try:
+        yield
+    except UploadGone as exc:
+        raise BlobUploadUnknown(upload_id=upload_id) from exc
+    except UploadBusy as exc:
+        raise BlobUploadInvalid(
+            "another request is writing to this upload", upload_id=upload_id
+        ) from exc
+    except UploadOffsetMismatch as exc:
+        raise ChunkOutOfOrder(
+            "chunk does not start at the upload's offset", offset=exc.offset
+        ) from exc
+    except ChunkSizeMismatch as exc:
+        raise SizeInvalid(
+            "received length differs from the declared one",
+            declared=exc.declared,
+            received=exc.received,
+        ) from exc
 
 
 def _epoch(moment: datetime) -> float:
@@ -311,31 +287,3 @@ def _epoch(moment: datetime) -> float:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return moment.timestamp()
-
-
-def _lock(descriptor: int, upload_id: str) -> None:
-    try:
-        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError as exc:
-        raise BlobUploadInvalid(
-            "another request is writing to this upload", upload_id=upload_id
-        ) from exc
-
-
-def _write_and_hash(
-    descriptor: int, data: bytearray, hasher: hashlib._Hash | None
-) -> None:
-    view = memoryview(data)
-    while view:
-        count = os.write(descriptor, view)
-        view = view[count:]
-    if hasher is not None:
-        hasher.update(data)
-
-
-def _hash_file(path: os.PathLike[str], algorithm: str) -> str:
-    hasher = hashlib.new(algorithm)
-    with open(path, "rb") as handle:
-        while chunk := handle.read(_HASH_READ_SIZE):
-            hasher.update(chunk)
-    return hasher.hexdigest()

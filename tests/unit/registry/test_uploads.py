@@ -35,7 +35,7 @@ async def test_expire_uploads_discards_only_uploads_idle_past_the_limit(services
 
 
 async def test_expire_uploads_removes_files_left_without_a_row(services):
-    services.uploads.storage.create_upload("orphan")
+    await services.uploads.storage.create_upload("orphan")
     path = services.uploads.storage.upload_path("orphan")
     os.utime(path, (time.time() - 7200, time.time() - 7200))
 

@@ -42,7 +42,7 @@ async def systeminfo(services: ServicesDep, caller: CallerDep) -> dict[str, Any]
         "has_ca_root": False,
         "read_only": config["read_only"],
         "notification_enable": False,
-        "registry_storage_provider_name": "filesystem",
+        "registry_storage_provider_name": services.blobs.storage.kind,
     }
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import RedirectResponse, Response
 
 from dockyard.auth.roles import DELETE, PULL
 from dockyard.registry.digest import parse_digest
@@ -29,7 +29,17 @@ async def get_blob(request: Request) -> Response:
 
     byte_range = parse_range(request.headers.get("range"), blob.size)
     headers = {"docker-content-digest": digest, "etag": f'"{digest}"'}
-    return BlobResponse(blob.path, blob.size, headers, byte_range)
+    if request.method == "HEAD":
+        return BlobResponse(blob.size, headers, byte_range, path=blob.path)
+    url = await svc.blobs.redirect_url(digest)
+    if url is not None:
+        # Clients drop Authorization on a redirect to another host; the
+        # signed URL carries its own.
+        return RedirectResponse(url, status_code=307, headers=headers)
+    if blob.path is not None:
+        return BlobResponse(blob.size, headers, byte_range, path=blob.path)
+    body = await svc.blobs.open_blob(digest, byte_range)
+    return BlobResponse(blob.size, headers, byte_range, body=body)
 
 
 async def delete_blob(request: Request) -> Response:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 from starlette.responses import JSONResponse, Response
@@ -43,17 +44,21 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
 
 
 class BlobResponse(Response):
-    """A blob from a local file: sent by the server itself (zero-copy) when it
-    supports the ASGI `pathsend` extension, else streamed; ranges are streamed."""
+    """A blob from a local file (`path`): sent by the server itself (zero-copy)
+    when it supports the ASGI `pathsend` extension, else streamed; ranges are
+    streamed. Or a blob from elsewhere (`body`, the bytes of the range)."""
 
     def __init__(
         self,
-        path: Path,
         size: int,
         headers: dict[str, str],
         byte_range: tuple[int, int] | None = None,
+        *,
+        path: Path | None = None,
+        body: AsyncIterator[bytes] | None = None,
     ) -> None:
         self.path = path
+        self.body_stream = body
         self.byte_range = byte_range
         self.status_code = 206 if byte_range else 200
         self.background = None
@@ -78,6 +83,8 @@ class BlobResponse(Response):
         )
         if scope["method"] == "HEAD":
             await send({"type": "http.response.body", "body": b""})
+        elif self.body_stream is not None:
+            await self._relay(self.body_stream, send)
         elif self.byte_range is None and "http.response.pathsend" in scope.get(
             "extensions", {}
         ):
@@ -85,7 +92,13 @@ class BlobResponse(Response):
         else:
             await self._stream(send)
 
+    async def _relay(self, body: AsyncIterator[bytes], send: Send) -> None:
+        async for data in body:
+            await send({"type": "http.response.body", "body": data, "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
+
     async def _stream(self, send: Send) -> None:
+        assert self.path is not None
         start, end = self.byte_range or (0, int(self.headers["content-length"]) - 1)
         descriptor = os.open(self.path, os.O_RDONLY)
         try:
