@@ -18,7 +18,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from sqlalchemy import Select, String, func, select
 
-from dockyard.api.access import project_access, require
+from dockyard.api.access import project_access, require, system_can
 from dockyard.api.deps import Page, PageDep, ServicesDep, UserDep, paginated
 from dockyard.api.errors import (
     BadRequest,
@@ -320,11 +320,7 @@ async def _require(
     if project is not None:
         await require(services, caller, project, "robot", action)
         return
-    if caller.sysadmin:
-        return
-    if caller.robot_id is not None and (
-        ("robot", action) in await services.robots.system_permissions(caller.robot_id)
-    ):
+    if await system_can(services, caller, "robot", action):
         return
     raise Forbidden(f"you may not {action} system robots")
 
