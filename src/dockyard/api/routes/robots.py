@@ -30,6 +30,7 @@ from dockyard.api.query import apply_query, parse_q
 from dockyard.api.routes.users import harbor_time
 from dockyard.auth.passwords import PasswordTooWeak, check_password_policy
 from dockyard.auth.principals import Principal
+from dockyard.auth.rbac import catalogue_resource, listed_resource
 from dockyard.db.schema import robots
 from dockyard.projects import Project
 from dockyard.robots import (
@@ -274,10 +275,18 @@ def _permission_set(
     kind: str, namespace: str, held: frozenset[tuple[str, str]]
 ) -> dict[str, Any]:
     access = [
-        {"resource": resource, "action": action, "effect": _ALLOW}
+        {"resource": _listed_name(kind, resource), "action": action, "effect": _ALLOW}
         for resource, action in sorted(held)
     ]
     return {"kind": kind, "namespace": namespace, "access": access}
+
+
+def _catalogue_name(kind: str, resource: str) -> str:
+    return catalogue_resource(resource) if kind == PROJECT else resource
+
+
+def _listed_name(kind: str, resource: str) -> str:
+    return listed_resource(resource) if kind == PROJECT else resource
 
 
 def _permission_requests(items: list[RobotPermissionReq]) -> list[PermissionRequest]:
@@ -287,7 +296,10 @@ def _permission_requests(items: list[RobotPermissionReq]) -> list[PermissionRequ
         # silently store an allow.
         if any(entry.effect not in (None, "", _ALLOW) for entry in item.access):
             raise BadRequest("only the effect 'allow' is supported")
-        access = tuple((entry.resource, entry.action) for entry in item.access)
+        access = tuple(
+            (_catalogue_name(item.kind, entry.resource), entry.action)
+            for entry in item.access
+        )
         requested.append(PermissionRequest(item.kind, item.namespace, access))
     return requested
 
