@@ -15,7 +15,7 @@ from sqlalchemy import Select, literal_column
 
 from dockyard.api.access import system_permission
 from dockyard.api.deps import PageDep, ServicesDep, paginated
-from dockyard.api.errors import BadRequest, Forbidden, NotFound
+from dockyard.api.errors import BadRequest, NotFound
 from dockyard.api.query import QueryError, parse_sort
 from dockyard.api.routes.users import harbor_time
 from dockyard.auth.principals import Principal
@@ -142,13 +142,13 @@ async def _quota(services: Services, quota_id: int) -> Quota:
 def requested_limit(value: int | None, caller: Principal, creating: bool) -> int | None:
     """The storage limit a `/projects` request sets, None to leave it as is.
 
-    On creation, as in Harbor, only a system admin's non-zero value counts;
-    anyone else's project gets the configured default. Changing a limit
-    later is a system admin's alone (403). `BadRequest` for a bad value."""
-    if value is None or (creating and (value == 0 or not caller.sysadmin)):
+    Only a system admin's value counts (on creation, a non-zero one);
+    anyone else's is ignored, as Harbor ignores it (its portal sends the
+    field back with every project update), so a new project gets the
+    configured default and an existing one keeps its limit. `BadRequest`
+    for a bad value."""
+    if value is None or not caller.sysadmin or (creating and value == 0):
         return None
-    if not caller.sysadmin:
-        raise Forbidden("only system administrators may change the storage limit")
     try:
         check_limit(value)
     except QuotaInvalid as exc:
