@@ -48,9 +48,11 @@ _MATRIX: dict[str, dict[str, str]] = {
     PROJECT_SELF: {"read": "AMDGL", "update": "A", "delete": "A"},
     "member": {"create": "A", "read": "AMDG", "update": "A", "delete": "A",
                "list": "AMDG"},
-    # No role lists metadata; robots may be given it (Harbor's catalogue).
+    # Harbor's roles lack metadata list (its robots may hold it), so there
+    # only system admins list all keys at once; here a project admin holds
+    # every permission, list included.
     "metadata": {"create": "A", "read": "AM", "update": "A", "delete": "A",
-                 "list": ""},
+                 "list": "A"},
     "log": {"list": "A"},
     "label": {"create": "AM", "read": "AMDG", "update": "AM", "delete": "AM",
               "list": "AMDG"},
