@@ -285,6 +285,23 @@ def test_unknown_addition_returns_not_found(api, busybox):
     assert response.status_code == 404
 
 
+def test_vulnerabilities_addition_of_unscanned_image_is_empty(api, busybox):
+    response = api.get(
+        artifacts_url(busybox.repository, "/1.36/additions/vulnerabilities")
+    )
+
+    assert response.status_code == 200
+    assert response.json() == {}
+
+
+def test_vulnerabilities_addition_of_unknown_artifact_returns_not_found(api, busybox):
+    response = api.get(
+        artifacts_url(busybox.repository, "/nope/additions/vulnerabilities")
+    )
+
+    assert response.status_code == 404
+
+
 def test_chart_addition_on_image_returns_bad_request(api, busybox):
     response = api.get(artifacts_url(busybox.repository, "/1.36/additions/values.yaml"))
 

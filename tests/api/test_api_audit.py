@@ -6,6 +6,7 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import httpx
+import pytest
 
 from dockyard.audit import FLUSH_SECONDS
 from tests.api.conftest import Registry, error_code
@@ -214,15 +215,29 @@ def test_failed_login_is_a_failed_login_event(api, dockyard):
 
 def test_project_auditlog_ext_lists_the_projects_entries(dockyard):
     project = dockyard.new_project("audit")
-    guest = dockyard.new_user("guest", project, "guest")
+    admin = dockyard.new_user("padmin", project, "projectAdmin")
 
     response = httpx.get(
         f"{dockyard.url}{API}/projects/{project}/auditlog-exts",
-        auth=(guest.name, guest.password),
+        auth=(admin.name, admin.password),
     )
 
     assert response.status_code == 200
     assert {e["operation"] for e in response.json()} >= {"create"}
+
+
+@pytest.mark.parametrize("role", ["maintainer", "developer", "guest"])
+def test_project_auditlog_ext_is_refused_below_project_admin(dockyard, role):
+    """Harbor 2.13 made project logs the project admin's alone."""
+    project = dockyard.new_project("audit")
+    member = dockyard.new_user(role, project, role)
+
+    response = httpx.get(
+        f"{dockyard.url}{API}/projects/{project}/auditlog-exts",
+        auth=(member.name, member.password),
+    )
+
+    assert response.status_code == 403
 
 
 def test_project_auditlog_ext_is_refused_to_limited_guests(dockyard):
@@ -249,7 +264,7 @@ def test_project_auditlog_ext_is_refused_to_anonymous(dockyard):
 def test_auditlog_ext_hides_other_projects_from_members(api, dockyard):
     mine = dockyard.new_project("mine")
     theirs = dockyard.new_project("theirs")
-    user = dockyard.new_user("member", mine, "guest")
+    user = dockyard.new_user("member", mine, "projectAdmin")
 
     response = httpx.get(
         f"{dockyard.url}{API}/auditlog-exts",

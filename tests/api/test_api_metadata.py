@@ -124,15 +124,29 @@ def test_project_create_with_unknown_metadata_returns_bad_request(api):
     assert response.status_code == 400
 
 
-def test_maintainer_writes_metadata_guest_cannot_read_it(api, dockyard, project):
+def test_maintainer_reads_a_metadata_key_but_cannot_write_it(api, dockyard, project):
+    """Harbor 2.11 left maintainers only reading project metadata."""
+    api.post(url(project), json={"auto_scan": "true"})
     maintainer = member(api, dockyard, project, MAINTAINER)
+
+    read = maintainer.get(url(project, "auto_scan"))
+    written = maintainer.put(url(project, "auto_scan"), json={"auto_scan": "false"})
+
+    assert read.status_code == 200
+    assert written.status_code == 403
+
+
+def test_maintainer_cannot_list_metadata(api, dockyard, project):
+    """Listing takes metadata list, which Harbor gives no maintainer."""
+    maintainer = member(api, dockyard, project, MAINTAINER)
+
+    assert maintainer.get(url(project)).status_code == 403
+
+
+def test_guest_cannot_read_metadata(api, dockyard, project):
     guest = member(api, dockyard, project, GUEST)
 
-    written = maintainer.post(url(project), json={"auto_scan": "true"})
-    refused = guest.get(url(project))
-
-    assert written.status_code == 200
-    assert refused.status_code == 403
+    assert guest.get(url(project)).status_code == 403
 
 
 def test_anonymous_and_non_member_are_refused(api, dockyard, project):

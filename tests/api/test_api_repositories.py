@@ -165,3 +165,20 @@ def test_unknown_artifact_returns_not_found(api, pushed):
 
     assert response.status_code == 404
     assert response.json()["errors"][0]["code"] == "NOT_FOUND"
+
+
+def test_update_repository_without_description_clears_it(api, pushed):
+    short, _, _ = pushed
+    url = f"{API}/projects/library/repositories/{short}"
+    api.put(url, json={"description": "something"})
+
+    response = api.put(url, json={})
+
+    assert response.status_code == 200
+    assert api.get(url).json()["description"] == ""
+
+
+def test_update_missing_repository_with_empty_body_returns_not_found(api):
+    response = api.put(f"{API}/projects/library/repositories/does_not_exist", json={})
+
+    assert response.status_code == 404

@@ -131,6 +131,42 @@ def test_get_robot_never_shows_secret(api, project):
     ]
 
 
+def test_robot_project_resource_is_listed_as_harbor_names_it(api, project):
+    read = {"resource": "project", "action": "read"}
+    created = create(api, project_robot(project, [read, PULL]))
+
+    body = api.get(f"{API}/robots/{created['id']}").json()
+
+    [permission] = body["permissions"]
+    assert {"resource": "project", "action": "read", "effect": "allow"} in (
+        permission["access"]
+    )
+
+
+def test_robot_with_project_read_reads_its_project(dockyard, api, project):
+    read = {"resource": "project", "action": "read"}
+    created = create(api, project_robot(project, [read]))
+
+    response = httpx.get(f"{dockyard.url}{API}/projects/{project}", auth=creds(created))
+
+    assert response.status_code == 200, response.text
+
+
+def test_robot_without_project_read_cannot_read_its_project(dockyard, api, project):
+    created = create(api, project_robot(project, [PULL]))
+
+    response = httpx.get(f"{dockyard.url}{API}/projects/{project}", auth=creds(created))
+
+    assert response.status_code == 403
+
+
+def test_permission_catalogue_names_the_project_itself_project(api):
+    body = api.get(f"{API}/permissions").json()
+
+    assert {"resource": "project", "action": "update"} in body["project"]
+    assert {"resource": "metadata", "action": "list"} in body["project"]
+
+
 def test_create_robot_with_duplicate_name_returns_409(api, project):
     body = project_robot(project, [PULL])
     create(api, body)

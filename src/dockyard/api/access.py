@@ -7,6 +7,11 @@ A route that acts inside a project declares the permission it needs:
 and receives the caller's `ProjectAccess` (with `.project`) or the request
 ends with 404 (no such project), 401 (anonymous) or 403 (not allowed). The
 check is the same evaluator the token service and `/v2` use.
+
+A route over system resources (global labels, quotas, all audit logs) asks
+`system_can`/`require_system` instead: a system admin holds every system
+permission, a system robot those it was given, and nobody else any, as in
+Harbor's system namespace.
 """
 
 from __future__ import annotations
@@ -54,6 +59,38 @@ async def require(
         raise Forbidden(f"you are not a member of project {project.name}")
     what = resource or "the project"
     raise Forbidden(f"you may not {action} {what} in project {project.name}")
+
+
+async def system_can(
+    services: Services, caller: Principal, resource: str, action: str
+) -> bool:
+    """Whether `caller` holds the system permission (resource, action)."""
+    if caller.sysadmin:
+        return True
+    if caller.robot_id is None:
+        return False
+    held = await services.robots.system_permissions(caller.robot_id)
+    return (resource, action) in held
+
+
+async def require_system(
+    services: Services, caller: Principal, resource: str, action: str
+) -> Principal:
+    """`caller`, if it holds the system permission; 401 or 403 if not."""
+    if caller.anonymous:
+        raise Unauthorized("authentication required")
+    if not await system_can(services, caller, resource, action):
+        raise Forbidden(f"you may not {action} the system's {resource} resources")
+    return caller
+
+
+def system_permission(resource: str, action: str) -> Any:
+    """A dependency: the caller, if it holds the system permission."""
+
+    async def check(services: ServicesDep, caller: CallerDep) -> Principal:
+        return await require_system(services, caller, resource, action)
+
+    return Depends(check)
 
 
 def project_permission(resource: str, action: str) -> Any:

@@ -23,29 +23,51 @@ from dockyard.db.schema import role_permissions, roles
 Permission = tuple[str, str]
 
 PROJECT_SELF = ""  # Harbor's name for the project itself as a resource.
+# ... in permission lists (robots, `/permissions`), where Harbor calls it
+# `project` and maps it onto the project's own path.
+LISTED_PROJECT_SELF = "project"
+
+
+def listed_resource(resource: str) -> str:
+    """A project resource as Harbor's permission lists name it."""
+    return LISTED_PROJECT_SELF if resource == PROJECT_SELF else resource
+
+
+def catalogue_resource(resource: str) -> str:
+    """A project resource from a permission list, as the catalogue names it
+    (accepting the catalogue's own empty name too)."""
+    return PROJECT_SELF if resource == LISTED_PROJECT_SELF else resource
+
 
 # Who holds each (resource, action): A project admin, M maintainer,
-# D developer, G guest, L limited guest.
+# D developer, G guest, L limited guest. As in Harbor 2.13+
+# (src/common/rbac/project/rbac_role.go): project logs are the project
+# admin's alone, a maintainer only reads metadata, a developer runs tag
+# retention, a limited guest reads repositories.
 _MATRIX: dict[str, dict[str, str]] = {
     PROJECT_SELF: {"read": "AMDGL", "update": "A", "delete": "A"},
     "member": {"create": "A", "read": "AMDG", "update": "A", "delete": "A",
                "list": "AMDG"},
-    "metadata": {"create": "AM", "read": "AM", "update": "AM", "delete": "AM"},
-    "log": {"list": "AMDG"},
+    # Harbor's roles lack metadata list (its robots may hold it), so there
+    # only system admins list all keys at once; here a project admin holds
+    # every permission, list included.
+    "metadata": {"create": "A", "read": "AM", "update": "A", "delete": "A",
+                 "list": "A"},
+    "log": {"list": "A"},
     "label": {"create": "AM", "read": "AMDG", "update": "AM", "delete": "AM",
               "list": "AMDG"},
     "quota": {"read": "AMDGL"},
-    "repository": {"create": "AMD", "read": "AMDG", "update": "AMD",
+    "repository": {"create": "AMD", "read": "AMDGL", "update": "AMD",
                    "delete": "AM", "list": "AMDGL", "pull": "AMDGL",
                    "push": "AMD"},
-    "tag-retention": {"create": "AM", "read": "AM", "update": "AM",
-                      "delete": "AM", "list": "AM", "operate": "AM"},
+    "tag-retention": {"create": "AMD", "read": "AMD", "update": "AMD",
+                      "delete": "AMD", "list": "AMD", "operate": "AMD"},
     "immutable-tag": {"create": "AM", "update": "AM", "delete": "AM",
                       "list": "AM"},
     "configuration": {"read": "AMDGL", "update": "A"},
     "robot": {"create": "A", "read": "AMDG", "update": "A", "delete": "A",
               "list": "AMDG"},
-    "notification-policy": {"create": "A", "read": "A", "update": "A",
+    "notification-policy": {"create": "A", "read": "AM", "update": "A",
                             "delete": "A", "list": "AM"},
     "scan": {"create": "AM", "read": "AMDGL", "stop": "AM"},
     "sbom": {"create": "AM", "read": "AMDGL", "stop": "AM"},
@@ -58,7 +80,7 @@ _MATRIX: dict[str, dict[str, str]] = {
     "artifact-label": {"create": "AMD", "delete": "AMD"},
     "preheat-policy": {"create": "A", "read": "A", "update": "A",
                        "delete": "A", "list": "A"},
-    "export-cve": {"create": "AMD", "read": "AMD"},
+    "export-cve": {"create": "AMD", "read": "AMD", "list": "AMD"},
 }  # fmt: skip
 
 _LETTERS = {

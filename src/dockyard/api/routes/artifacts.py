@@ -181,6 +181,17 @@ async def delete_artifact(
     return Response(status_code=200)
 
 
+@router.get(_PATH + "/{reference}/additions/vulnerabilities")
+async def get_vulnerabilities_addition(
+    name: AdditionReader, reference: str, services: ServicesDep, caller: CallerDep
+) -> dict[str, Any]:
+    """Harbor's answer for an artifact with no scan report: `{}` (a report
+    would be keyed by its media type). Dockyard has no scanner yet, so no
+    artifact has a report; when scanning stores reports, serve them here."""
+    await translate(services.artifacts.get_artifact(name, reference))
+    return {}
+
+
 @router.get(_PATH + "/{reference}/additions/{addition}")
 async def get_addition(
     name: AdditionReader,

@@ -2,9 +2,10 @@
 Harbor 2.13's extended form `/auditlog-exts` (with a description and the
 result of each operation) and `/auditlog-exts/events` (the event types).
 
-System admins see every entry; other users see the entries of the projects
-where they may list logs. Entries about no project (users, configuration)
-are therefore for system admins only.
+System admins (and system robots holding `audit-log` `list`) see every
+entry; other callers see the entries of the projects where they may list
+logs. Entries about no project (users, configuration) are therefore for
+them only, as is the list of event types.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from fastapi import APIRouter, Request, Response
 from sqlalchemy import DateTime, Select, case, select, type_coerce
 from sqlalchemy.types import TypeDecorator
 
-from dockyard.api.access import project_access
+from dockyard.api.access import project_access, require_system, system_can
 from dockyard.api.deps import Page, PageDep, ServicesDep, UserDep, paginated
 from dockyard.api.query import Match, QueryError, apply_query, parse_q
 from dockyard.api.routes.users import harbor_time
@@ -30,6 +31,7 @@ from dockyard.services import Services
 router = APIRouter(tags=["auditlog"])
 
 _LOG_LIST = ("log", "list")
+_AUDIT_LIST = ("audit-log", "list")
 LogLister = project_access(*_LOG_LIST)
 
 
@@ -80,7 +82,7 @@ async def list_audit_logs(
     q: str | None = None,
     sort: str | None = None,
 ) -> Response:
-    query = _visible_to(user, select(audit_logs))
+    query = await _visible_to(services, user, select(audit_logs))
     return await _page(request, services, query, q, sort, page, _log_resp)
 
 
@@ -106,14 +108,18 @@ async def list_audit_log_exts(
     q: str | None = None,
     sort: str | None = None,
 ) -> Response:
-    query = _visible_to(user, select(audit_logs))
+    query = await _visible_to(services, user, select(audit_logs))
     return await _page(request, services, query, q, sort, page, _ext_resp, ext=True)
 
 
 @router.get("/auditlog-exts/events")
-async def list_audit_log_event_types(user: UserDep) -> list[dict[str, str]]:
+async def list_audit_log_event_types(
+    services: ServicesDep, user: UserDep
+) -> list[dict[str, str]]:
     """Every event type Dockyard records, the names
-    `disabled_audit_log_event_types` takes."""
+    `disabled_audit_log_event_types` takes; 403 without the system `audit-log`
+    `list` permission, as in Harbor."""
+    await require_system(services, user, *_AUDIT_LIST)
     return [{"event_type": name} for name in EVENT_TYPES]
 
 
@@ -130,8 +136,8 @@ async def list_project_audit_log_exts(
     return await _page(request, services, query, q, sort, page, _ext_resp, ext=True)
 
 
-def _visible_to(user: Principal, query: Select) -> Select:
-    if user.sysadmin:
+async def _visible_to(services: Services, user: Principal, query: Select) -> Select:
+    if await system_can(services, user, *_AUDIT_LIST):
         return query
     readable = projects_granting(user, _LOG_LIST)
     return query.where(audit_logs.c.project_id.in_(readable))

@@ -31,7 +31,13 @@ from dockyard.api.errors import (
     PreconditionFailed,
 )
 from dockyard.api.routes.users import harbor_time
-from dockyard.auth.rbac import PROJECT_PERMISSIONS, SYSTEM_PERMISSIONS, Permission
+from dockyard.auth.rbac import (
+    PROJECT_PERMISSIONS,
+    SYSTEM_PERMISSIONS,
+    Permission,
+    catalogue_resource,
+    listed_resource,
+)
 from dockyard.grants import (
     BuiltinRole,
     Grant,
@@ -86,7 +92,10 @@ async def list_permission_catalogue(
     system = SYSTEM_PERMISSIONS if caller.sysadmin else frozenset()
     return {
         "system": _accesses(system),
-        "project": _accesses(PROJECT_PERMISSIONS),
+        "project": [
+            {**access, "resource": listed_resource(access["resource"])}
+            for access in _accesses(PROJECT_PERMISSIONS)
+        ],
     }
 
 
@@ -234,7 +243,7 @@ async def _grant(services: Services, project_id: int, grant_id: int) -> Grant:
 
 
 def _permissions(accesses: list[Access]) -> set[Permission]:
-    return {(a.resource, a.action) for a in accesses}
+    return {(catalogue_resource(a.resource), a.action) for a in accesses}
 
 
 def _accesses(

@@ -15,9 +15,9 @@ from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, Field
 from sqlalchemy import ColumnElement, or_, select, true
 
-from dockyard.api.access import require
+from dockyard.api.access import require, require_system
 from dockyard.api.deps import CallerDep, DbInt, PageDep, ServicesDep, paginated
-from dockyard.api.errors import BadRequest, Conflict, Forbidden, NotFound, Unauthorized
+from dockyard.api.errors import BadRequest, Conflict, NotFound, Unauthorized
 from dockyard.api.query import apply_query
 from dockyard.api.routes.repositories import repository_permission
 from dockyard.api.routes.users import harbor_time
@@ -114,7 +114,7 @@ async def create_label(
             await _project_label_access(services, caller, body.project_id)
         ).project.id
     else:
-        _require_admin(caller)
+        await require_system(services, caller, "label", "create")
     label_id = await _translate(
         services.labels.create_label(body.fields(), scope, project_id, caller.username)
     )
@@ -255,18 +255,11 @@ async def _label(
         if project is None:
             raise NotFound(f"label {label_id} not found")
         await require(services, caller, project, "label", action)
-    elif action != "read":
-        _require_admin(caller)
-    elif caller.anonymous:
-        raise Unauthorized("authentication required")
+    else:
+        # As in Harbor, a global label by id is a system resource even to
+        # read; everyone may still list them.
+        await require_system(services, caller, "label", action)
     return label
-
-
-def _require_admin(caller: Principal) -> None:
-    if caller.anonymous:
-        raise Unauthorized("authentication required")
-    if not caller.sysadmin:
-        raise Forbidden("only system administrators may manage global labels")
 
 
 async def _artifact(services: Services, repository: str, reference: str) -> Artifact:

@@ -30,6 +30,7 @@ router = APIRouter(tags=["projectMetadata"])
 
 _PATH = "/projects/{project_name_or_id}/metadatas"
 
+MetadataLister = project_access("metadata", "list")
 MetadataReader = project_access("metadata", "read")
 MetadataCreator = project_access("metadata", "create")
 MetadataUpdater = project_access("metadata", "update")
@@ -40,7 +41,7 @@ Values = Annotated[dict[str, str], Body()]
 @router.get(_PATH)
 @router.get(_PATH + "/", include_in_schema=False)
 async def list_metadata(
-    access: MetadataReader, services: ServicesDep
+    access: MetadataLister, services: ServicesDep
 ) -> dict[str, str]:
     return await services.metadata.get_metadata(access.project.id)
 

@@ -16,7 +16,7 @@ from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 
-from dockyard.api.access import project_access
+from dockyard.api.access import project_access, system_can
 from dockyard.api.deps import CallerDep, DbInt, PageDep, ServicesDep, UserDep, paginated
 from dockyard.api.errors import (
     BadRequest,
@@ -51,6 +51,7 @@ from dockyard.projects import (
     visible_to,
 )
 from dockyard.replication.registries import RegistryNotFound
+from dockyard.robots import SYSTEM as SYSTEM_LEVEL
 from dockyard.services import Services
 
 router = APIRouter(tags=["project"])
@@ -154,9 +155,7 @@ async def create_project(
 ) -> Response:
     if not body.project_name:
         raise BadRequest("project_name is required")
-    restriction = await services.configurations.get("project_creation_restriction")
-    if restriction == "adminonly" and not user.sysadmin:
-        raise Forbidden("Only system admin can create project")
+    await _check_may_create(services, user)
     metadata = requested_metadata(body.metadata, body.public)
     settings = ProjectSettings(
         metadata=metadata,
@@ -179,6 +178,21 @@ async def create_project(
     return Response(
         status_code=201, headers={"location": f"/api/v2.0/projects/{project.id}"}
     )
+
+
+async def _check_may_create(services: Services, caller: Principal) -> None:
+    """403 unless `caller` may create a project: as in Harbor, never a project
+    robot, and under `adminonly` only holders of the system `project` `create`
+    permission (system admins, system robots given it)."""
+    if caller.robot_id is not None:
+        robot = await services.robots.get_robot(caller.robot_id)
+        if robot.level != SYSTEM_LEVEL:
+            raise Forbidden("Only system level robot can create project")
+    restriction = await services.configurations.get("project_creation_restriction")
+    if restriction == "adminonly" and not await system_can(
+        services, caller, "project", "create"
+    ):
+        raise Forbidden("Only system admin can create project")
 
 
 @router.get("/projects/{project_name_or_id}")

@@ -1,4 +1,5 @@
-"""`/quotas`: each project's storage limit and usage, for system admins.
+"""`/quotas`: each project's storage limit and usage, for system admins
+(and system robots given the `quota` permissions).
 
 Only `storage` is metered; `hard.storage` is bytes, -1 for no limit, and
 `used.storage` is computed from the project's blobs and manifests.
@@ -6,14 +7,15 @@ Only `storage` is metered; `hard.storage` is bytes, -1 for no limit, and
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel
 from sqlalchemy import Select, literal_column
 
-from dockyard.api.deps import AdminDep, DbInt, PageDep, ServicesDep, paginated
-from dockyard.api.errors import BadRequest, Forbidden, NotFound
+from dockyard.api.access import system_permission
+from dockyard.api.deps import DbInt, PageDep, ServicesDep, paginated
+from dockyard.api.errors import BadRequest, NotFound
 from dockyard.api.query import QueryError, parse_sort
 from dockyard.api.routes.users import harbor_time
 from dockyard.auth.principals import Principal
@@ -39,6 +41,10 @@ _SORT_COLUMNS: dict[str, Any] = {
 }
 _PROJECT = "project"
 
+QuotaLister = Annotated[Principal, system_permission("quota", "list")]
+QuotaReader = Annotated[Principal, system_permission("quota", "read")]
+QuotaUpdater = Annotated[Principal, system_permission("quota", "update")]
+
 
 class QuotaUpdateReq(BaseModel):
     hard: dict[str, DbInt]
@@ -48,7 +54,7 @@ class QuotaUpdateReq(BaseModel):
 async def list_quotas(
     request: Request,
     services: ServicesDep,
-    admin: AdminDep,
+    caller: QuotaLister,
     page: PageDep,
     reference: str | None = None,
     reference_id: str | None = None,
@@ -62,14 +68,14 @@ async def list_quotas(
 
 @router.get("/quotas/{quota_id}")
 async def get_quota(
-    quota_id: DbInt, services: ServicesDep, admin: AdminDep
+    quota_id: DbInt, services: ServicesDep, caller: QuotaReader
 ) -> dict[str, Any]:
     return quota_resp(await _quota(services, quota_id))
 
 
 @router.put("/quotas/{quota_id}")
 async def update_quota(
-    quota_id: DbInt, body: QuotaUpdateReq, services: ServicesDep, admin: AdminDep
+    quota_id: DbInt, body: QuotaUpdateReq, services: ServicesDep, caller: QuotaUpdater
 ) -> Response:
     unknown = sorted(set(body.hard) - {STORAGE})
     if unknown:
@@ -78,7 +84,7 @@ async def update_quota(
         raise BadRequest(f"hard.{STORAGE} is required")
     quota = await _quota(services, quota_id)
     try:
-        await services.quotas.set_limit(quota, body.hard[STORAGE], admin.username)
+        await services.quotas.set_limit(quota, body.hard[STORAGE], caller.username)
     except QuotaInvalid as exc:
         raise BadRequest(str(exc)) from exc
     return Response(status_code=200)
@@ -136,13 +142,13 @@ async def _quota(services: Services, quota_id: int) -> Quota:
 def requested_limit(value: int | None, caller: Principal, creating: bool) -> int | None:
     """The storage limit a `/projects` request sets, None to leave it as is.
 
-    On creation, as in Harbor, only a system admin's non-zero value counts;
-    anyone else's project gets the configured default. Changing a limit
-    later is a system admin's alone (403). `BadRequest` for a bad value."""
-    if value is None or (creating and (value == 0 or not caller.sysadmin)):
+    Only a system admin's value counts (on creation, a non-zero one);
+    anyone else's is ignored, as Harbor ignores it (its portal sends the
+    field back with every project update), so a new project gets the
+    configured default and an existing one keeps its limit. `BadRequest`
+    for a bad value."""
+    if value is None or not caller.sysadmin or (creating and value == 0):
         return None
-    if not caller.sysadmin:
-        raise Forbidden("only system administrators may change the storage limit")
     try:
         check_limit(value)
     except QuotaInvalid as exc:

@@ -54,7 +54,8 @@ _REPOSITORY_COLUMNS = {
 
 
 class RepositoryUpdate(BaseModel):
-    description: str = Field(max_length=4096)
+    # Harbor treats a missing description as an empty one.
+    description: str = Field(default="", max_length=4096)
 
 
 def repository_permission(resource: str, action: str) -> Any:

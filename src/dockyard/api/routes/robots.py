@@ -19,7 +19,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from sqlalchemy import Select, String, func, select
 
-from dockyard.api.access import project_access, require
+from dockyard.api.access import project_access, require, system_can
 from dockyard.api.deps import DbInt, Page, PageDep, ServicesDep, UserDep, paginated
 from dockyard.api.errors import (
     BadRequest,
@@ -31,6 +31,7 @@ from dockyard.api.query import apply_query, parse_q
 from dockyard.api.routes.users import harbor_time
 from dockyard.auth.passwords import PasswordTooWeak, check_password_policy
 from dockyard.auth.principals import Principal
+from dockyard.auth.rbac import catalogue_resource, listed_resource
 from dockyard.db.schema import MAX_INTEGER, robots
 from dockyard.projects import Project
 from dockyard.robots import (
@@ -277,10 +278,18 @@ def _permission_set(
     kind: str, namespace: str, held: frozenset[tuple[str, str]]
 ) -> dict[str, Any]:
     access = [
-        {"resource": resource, "action": action, "effect": _ALLOW}
+        {"resource": _listed_name(kind, resource), "action": action, "effect": _ALLOW}
         for resource, action in sorted(held)
     ]
     return {"kind": kind, "namespace": namespace, "access": access}
+
+
+def _catalogue_name(kind: str, resource: str) -> str:
+    return catalogue_resource(resource) if kind == PROJECT else resource
+
+
+def _listed_name(kind: str, resource: str) -> str:
+    return listed_resource(resource) if kind == PROJECT else resource
 
 
 def _permission_requests(items: list[RobotPermissionReq]) -> list[PermissionRequest]:
@@ -290,7 +299,10 @@ def _permission_requests(items: list[RobotPermissionReq]) -> list[PermissionRequ
         # silently store an allow.
         if any(entry.effect not in (None, "", _ALLOW) for entry in item.access):
             raise BadRequest("only the effect 'allow' is supported")
-        access = tuple((entry.resource, entry.action) for entry in item.access)
+        access = tuple(
+            (_catalogue_name(item.kind, entry.resource), entry.action)
+            for entry in item.access
+        )
         requested.append(PermissionRequest(item.kind, item.namespace, access))
     return requested
 
@@ -323,11 +335,7 @@ async def _require(
     if project is not None:
         await require(services, caller, project, "robot", action)
         return
-    if caller.sysadmin:
-        return
-    if caller.robot_id is not None and (
-        ("robot", action) in await services.robots.system_permissions(caller.robot_id)
-    ):
+    if await system_can(services, caller, "robot", action):
         return
     raise Forbidden(f"you may not {action} system robots")
 
