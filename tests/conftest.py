@@ -4,6 +4,10 @@
 port chosen at run time, with its own data directory, and stops it by PID.
 When a test fails, what each running server logged during that test is added
 to the failure report ("dockyard server log" section).
+
+Every server runs on the stores of the backend `DOCKYARD_TEST_BACKEND` names
+(`embedded` by default, or `production`; see tests/backends.py): the one
+place that decides what a server's database (and later Redis, S3) is.
 """
 
 from __future__ import annotations
@@ -23,6 +27,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+
+from tests.backends import Backend, backend_name, execute_statement, make_backend
 
 REPO = Path(__file__).resolve().parent.parent
 DOCKYARD = [sys.executable, "-m", "dockyard"]
@@ -105,10 +111,12 @@ class DockyardServer:
         self.admin_password = "Adm1n-" + secrets.token_urlsafe(12)
         self.log_path = root / "server.log"
         self._use_port(free_port())
+        self._stores = backend().provision()
         self._env = {
             **clean_environment(),
             "DOCKYARD_ADMIN_PASSWORD": self.admin_password,
             "DOCKYARD_WORKERS": str(workers),
+            **self._stores,
             **(env or {}),
         }
         self._process: subprocess.Popen[bytes] | None = None
@@ -141,12 +149,12 @@ class DockyardServer:
         deadline = time.monotonic() + _STARTUP_SECONDS
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
-                self.stop()
+                self._stop_process()
                 return False
             if self._answers_as_ours():
                 return True
             time.sleep(0.1)
-        self.stop()
+        self._stop_process()
         raise RuntimeError(
             f"dockyard did not answer within {_STARTUP_SECONDS}s:\n{self.log()}"
         )
@@ -237,13 +245,54 @@ class DockyardServer:
     def pid(self) -> int | None:
         return self._process.pid if self._process else None
 
+    @property
+    def database_url(self) -> str:
+        return self._env.get(
+            "DOCKYARD_DATABASE_URL", f"sqlite:///{self.data_dir / 'dockyard.db'}"
+        )
+
+    def execute(self, statement: object) -> None:
+        """Execute a SQLAlchemy statement on the server's database, for states
+        no API reaches (an expiry in the past)."""
+        execute_statement(self.database_url, statement)
+
     def stop(self) -> None:
+        """Stop the server and give back its stores; safe to call twice."""
+        self._stop_process()
+        stores, self._stores = self._stores, {}
+        if stores:
+            backend().release(stores)
+
+    def _stop_process(self) -> None:
         """SIGTERM by PID, SIGKILL if it does not end; safe to call twice."""
         process, self._process = self._process, None
         if self in DockyardServer.running:
             DockyardServer.running.remove(self)
         if process is not None:
             stop_process(process)
+
+
+_backend: Backend | None = None
+
+
+def backend() -> Backend:
+    """The session's backend, made on first use."""
+    global _backend
+    if _backend is None:
+        _backend = make_backend()
+    return _backend
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _backend_stores() -> Iterator[None]:
+    """Give back, at the end of the session, stores no server released."""
+    yield
+    if _backend is not None:
+        _backend.close()
+
+
+def pytest_report_header() -> str:
+    return f"dockyard test backend: {backend_name()}"
 
 
 @pytest.fixture(scope="session")

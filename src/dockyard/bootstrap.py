@@ -37,7 +37,14 @@ async def create_initial_content(services: Services) -> str | None:
     """Create the admin user and the public `library` project if absent.
 
     Return the admin password when it was generated here (to print once).
+    Replicas starting at once take turns (the "bootstrap" lock), so only one
+    creates the admin, and only its password is kept.
     """
+    async with services.db.exclusive("bootstrap"):
+        return await _create_initial_content(services)
+
+
+async def _create_initial_content(services: Services) -> str | None:
     settings = services.settings
     generated = None
     async with services.db.write() as conn:

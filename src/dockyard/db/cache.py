@@ -1,14 +1,19 @@
 """A cache of database reads that is never stale.
 
-Every entry is tagged with the database's generation: a number that changes
+Every entry is tagged with the database's generation: a value that changes
 whenever any connection, in any process, commits. A lookup first reads the
 generation; if it moved, the whole cache is dropped. Pulls, which read the
 same few rows again and again between pushes, are then served from memory,
 and a push seen by one worker is seen by every worker's next read.
 
-On SQLite the generation is `PRAGMA data_version` on a connection that never
-writes. Other databases have no such counter yet, so nothing is cached there
-(the Redis-backed invalidation of the production mode will provide one).
+Where the generation comes from is a `Generation`:
+
+- SQLite: `PRAGMA data_version` on a connection that never writes
+  (`SqliteDataVersion`); it moves by itself on every commit of any process.
+- PostgreSQL has no such counter that costs less than the reads it would
+  save, so on its own it gets no generation and nothing is cached: every
+  replica reads the database. A shared store (Redis) can provide one: its
+  `advance()` is called after every committed write of this process.
 """
 
 from __future__ import annotations
@@ -16,28 +21,59 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Awaitable, Callable, Hashable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 T = TypeVar("T")
 
 _MAX_ENTRIES = 50_000
 
 
-class ReadCache:
-    def __init__(self, sqlite_path: Path | None) -> None:
-        self._probe = (
-            sqlite3.connect(sqlite_path, check_same_thread=False, isolation_level=None)
-            if sqlite_path is not None
-            else None
+class Generation(Protocol):
+    """Where the cache learns that the database changed."""
+
+    async def current(self) -> Hashable:
+        """A value that differs from every earlier one once any process has
+        committed a change since it was last read."""
+
+    async def advance(self) -> None:
+        """Called after this process committed a write (counters that do not
+        move by themselves move here)."""
+
+    def close(self) -> None: ...
+
+
+class SqliteDataVersion:
+    """SQLite's own commit counter, read on a connection that never writes."""
+
+    def __init__(self, path: Path) -> None:
+        self._probe = sqlite3.connect(
+            path, check_same_thread=False, isolation_level=None
         )
-        self._generation: int | None = None
+
+    async def current(self) -> Hashable:
+        return self._probe.execute("PRAGMA data_version").fetchone()[0]
+
+    async def advance(self) -> None:
+        """SQLite moves the counter on commit by itself."""
+
+    def close(self) -> None:
+        self._probe.close()
+
+
+class ReadCache:
+    """Values read from the database, kept while the generation stands still.
+    Without a generation, every lookup loads."""
+
+    def __init__(self, generation: Generation | None) -> None:
+        self._source = generation
+        self._generation: Hashable | None = None
         self._entries: dict[Hashable, Any] = {}
 
     async def get_or_load(self, key: Hashable, load: Callable[[], Awaitable[T]]) -> T:
         """The cached value for `key`, or `load()`'s, remembered while valid."""
-        generation = self._current_generation()
-        if generation is None:
+        if self._source is None:
             return await load()
+        generation = await self._source.current()
         if generation != self._generation:
             self._entries.clear()
             self._generation = generation
@@ -53,11 +89,13 @@ class ReadCache:
             self._entries[key] = value
         return value
 
-    def _current_generation(self) -> int | None:
-        if self._probe is None:
-            return None
-        return self._probe.execute("PRAGMA data_version").fetchone()[0]
+    async def invalidate(self) -> None:
+        """Forget everything; called after this process committed a write."""
+        self._entries.clear()
+        self._generation = None
+        if self._source is not None:
+            await self._source.advance()
 
     def close(self) -> None:
-        if self._probe is not None:
-            self._probe.close()
+        if self._source is not None:
+            self._source.close()

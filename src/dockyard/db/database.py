@@ -16,7 +16,12 @@ Nothing may block the loop, so:
   body of a write must not await anything but its statements, or other
   coroutines of this process would queue behind it the same way.
 
-Other databases (PostgreSQL) use their async driver as usual.
+On PostgreSQL (production mode, asyncpg) every write transaction first takes
+one transaction-scoped advisory lock, so writers queue exactly as they do on
+SQLite, across all replicas: services read, check and write inside one write
+transaction and rely on no other writer running meanwhile. Reads are not
+affected (MVCC). Write transactions last milliseconds; should one lock
+become the bottleneck, row-level locking per service is the next step.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ from sqlalchemy import (
     Table,
     create_engine,
     event,
+    text,
 )
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -44,7 +50,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 
-from dockyard.db.cache import ReadCache
+from dockyard.db.cache import Generation, ReadCache, SqliteDataVersion
+from dockyard.db.locks import file_lock_async, lock_key, lock_path
 
 # How long a SQLite reader may wait on a lock (rare in WAL mode), in ms.
 _READ_BUSY_TIMEOUT_MS = 2_000
@@ -56,20 +63,25 @@ _LAST_RETRY_SECONDS = 0.004
 
 
 class Database:
-    """The metadata store. Create one per process (engines own pools)."""
+    """The metadata store. Create one per process (engines own pools).
 
-    def __init__(self, url: str) -> None:
+    `generation` overrides where the read cache learns of changes (see
+    `dockyard.db.cache`); by default SQLite's own counter, none on PostgreSQL.
+    """
+
+    def __init__(self, url: str, generation: Generation | None = None) -> None:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
         if self.is_sqlite:
             self._async_engine = None
             self._reader = _sqlite_engine(url, _READ_BUSY_TIMEOUT_MS)
             self._writer = _sqlite_engine(url, 0)
+            generation = generation or SqliteDataVersion(self.sqlite_path())
         else:
             self._async_engine = create_async_engine(url, pool_pre_ping=True)
-        self.cache = ReadCache(self._sqlite_path() if self.is_sqlite else None)
+        self.cache = ReadCache(generation)
 
-    def _sqlite_path(self) -> Path:
+    def sqlite_path(self) -> Path:
         return Path(make_url(self.url).database or ":memory:")
 
     @asynccontextmanager
@@ -85,19 +97,41 @@ class Database:
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncConnection]:
-        """A connection in a write transaction, committed unless the body raises."""
+        """A connection in a write transaction, committed unless the body raises.
+        No other write transaction, of any process, runs at the same time."""
         if self._async_engine is not None:
             async with self._async_engine.begin() as connection:
+                await connection.execute(_TAKE_WRITE_LOCK, {"key": _WRITE_KEY})
                 yield connection
+        else:
+            with self._writer.connect() as connection:
+                await _begin_immediate(connection)
+                try:
+                    yield _LoopConnection(connection)  # type: ignore[misc]
+                except BaseException:
+                    connection.rollback()
+                    raise
+                connection.commit()
+        await self.cache.invalidate()
+
+    @asynccontextmanager
+    async def exclusive(self, name: str) -> AsyncIterator[None]:
+        """Hold lock `name` across every process using this database (see
+        `dockyard.db.locks`), waiting without blocking the event loop."""
+        if self._async_engine is None:
+            async with file_lock_async(lock_path(self.sqlite_path(), name)):
+                yield
             return
-        with self._writer.connect() as connection:
-            await _begin_immediate(connection)
+        key = {"key": lock_key(name)}
+        async with self._async_engine.connect() as connection:
+            connection = await connection.execution_options(
+                isolation_level="AUTOCOMMIT"
+            )
+            await connection.execute(text("SELECT pg_advisory_lock(:key)"), key)
             try:
-                yield _LoopConnection(connection)  # type: ignore[misc]
-            except BaseException:
-                connection.rollback()
-                raise
-            connection.commit()
+                yield
+            finally:
+                await connection.execute(text("SELECT pg_advisory_unlock(:key)"), key)
 
     async def close(self) -> None:
         self.cache.close()
@@ -106,6 +140,10 @@ class Database:
         else:
             self._reader.dispose()
             self._writer.dispose()
+
+
+_WRITE_KEY = lock_key("write")
+_TAKE_WRITE_LOCK = text("SELECT pg_advisory_xact_lock(:key)")
 
 
 async def _begin_immediate(connection: Connection) -> None:
@@ -196,6 +234,19 @@ def _dialect_insert(conn: AsyncConnection, table: Table) -> Any:
     if conn.dialect.name == "postgresql":
         return postgresql_insert(table)
     return sqlite_insert(table)
+
+
+async def move_id_sequence_past_rows(conn: AsyncConnection, table: Table) -> None:
+    """After rows were inserted with explicit ids: on PostgreSQL, make the id
+    sequence hand out ids above them (SQLite's rowid needs nothing)."""
+    if conn.dialect.name != "postgresql":
+        return
+    await conn.execute(
+        text(
+            f"SELECT setval(pg_get_serial_sequence('{table.name}', 'id'), "
+            f"GREATEST((SELECT max(id) FROM {table.name}), 1))"
+        )
+    )
 
 
 async def fetch_page(
