@@ -24,6 +24,8 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Select, and_, or_
 
+from dockyard.db.database import contains_text
+
 
 class QueryError(ValueError):
     """`q` or `sort` is malformed or names an unknown key."""
@@ -95,10 +97,7 @@ def _clause(condition: Condition, column: Any) -> ColumnElement[bool]:
     if condition.match is Match.EXACT:
         return column == _typed(column, values[0])
     if condition.match is Match.FUZZY:
-        escaped = (
-            values[0].replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        )
-        return column.like(f"%{escaped}%", escape="\\")
+        return contains_text(column, values[0])
     if condition.match is Match.RANGE:
         low, high = values
         bounds = []

@@ -249,6 +249,14 @@ async def move_id_sequence_past_rows(conn: AsyncConnection, table: Table) -> Non
     )
 
 
+def contains_text(column: Any, fragment: str) -> Any:
+    """Whether `column` contains `fragment`, ignoring case, the same on SQLite
+    and PostgreSQL (whose LIKE, unlike SQLite's, heeds case); `%`, `_` and
+    `\\` in `fragment` match only themselves."""
+    escaped = fragment.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return column.ilike(f"%{escaped}%", escape="\\")
+
+
 async def fetch_page(
     conn: AsyncConnection, query: Select, limit: int | None
 ) -> tuple[list[str], bool]:
