@@ -47,7 +47,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 
 from dockyard.db.cache import Generation, ReadCache, SqliteDataVersion
@@ -60,6 +60,26 @@ _READ_BUSY_TIMEOUT_MS = 2_000
 _WRITE_LOCK_SECONDS = 30.0
 _FIRST_RETRY_SECONDS = 0.0005
 _LAST_RETRY_SECONDS = 0.004
+
+
+class UnstorableValue(ValueError):
+    """A value the database cannot store or compare with: text holding a NUL
+    character (PostgreSQL refuses it), or a number beyond its column's range.
+    Such values come from clients; the caller answers with a 400."""
+
+
+# SQLSTATE class 22, "data exception": what PostgreSQL (and asyncpg's own
+# argument checks) raise for such values; sqlite3 raises OverflowError.
+_DATA_EXCEPTION_CLASS = "22"
+
+
+def _is_unstorable(exc: Exception) -> bool:
+    if isinstance(exc, OverflowError):
+        return True
+    if not isinstance(exc, DBAPIError):
+        return False
+    sqlstate = getattr(exc.orig, "sqlstate", None) or ""
+    return sqlstate.startswith(_DATA_EXCEPTION_CLASS)
 
 
 class Database:
@@ -79,6 +99,9 @@ class Database:
             generation = generation or SqliteDataVersion(self.sqlite_path())
         else:
             self._async_engine = create_async_engine(url, pool_pre_ping=True)
+            event.listen(
+                self._async_engine.sync_engine, "before_cursor_execute", _refuse_nul
+            )
         self.cache = ReadCache(generation)
 
     def sqlite_path(self) -> Path:
@@ -87,31 +110,43 @@ class Database:
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
         """A connection for queries; see the module docstring."""
-        if self._async_engine is not None:
-            async with self._async_engine.connect() as connection:
-                async with connection.begin():
+        try:
+            if self._async_engine is not None:
+                async with (
+                    self._async_engine.connect() as connection,
+                    connection.begin(),
+                ):
                     yield connection
-            return
-        with self._reader.connect() as connection:
-            yield _LoopConnection(connection)  # type: ignore[misc]
+                return
+            with self._reader.connect() as connection:
+                yield _LoopConnection(connection)  # type: ignore[misc]
+        except (DBAPIError, OverflowError) as exc:
+            if not _is_unstorable(exc):
+                raise
+            raise _unstorable() from exc
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncConnection]:
         """A connection in a write transaction, committed unless the body raises.
         No other write transaction, of any process, runs at the same time."""
-        if self._async_engine is not None:
-            async with self._async_engine.begin() as connection:
-                await connection.execute(_TAKE_WRITE_LOCK, {"key": _WRITE_KEY})
-                yield connection
-        else:
-            with self._writer.connect() as connection:
-                await _begin_immediate(connection)
-                try:
-                    yield _LoopConnection(connection)  # type: ignore[misc]
-                except BaseException:
-                    connection.rollback()
-                    raise
-                connection.commit()
+        try:
+            if self._async_engine is not None:
+                async with self._async_engine.begin() as connection:
+                    await connection.execute(_TAKE_WRITE_LOCK, {"key": _WRITE_KEY})
+                    yield connection
+            else:
+                with self._writer.connect() as connection:
+                    await _begin_immediate(connection)
+                    try:
+                        yield _LoopConnection(connection)  # type: ignore[misc]
+                    except BaseException:
+                        connection.rollback()
+                        raise
+                    connection.commit()
+        except (DBAPIError, OverflowError) as exc:
+            if not _is_unstorable(exc):
+                raise
+            raise _unstorable() from exc
         await self.cache.invalidate()
 
     @asynccontextmanager
@@ -140,6 +175,33 @@ class Database:
         else:
             self._reader.dispose()
             self._writer.dispose()
+
+
+def _refuse_nul(
+    _conn: Any, _cursor: Any, _statement: str, parameters: Any, *_: Any
+) -> None:
+    """Refuse text with NUL characters before any database sees it: PostgreSQL
+    cannot store it, and SQLite must answer the same."""
+    if _holds_nul(parameters):
+        raise _unstorable()
+
+
+def _holds_nul(value: Any) -> bool:
+    """Whether `value`, or a value in the lists, tuples and dicts it holds
+    (a statement's parameters, one set or many), is text with a NUL."""
+    if isinstance(value, str):
+        return not storable_text(value)
+    if isinstance(value, dict):
+        return any(_holds_nul(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return any(_holds_nul(v) for v in value)
+    return False
+
+
+def _unstorable() -> UnstorableValue:
+    return UnstorableValue(
+        "a value cannot be stored: text with a NUL character, or a number out of range"
+    )
 
 
 _WRITE_KEY = lock_key("write")
@@ -173,6 +235,8 @@ def _sqlite_engine(url: str, busy_timeout_ms: int) -> Engine:
         pool_size=4,
         max_overflow=-1,
     )
+
+    event.listen(engine, "before_cursor_execute", _refuse_nul)
 
     @event.listens_for(engine, "connect")
     def _configure(dbapi_connection: Any, _record: Any) -> None:
@@ -247,6 +311,13 @@ async def move_id_sequence_past_rows(conn: AsyncConnection, table: Table) -> Non
             f"GREATEST((SELECT max(id) FROM {table.name}), 1))"
         )
     )
+
+
+def storable_text(value: str) -> bool:
+    """Whether `value` can be stored and compared on every database Dockyard
+    runs on (PostgreSQL refuses NUL characters): a name that is not can
+    name nothing stored."""
+    return "\x00" not in value
 
 
 def contains_text(column: Any, fragment: str) -> Any:
