@@ -104,11 +104,17 @@ class DockyardServer:
     running: list[DockyardServer] = []
 
     def __init__(
-        self, root: Path, env: dict[str, str] | None = None, workers: int = 1
+        self,
+        root: Path,
+        env: dict[str, str] | None = None,
+        workers: int = 1,
+        admin_password: str | None = None,
     ) -> None:
+        """`admin_password`: the one the first start sets (generated if None);
+        servers sharing a database must be given the same."""
         self.root = root
         self.data_dir = root / "data"
-        self.admin_password = "Adm1n-" + secrets.token_urlsafe(12)
+        self.admin_password = admin_password or "Adm1n-" + secrets.token_urlsafe(12)
         self.log_path = root / "server.log"
         self._use_port(free_port())
         self._stores = backend().provision()

@@ -26,11 +26,12 @@ DEFAULT_PROJECT = "library"
 ADMIN_PASSWORD_FILE = "admin-password"
 
 
-def prepare_data_dir(settings: Settings) -> None:
-    """Create the data directory, the token key pair and the schema."""
+def prepare_data_dir(settings: Settings) -> str | None:
+    """Create the data directory, the token key pair and the schema; return
+    the schema's revision."""
     settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     ensure_signing_key(settings.data_dir / "keys", settings.token.issuer)
-    upgrade_database(settings.sqlalchemy_url)
+    return upgrade_database(settings.sqlalchemy_url)
 
 
 async def create_initial_content(services: Services) -> str | None:

@@ -47,40 +47,41 @@ def alembic_config(connection: Connection) -> Config:
     return config
 
 
-def upgrade_database(url: str, revision: str = "head") -> None:
+def upgrade_database(url: str, revision: str = "head") -> str | None:
     """Apply every migration up to `revision`; a no-op on an up-to-date
-    database. Safe to call from several processes at once."""
+    database. Safe to call from several processes at once. Return the
+    revision the database is at afterwards."""
     if url.startswith("sqlite"):
-        _upgrade_sqlite(url, revision)
-    else:
-        asyncio.run(_upgrade_postgresql(url, revision))
+        return _upgrade_sqlite(url, revision)
+    return asyncio.run(_upgrade_postgresql(url, revision))
 
 
-def _upgrade_sqlite(url: str, revision: str) -> None:
+def _upgrade_sqlite(url: str, revision: str) -> str | None:
     database = Path(make_url(url).database or "")
     engine = create_engine(sync_url(url))
     try:
         with file_lock(lock_path(database, "migrate")), engine.begin() as connection:
-            _upgrade(connection, revision)
+            return _upgrade(connection, revision)
     finally:
         engine.dispose()
 
 
-async def _upgrade_postgresql(url: str, revision: str) -> None:
+async def _upgrade_postgresql(url: str, revision: str) -> str | None:
     engine = create_async_engine(url)
     try:
         async with engine.begin() as connection:
             await connection.execute(
                 text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATE_KEY}
             )
-            await connection.run_sync(_upgrade, revision)
+            return await connection.run_sync(_upgrade, revision)
     finally:
         await engine.dispose()
 
 
-def _upgrade(connection: Connection, revision: str) -> None:
+def _upgrade(connection: Connection, revision: str) -> str | None:
     before = MigrationContext.configure(connection).get_current_revision()
     command.upgrade(alembic_config(connection), revision)
     after = MigrationContext.configure(connection).get_current_revision()
     if after != before:
         log.info("database_migrated from=%s to=%s", before, after)
+    return after
