@@ -35,6 +35,29 @@ DATABASE_PREFIX = "dockyard_test_"
 _POSTGRES_START_SECONDS = 60
 
 
+# What the production backend runs: the registry and API suites, and the
+# end-to-end tests whose clients exercise the stores (push, pull, tokens).
+# Unit tests and the embedded-only e2e tests (README start) run embedded.
+PRODUCTION_TESTS = (
+    "tests/api/",
+    "tests/e2e/test_skopeo.py",
+    "tests/e2e/test_private_project.py",
+    "tests/e2e/test_oras.py",
+)
+# Tests that bring their own databases of both kinds: once is enough.
+BACKEND_INDEPENDENT_TESTS = ("tests/api/test_database_start.py",)
+
+
+def runs_on_backend(test_path: str) -> bool:
+    """Whether the test in `test_path` (relative to the repository) runs on
+    the backend of this session."""
+    if backend_name() == "embedded":
+        return True
+    return test_path.startswith(PRODUCTION_TESTS) and not test_path.startswith(
+        BACKEND_INDEPENDENT_TESTS
+    )
+
+
 def backend_name() -> str:
     name = os.environ.get(BACKEND_ENV, "embedded")
     if name not in ("embedded", "production"):

@@ -28,7 +28,13 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.backends import Backend, backend_name, execute_statement, make_backend
+from tests.backends import (
+    Backend,
+    backend_name,
+    execute_statement,
+    make_backend,
+    runs_on_backend,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 DOCKYARD = [sys.executable, "-m", "dockyard"]
@@ -299,6 +305,19 @@ def _backend_stores() -> Iterator[None]:
 
 def pytest_report_header() -> str:
     return f"dockyard test backend: {backend_name()}"
+
+
+def pytest_collection_modifyitems(
+    config: pytest.Config, items: list[pytest.Item]
+) -> None:
+    """On the production backend, run only the tests meant for it."""
+    kept, dropped = [], []
+    for item in items:
+        path = item.path.relative_to(REPO).as_posix()
+        (kept if runs_on_backend(path) else dropped).append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
 
 
 @pytest.fixture(scope="session")
