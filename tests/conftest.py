@@ -4,6 +4,10 @@
 port chosen at run time, with its own data directory, and stops it by PID.
 When a test fails, what each running server logged during that test is added
 to the failure report ("dockyard server log" section).
+
+Every server runs on the stores of the backend `DOCKYARD_TEST_BACKEND` names
+(`embedded` by default, or `production`; see tests/backends.py): the one
+place that decides what a server's database (and later Redis, S3) is.
 """
 
 from __future__ import annotations
@@ -24,6 +28,13 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.backends import (
+    Backend,
+    backend_name,
+    execute_statement,
+    make_backend,
+    runs_on_backend,
+)
 from tests.object_storage import MotoServer, credentials_env
 
 REPO = Path(__file__).resolve().parent.parent
@@ -100,20 +111,30 @@ class DockyardServer:
     running: list[DockyardServer] = []
 
     def __init__(
-        self, root: Path, env: dict[str, str] | None = None, workers: int = 1
+        self,
+        root: Path,
+        env: dict[str, str] | None = None,
+        workers: int = 1,
+        admin_password: str | None = None,
     ) -> None:
+        """`admin_password`: the one the first start sets (generated if None);
+        servers sharing a database must be given the same."""
         self.root = root
         self.data_dir = root / "data"
         # A server sharing another's database must be given that one's password.
-        self.admin_password = (env or {}).get(
-            "DOCKYARD_ADMIN_PASSWORD"
-        ) or "Adm1n-" + secrets.token_urlsafe(12)
+        self.admin_password = (
+            admin_password
+            or (env or {}).get("DOCKYARD_ADMIN_PASSWORD")
+            or "Adm1n-" + secrets.token_urlsafe(12)
+        )
         self.log_path = root / "server.log"
         self._use_port(free_port())
+        self._stores = backend().provision()
         self._env = {
             **clean_environment(),
             "DOCKYARD_ADMIN_PASSWORD": self.admin_password,
             "DOCKYARD_WORKERS": str(workers),
+            **self._stores,
             **(env or {}),
         }
         self._process: subprocess.Popen[bytes] | None = None
@@ -146,12 +167,12 @@ class DockyardServer:
         deadline = time.monotonic() + _STARTUP_SECONDS
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
-                self.stop()
+                self._stop_process()
                 return False
             if self._answers_as_ours():
                 return True
             time.sleep(0.1)
-        self.stop()
+        self._stop_process()
         raise RuntimeError(
             f"dockyard did not answer within {_STARTUP_SECONDS}s:\n{self.log()}"
         )
@@ -242,7 +263,25 @@ class DockyardServer:
     def pid(self) -> int | None:
         return self._process.pid if self._process else None
 
+    @property
+    def database_url(self) -> str:
+        return self._env.get(
+            "DOCKYARD_DATABASE_URL", f"sqlite:///{self.data_dir / 'dockyard.db'}"
+        )
+
+    def execute(self, statement: object) -> None:
+        """Execute a SQLAlchemy statement on the server's database, for states
+        no API reaches (an expiry in the past)."""
+        execute_statement(self.database_url, statement)
+
     def stop(self) -> None:
+        """Stop the server and give back its stores; safe to call twice."""
+        self._stop_process()
+        stores, self._stores = self._stores, {}
+        if stores:
+            backend().release(stores)
+
+    def _stop_process(self) -> None:
         """SIGTERM by PID, SIGKILL if it does not end; safe to call twice."""
         process, self._process = self._process, None
         if self in DockyardServer.running:
@@ -251,9 +290,48 @@ class DockyardServer:
             stop_process(process)
 
 
-# Blob storage of the servers the tests start: `filesystem` (the default) or
-# `s3` (object storage on the moto emulator), from DOCKYARD_TEST_STORAGE.
-TEST_STORAGE = os.environ.get("DOCKYARD_TEST_STORAGE", "filesystem")
+_backend: Backend | None = None
+
+
+def backend() -> Backend:
+    """The session's backend, made on first use."""
+    global _backend
+    if _backend is None:
+        _backend = make_backend()
+    return _backend
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _backend_stores() -> Iterator[None]:
+    """Give back, at the end of the session, stores no server released."""
+    yield
+    if _backend is not None:
+        _backend.close()
+
+
+def pytest_report_header() -> str:
+    return f"dockyard test backend: {backend_name()}, blob storage: {TEST_STORAGE}"
+
+
+def pytest_collection_modifyitems(
+    config: pytest.Config, items: list[pytest.Item]
+) -> None:
+    """On the production backend, run only the tests meant for it."""
+    kept, dropped = [], []
+    for item in items:
+        path = item.path.relative_to(REPO).as_posix()
+        (kept if runs_on_backend(path) else dropped).append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
+
+
+# Blob storage of the servers the tests start: `filesystem` or `s3` (object
+# storage on the moto emulator), from DOCKYARD_TEST_STORAGE; by default s3 on
+# the production backend, files on the embedded one.
+TEST_STORAGE = os.environ.get("DOCKYARD_TEST_STORAGE") or (
+    "s3" if backend_name() == "production" else "filesystem"
+)
 
 
 @pytest.fixture(scope="session")

@@ -119,13 +119,18 @@ class AuditEntry:
         return event_type(self.resource_type, self.operation)
 
     def row(self) -> dict[str, Any]:
-        """The `audit_logs` row for this entry."""
+        """The `audit_logs` row for this entry. NUL characters (a failed login
+        may name anything) become U+FFFD: PostgreSQL cannot store them, and
+        one such entry must not cost its batch."""
         row = asdict(self)
         if self.description is None:
             row["description"] = describe(
                 self.resource_type, self.operation, self.resource
             )
-        return row
+        return {
+            key: value.replace("\x00", "\ufffd") if isinstance(value, str) else value
+            for key, value in row.items()
+        }
 
 
 async def record(conn: AsyncConnection, entry: AuditEntry) -> None:

@@ -27,19 +27,27 @@ DEFAULT_PROJECT = "library"
 ADMIN_PASSWORD_FILE = "admin-password"
 
 
-def prepare_data_dir(settings: Settings) -> None:
-    """Create the data directory, the token key pair and the schema."""
+def prepare_data_dir(settings: Settings) -> str | None:
+    """Create the data directory, the token key pair and the schema; return
+    the schema's revision."""
     settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     ensure_signing_key(settings.key_directory, settings.token.issuer)
     load_credential_box(settings.key_directory)
-    upgrade_database(settings.sqlalchemy_url)
+    return upgrade_database(settings.sqlalchemy_url)
 
 
 async def create_initial_content(services: Services) -> str | None:
     """Create the admin user and the public `library` project if absent.
 
     Return the admin password when it was generated here (to print once).
+    Replicas starting at once take turns (the "bootstrap" lock), so only one
+    creates the admin, and only its password is kept.
     """
+    async with services.db.exclusive("bootstrap"):
+        return await _create_initial_content(services)
+
+
+async def _create_initial_content(services: Services) -> str | None:
     settings = services.settings
     generated = None
     async with services.db.write() as conn:

@@ -146,10 +146,12 @@ def _warn_unknown_names(settings: Settings) -> None:
 
 @app.command()
 def migrate(config: ConfigOption = None, data_dir: DataDirOption = None) -> None:
-    """Bring the database schema up to date."""
+    """Bring the database schema up to date (`dockyard serve` does it too).
+    Safe while other servers run or start: one migrates, the others wait."""
     settings = _settings(config, data_dir=data_dir)
-    prepare_data_dir(settings)
-    typer.echo("database is up to date")
+    configure_logging(settings.log_level)
+    revision = prepare_data_dir(settings)
+    typer.echo(f"database is up to date (revision {revision})")
 
 
 @app.command()

@@ -151,6 +151,13 @@ class Settings(BaseSettings):
             raise ValueError("log_level must be debug, info, warning or error")
         return value.lower()
 
+    @field_validator("database_url")
+    @classmethod
+    def _check_database_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        return normalise_database_url(value)
+
     @field_validator("external_url")
     @classmethod
     def _check_external_url(cls, value: str | None) -> str | None:
@@ -286,6 +293,29 @@ def unknown_environment_names() -> list[str]:
         name
         for name in os.environ
         if name.startswith("DOCKYARD_") and name.split("__", 1)[0] not in known
+    )
+
+
+_POSTGRESQL_SCHEMES = ("postgresql", "postgres", "postgresql+asyncpg")
+_SQLITE_SCHEMES = ("sqlite", "sqlite+aiosqlite")
+
+
+def normalise_database_url(url: str) -> str:
+    """`url` in the dialect Dockyard drives: PostgreSQL through asyncpg
+    (`postgresql://`, `postgres://` and `postgresql+asyncpg://` are accepted),
+    or SQLite (`sqlite:///PATH`). Raise `ValueError` for anything else."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or not rest:
+        raise ValueError("database_url must be a URL, e.g. postgresql://host/dockyard")
+    if scheme in _POSTGRESQL_SCHEMES:
+        if not urlsplit(url).hostname and "host=" not in rest:
+            raise ValueError("database_url must name the PostgreSQL host")
+        return f"postgresql+asyncpg://{rest}"
+    if scheme in _SQLITE_SCHEMES:
+        return f"sqlite://{rest}"
+    raise ValueError(
+        f"database_url scheme {scheme!r} is not supported; use postgresql:// "
+        "(or sqlite:///PATH)"
     )
 
 

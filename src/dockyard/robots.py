@@ -39,7 +39,7 @@ from dockyard.auth.passwords import hash_password
 from dockyard.auth.principals import Principal
 from dockyard.auth.rbac import PROJECT_PERMISSIONS, SYSTEM_PERMISSIONS, Permission
 from dockyard.configurations import ConfigurationService
-from dockyard.db.database import Database
+from dockyard.db.database import Database, storable_text
 from dockyard.db.schema import projects, robot_permissions, robots
 from dockyard.projects import Project, ProjectService
 
@@ -330,6 +330,8 @@ class RobotService:
 
     async def find_login(self, name: str) -> RobotLogin | None:
         """The login record of the robot named `name` (full name), if any."""
+        if not storable_text(name):
+            return None
 
         async def load() -> RobotLogin | None:
             async with self.db.read() as conn:

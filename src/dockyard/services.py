@@ -122,7 +122,12 @@ def build_services(settings: Settings) -> Services:
     shared = build_shared_state(settings)
     db = Database(
         settings.sqlalchemy_url,
-        generation=RedisGeneration(shared.redis) if shared.redis else None,
+        # SQLite keeps its own generation; other databases need Redis's.
+        generation=(
+            RedisGeneration(shared.redis)
+            if shared.redis and not settings.sqlalchemy_url.startswith("sqlite")
+            else None
+        ),
     )
     storage = open_storage(
         settings.storage_url,

@@ -2,13 +2,14 @@
 
 import contextlib
 import secrets
-import sqlite3
 import time
 
 import httpx
 import jwt
 import pytest
+from sqlalchemy import update
 
+from dockyard.db.schema import robots
 from tests.api.conftest import Registry, error_code
 
 API = "/api/v2.0"
@@ -261,11 +262,11 @@ def test_expired_robot_cannot_log_in(dockyard, api, project):
     created = create(api, project_robot(project, [PULL], duration=1))
     # No API makes a robot expire sooner than a day: move its deadline back
     # in the server's own database.
-    with sqlite3.connect(dockyard.data_dir / "dockyard.db") as db:
-        db.execute(
-            "UPDATE robots SET expires_at = ? WHERE id = ?",
-            (int(time.time()) - 60, created["id"]),
-        )
+    dockyard.execute(
+        update(robots)
+        .where(robots.c.id == created["id"])
+        .values(expires_at=int(time.time()) - 60)
+    )
 
     response = httpx.get(f"{dockyard.url}/v2/", auth=creds(created))
 

@@ -2,12 +2,13 @@
 `/api/v2.0`, and the CSRF token its changes must carry."""
 
 import secrets
-import sqlite3
 from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
+from sqlalchemy import select, update
 
+from dockyard.db.schema import sessions, users
 from tests.api.conftest import error_code
 from tests.conftest import DockyardServer
 
@@ -207,12 +208,12 @@ def test_unknown_cookie_is_anonymous(browser):
 def test_expired_session_is_refused(browser, user, dockyard):
     logged_in(browser, user)
     past = datetime.now(UTC) - timedelta(minutes=1)
-    with sqlite3.connect(dockyard.data_dir / "dockyard.db") as db:
-        db.execute(
-            "UPDATE sessions SET expires_at = ? WHERE user_id = "
-            "(SELECT id FROM users WHERE username = ?)",
-            (past.strftime("%Y-%m-%d %H:%M:%S.%f"), user.name),
-        )
+    user_id = select(users.c.id).where(users.c.username == user.name)
+    dockyard.execute(
+        update(sessions)
+        .where(sessions.c.user_id == user_id.scalar_subquery())
+        .values(expires_at=past)
+    )
 
     response = browser.get(f"{API}/users/current")
 

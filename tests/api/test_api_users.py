@@ -102,6 +102,22 @@ def test_list_users_filters_with_q(api):
     assert [u["username"] for u in response.json()] == [name]
 
 
+def test_list_users_fuzzy_q_ignores_case(api):
+    name, _ = create_user(api)
+
+    response = api.get(f"{API}/users", params={"q": f"username=~{name.upper()}"})
+
+    assert [u["username"] for u in response.json()] == [name]
+
+
+def test_list_users_fuzzy_q_matches_percent_only_literally(api):
+    create_user(api)
+
+    response = api.get(f"{API}/users", params={"q": "username=~%"})
+
+    assert response.json() == []
+
+
 def test_list_users_with_unknown_query_key_returns_bad_request(api):
     response = api.get(f"{API}/users", params={"q": "colour=red"})
 
@@ -181,6 +197,17 @@ def test_search_users_finds_by_fragment(dockyard, api):
 
     response = as_user(dockyard, searcher).get(
         f"{API}/users/search", params={"username": name[2:]}
+    )
+
+    assert name in [u["username"] for u in response.json()]
+
+
+def test_search_users_ignores_case(dockyard, api):
+    name, _ = create_user(api, f"case-{secrets.token_hex(4)}")
+    searcher, _ = create_user(api)
+
+    response = as_user(dockyard, searcher).get(
+        f"{API}/users/search", params={"username": name.upper()}
     )
 
     assert name in [u["username"] for u in response.json()]

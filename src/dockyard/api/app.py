@@ -32,6 +32,7 @@ from dockyard.api.routes import (
     users,
 )
 from dockyard.api.routes.sessions import CsrfHeader
+from dockyard.db.database import UnstorableValue
 
 API_PREFIX = "/api/v2.0"
 
@@ -52,6 +53,7 @@ def create_api() -> FastAPI:
             RequestValidationError: errors.handle_validation_error,
             HTTPException: errors.handle_http_exception,
             QueryError: errors.handle_query_error,
+            UnstorableValue: errors.handle_query_error,
             Exception: errors.handle_unexpected,
         },
     )

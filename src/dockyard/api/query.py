@@ -24,6 +24,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Select, and_, or_
 
+from dockyard.db.database import contains_text
 from dockyard.db.schema import MAX_INTEGER
 
 
@@ -97,10 +98,7 @@ def _clause(condition: Condition, column: Any) -> ColumnElement[bool]:
     if condition.match is Match.EXACT:
         return column == _typed(column, values[0])
     if condition.match is Match.FUZZY:
-        escaped = (
-            values[0].replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        )
-        return column.like(f"%{escaped}%", escape="\\")
+        return contains_text(column, values[0])
     if condition.match is Match.RANGE:
         low, high = values
         bounds = []

@@ -18,6 +18,7 @@ from sqlalchemy import delete, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from dockyard.auth.roles import DELETE, PULL, PUSH, Role
+from dockyard.db.database import move_id_sequence_past_rows
 from dockyard.db.schema import role_permissions, roles
 
 Permission = tuple[str, str]
@@ -204,3 +205,5 @@ async def sync_builtin_roles(conn: AsyncConnection) -> None:
                 for resource, action in sorted(permissions)
             ],
         )
+    # Builtin roles keep Harbor's ids; custom roles must be numbered after them.
+    await move_id_sequence_past_rows(conn, roles)

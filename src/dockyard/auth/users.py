@@ -29,7 +29,7 @@ from dockyard.auth.passwords import (
 )
 from dockyard.auth.principals import Principal
 from dockyard.auth.throttle import FailedLogins, MemoryFailedLogins
-from dockyard.db.database import Database
+from dockyard.db.database import Database, storable_text
 from dockyard.db.schema import projects, sessions, users
 from dockyard.state.expiring import ExpiringKeys, MemoryExpiringKeys
 
@@ -241,6 +241,9 @@ class UserService:
             await record_change(conn, actor, "user", operation, name)
 
     async def find_user(self, username: str) -> dict | None:
+        if not storable_text(username):
+            return None
+
         async def load() -> dict | None:
             async with self.db.read() as conn:
                 row = (

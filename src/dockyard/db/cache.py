@@ -1,16 +1,19 @@
 """A cache of database reads that is never stale.
 
-Every entry is tagged with the database's generation: a number that changes
+Every entry is tagged with the database's generation: a value that changes
 whenever any connection, in any process, commits. A lookup first reads the
 generation; if it moved, the whole cache is dropped. Pulls, which read the
 same few rows again and again between pushes, are then served from memory,
 and a push seen by one worker is seen by every worker's next read.
 
-The generation comes from a `Generation`. On SQLite it is `PRAGMA
-data_version` on a connection that never writes. Other databases have no such
-counter: with Redis, `dockyard.state.generation.RedisGeneration` keeps one that
-every write transaction advances after it commits; without Redis nothing is
-cached there (`NoGeneration`).
+Where the generation comes from is a `Generation`:
+
+- SQLite: `PRAGMA data_version` on a connection that never writes
+  (`SqliteDataVersion`); it moves by itself on every commit of any process.
+- PostgreSQL has no such counter that costs less than the reads it would
+  save, so on its own it gets no generation and nothing is cached: every
+  replica reads the database. A shared store (Redis) can provide one: its
+  `advance()` is called after every committed write of this process.
 """
 
 from __future__ import annotations
@@ -26,63 +29,55 @@ _MAX_ENTRIES = 50_000
 
 
 class Generation(Protocol):
-    """A value that changes whenever any process commits a write."""
+    """Where the cache learns that the database changed."""
 
     async def current(self) -> Hashable | None:
-        """The generation now; None when unknown (then nothing is cached)."""
-        ...
+        """A value that differs from every earlier one once any process has
+        committed a change since it was last read; None when it cannot be
+        known right now (then nothing is served from or kept in the cache)."""
 
     async def advance(self) -> None:
-        """Called after every committed write transaction of this process."""
-        ...
+        """Called after this process committed a write (counters that do not
+        move by themselves move here)."""
 
     def close(self) -> None: ...
 
 
-class SqliteGeneration:
-    """`PRAGMA data_version`: SQLite changes it on every commit by another
-    connection, in any process; the probe connection itself never writes."""
+class SqliteDataVersion:
+    """SQLite's own commit counter, read on a connection that never writes."""
 
     def __init__(self, path: Path) -> None:
         self._probe = sqlite3.connect(
             path, check_same_thread=False, isolation_level=None
         )
 
-    async def current(self) -> Hashable | None:
+    async def current(self) -> Hashable:
         return self._probe.execute("PRAGMA data_version").fetchone()[0]
 
     async def advance(self) -> None:
-        pass  # SQLite does it
+        """SQLite moves the counter on commit by itself."""
 
     def close(self) -> None:
         self._probe.close()
 
 
-class NoGeneration:
-    """No shared counter: every read goes to the database."""
-
-    async def current(self) -> Hashable | None:
-        return None
-
-    async def advance(self) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
 class ReadCache:
-    def __init__(self, generation: Generation | Path | None) -> None:
-        if isinstance(generation, Path):
-            generation = SqliteGeneration(generation)
-        self.generation: Generation = generation or NoGeneration()
+    """Values read from the database, kept while the generation stands still.
+    Without a generation, every lookup loads."""
+
+    def __init__(self, generation: Generation | None) -> None:
+        self._source = generation
         self._generation: Hashable | None = None
         self._entries: dict[Hashable, Any] = {}
 
     async def get_or_load(self, key: Hashable, load: Callable[[], Awaitable[T]]) -> T:
         """The cached value for `key`, or `load()`'s, remembered while valid."""
-        generation = await self.generation.current()
+        if self._source is None:
+            return await load()
+        generation = await self._source.current()
         if generation is None:
+            self._entries.clear()
+            self._generation = None
             return await load()
         if generation != self._generation:
             self._entries.clear()
@@ -100,8 +95,12 @@ class ReadCache:
         return value
 
     async def invalidate(self) -> None:
-        """A write committed: advance the generation for every process."""
-        await self.generation.advance()
+        """Forget everything; called after this process committed a write."""
+        self._entries.clear()
+        self._generation = None
+        if self._source is not None:
+            await self._source.advance()
 
     def close(self) -> None:
-        self.generation.close()
+        if self._source is not None:
+            self._source.close()

@@ -16,7 +16,12 @@ Nothing may block the loop, so:
   body of a write must not await anything but its statements, or other
   coroutines of this process would queue behind it the same way.
 
-Other databases (PostgreSQL) use their async driver as usual.
+On PostgreSQL (production mode, asyncpg) every write transaction first takes
+one transaction-scoped advisory lock, so writers queue exactly as they do on
+SQLite, across all replicas: services read, check and write inside one write
+transaction and rely on no other writer running meanwhile. Reads are not
+affected (MVCC). Write transactions last milliseconds; should one lock
+become the bottleneck, row-level locking per service is the next step.
 """
 
 from __future__ import annotations
@@ -37,14 +42,16 @@ from sqlalchemy import (
     Table,
     create_engine,
     event,
+    text,
 )
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 
-from dockyard.db.cache import Generation, ReadCache
+from dockyard.db.cache import Generation, ReadCache, SqliteDataVersion
+from dockyard.db.locks import file_lock_async, lock_key, lock_path
 
 # How long a SQLite reader may wait on a lock (rare in WAL mode), in ms.
 _READ_BUSY_TIMEOUT_MS = 2_000
@@ -55,67 +62,111 @@ _FIRST_RETRY_SECONDS = 0.0005
 _LAST_RETRY_SECONDS = 0.004
 
 
+class UnstorableValue(ValueError):
+    """A value the database cannot store or compare with: text holding a NUL
+    character (PostgreSQL refuses it), or a number beyond its column's range.
+    Such values come from clients; the caller answers with a 400."""
+
+
+# SQLSTATE class 22, "data exception": what PostgreSQL (and asyncpg's own
+# argument checks) raise for such values; sqlite3 raises OverflowError.
+_DATA_EXCEPTION_CLASS = "22"
+
+
+def _is_unstorable(exc: Exception) -> bool:
+    if isinstance(exc, OverflowError):
+        return True
+    if not isinstance(exc, DBAPIError):
+        return False
+    sqlstate = getattr(exc.orig, "sqlstate", None) or ""
+    return sqlstate.startswith(_DATA_EXCEPTION_CLASS)
+
+
 class Database:
-    """The metadata store. Create one per process (engines own pools)."""
+    """The metadata store. Create one per process (engines own pools).
+
+    `generation` overrides where the read cache learns of changes (see
+    `dockyard.db.cache`); by default SQLite's own counter, none on PostgreSQL.
+    """
 
     def __init__(self, url: str, generation: Generation | None = None) -> None:
-        """`generation`: the shared write counter for the read cache on
-        databases other than SQLite (which has its own)."""
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
         if self.is_sqlite:
             self._async_engine = None
             self._reader = _sqlite_engine(url, _READ_BUSY_TIMEOUT_MS)
             self._writer = _sqlite_engine(url, 0)
+            generation = generation or SqliteDataVersion(self.sqlite_path())
         else:
             self._async_engine = create_async_engine(url, pool_pre_ping=True)
-        self.cache = ReadCache(self._sqlite_path() if self.is_sqlite else generation)
+            event.listen(
+                self._async_engine.sync_engine, "before_cursor_execute", _refuse_nul
+            )
+        self.cache = ReadCache(generation)
 
-    def _sqlite_path(self) -> Path:
+    def sqlite_path(self) -> Path:
         return Path(make_url(self.url).database or ":memory:")
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
         """A connection for queries; see the module docstring."""
-        if self._async_engine is not None:
-            async with self._async_engine.connect() as connection:
-                async with connection.begin():
+        try:
+            if self._async_engine is not None:
+                async with (
+                    self._async_engine.connect() as connection,
+                    connection.begin(),
+                ):
                     yield connection
-            return
-        with self._reader.connect() as connection:
-            yield _LoopConnection(connection)  # type: ignore[misc]
+                return
+            with self._reader.connect() as connection:
+                yield _LoopConnection(connection)  # type: ignore[misc]
+        except (DBAPIError, OverflowError) as exc:
+            if not _is_unstorable(exc):
+                raise
+            raise _unstorable() from exc
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncConnection]:
-        """A connection in a write transaction, committed unless the body raises."""
-        if self._async_engine is not None:
-            async with self._async_engine.begin() as connection:
-                yield connection
-            await self.cache.invalidate()
-            return
-        with self._writer.connect() as connection:
-            await _begin_immediate(connection)
-            try:
-                yield _LoopConnection(connection)  # type: ignore[misc]
-            except BaseException:
-                connection.rollback()
+        """A connection in a write transaction, committed unless the body raises.
+        No other write transaction, of any process, runs at the same time."""
+        try:
+            if self._async_engine is not None:
+                async with self._async_engine.begin() as connection:
+                    await connection.execute(_TAKE_WRITE_LOCK, {"key": _WRITE_KEY})
+                    yield connection
+            else:
+                with self._writer.connect() as connection:
+                    await _begin_immediate(connection)
+                    try:
+                        yield _LoopConnection(connection)  # type: ignore[misc]
+                    except BaseException:
+                        connection.rollback()
+                        raise
+                    connection.commit()
+        except (DBAPIError, OverflowError) as exc:
+            if not _is_unstorable(exc):
                 raise
-            connection.commit()
+            raise _unstorable() from exc
+        await self.cache.invalidate()
 
-    def pool_stats(self) -> dict[str, int]:
-        """Connections of this process's pools: in use, idle, beyond the size."""
-        engines = (
-            [self._async_engine.sync_engine]
-            if self._async_engine is not None
-            else [self._reader, self._writer]
-        )
-        stats = {"checked_out": 0, "idle": 0, "overflow": 0}
-        for engine in engines:
-            pool: Any = engine.pool
-            stats["checked_out"] += pool.checkedout()
-            stats["idle"] += pool.checkedin()
-            stats["overflow"] += max(pool.overflow(), 0)
-        return stats
+    @asynccontextmanager
+    async def exclusive(self, name: str) -> AsyncIterator[None]:
+        """Hold lock `name` across every process using this database (see
+        `dockyard.db.locks`), waiting without blocking the event loop."""
+        if self._async_engine is None:
+            async with file_lock_async(lock_path(self.sqlite_path(), name)):
+                yield
+            return
+        key = {"key": lock_key(name)}
+        async with self._async_engine.connect() as connection:
+            connection = await connection.execution_options(
+                isolation_level="AUTOCOMMIT"
+            )
+            await connection.execute(text("SELECT pg_advisory_lock(:key)"), key)
+            try:
+                yield
+            finally:
+                await connection.execute(text("SELECT pg_advisory_unlock(:key)"), key)
 
     async def close(self) -> None:
         self.cache.close()
@@ -124,6 +175,37 @@ class Database:
         else:
             self._reader.dispose()
             self._writer.dispose()
+
+
+def _refuse_nul(
+    _conn: Any, _cursor: Any, _statement: str, parameters: Any, *_: Any
+) -> None:
+    """Refuse text with NUL characters before any database sees it: PostgreSQL
+    cannot store it, and SQLite must answer the same."""
+    if _holds_nul(parameters):
+        raise _unstorable()
+
+
+def _holds_nul(value: Any) -> bool:
+    """Whether `value`, or a value in the lists, tuples and dicts it holds
+    (a statement's parameters, one set or many), is text with a NUL."""
+    if isinstance(value, str):
+        return not storable_text(value)
+    if isinstance(value, dict):
+        return any(_holds_nul(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return any(_holds_nul(v) for v in value)
+    return False
+
+
+def _unstorable() -> UnstorableValue:
+    return UnstorableValue(
+        "a value cannot be stored: text with a NUL character, or a number out of range"
+    )
+
+
+_WRITE_KEY = lock_key("write")
+_TAKE_WRITE_LOCK = text("SELECT pg_advisory_xact_lock(:key)")
 
 
 async def _begin_immediate(connection: Connection) -> None:
@@ -153,6 +235,8 @@ def _sqlite_engine(url: str, busy_timeout_ms: int) -> Engine:
         pool_size=4,
         max_overflow=-1,
     )
+
+    event.listen(engine, "before_cursor_execute", _refuse_nul)
 
     @event.listens_for(engine, "connect")
     def _configure(dbapi_connection: Any, _record: Any) -> None:
@@ -214,6 +298,34 @@ def _dialect_insert(conn: AsyncConnection, table: Table) -> Any:
     if conn.dialect.name == "postgresql":
         return postgresql_insert(table)
     return sqlite_insert(table)
+
+
+async def move_id_sequence_past_rows(conn: AsyncConnection, table: Table) -> None:
+    """After rows were inserted with explicit ids: on PostgreSQL, make the id
+    sequence hand out ids above them (SQLite's rowid needs nothing)."""
+    if conn.dialect.name != "postgresql":
+        return
+    await conn.execute(
+        text(
+            f"SELECT setval(pg_get_serial_sequence('{table.name}', 'id'), "
+            f"GREATEST((SELECT max(id) FROM {table.name}), 1))"
+        )
+    )
+
+
+def storable_text(value: str) -> bool:
+    """Whether `value` can be stored and compared on every database Dockyard
+    runs on (PostgreSQL refuses NUL characters): a name that is not can
+    name nothing stored."""
+    return "\x00" not in value
+
+
+def contains_text(column: Any, fragment: str) -> Any:
+    """Whether `column` contains `fragment`, ignoring case, the same on SQLite
+    and PostgreSQL (whose LIKE, unlike SQLite's, heeds case); `%`, `_` and
+    `\\` in `fragment` match only themselves."""
+    escaped = fragment.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return column.ilike(f"%{escaped}%", escape="\\")
 
 
 async def fetch_page(

@@ -38,7 +38,12 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from dockyard.audit import record_change
-from dockyard.db.database import Database, insert_or_ignore, insert_or_update
+from dockyard.db.database import (
+    Database,
+    contains_text,
+    insert_or_ignore,
+    insert_or_update,
+)
 from dockyard.db.schema import (
     artifact_labels,
     manifest_references,
@@ -464,8 +469,7 @@ def is_accessory() -> ColumnElement[bool]:
 def tag_named(name: str, fuzzy: bool) -> ColumnElement[bool]:
     """Whether a manifest carries the tag `name` (or one containing it)."""
     if fuzzy:
-        escaped = name.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        matches = tags.c.name.like(f"%{escaped}%", escape="\\")
+        matches = contains_text(tags.c.name, name)
     else:
         matches = tags.c.name == name
     return exists().where((tags.c.manifest_id == manifests.c.id) & matches)

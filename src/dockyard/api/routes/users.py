@@ -22,6 +22,7 @@ from dockyard.api.query import apply_query
 from dockyard.auth.passwords import PasswordTooWeak
 from dockyard.auth.principals import Principal
 from dockyard.auth.users import UserError, UserExists, UserNotFound
+from dockyard.db.database import contains_text
 from dockyard.db.schema import users
 
 router = APIRouter(tags=["user"])
@@ -101,8 +102,7 @@ async def search_users(
     page: PageDep,
     username: Annotated[str, Query(min_length=1)],
 ) -> Response:
-    escaped = username.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    query = users.select().where(users.c.username.like(f"%{escaped}%", escape="\\"))
+    query = users.select().where(contains_text(users.c.username, username))
     rows, total = await services.users.list_users(
         query.order_by(users.c.username), page.offset, page.size
     )

@@ -400,3 +400,9 @@ def _insert_builtin_roles() -> None:
             for i, n in _BUILTIN_ROLES.items()
         ],
     )
+    if op.get_bind().dialect.name == "postgresql":
+        # Explicit ids leave the serial sequence at 1: custom roles come after.
+        op.execute(
+            "SELECT setval(pg_get_serial_sequence('roles', 'id'), "
+            "(SELECT max(id) FROM roles))"
+        )
