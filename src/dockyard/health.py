@@ -5,9 +5,9 @@
                     {"name": "database", "status": "unhealthy", "error": "..."}]}
 
 Each component is a named check: an async function that returns when the
-component works and raises otherwise. To add one (redis, jobservice), append
-`(name, check)` to `COMPONENT_CHECKS`; a check that raises `ComponentAbsent`
-leaves its component out (e.g. redis when no `redis_url` is set). Checks run
+component works and raises otherwise. To add one, append `(name, check)` to
+`COMPONENT_CHECKS`; a check that raises `ComponentAbsent` leaves its
+component out (redis when no `redis_url` is set). Checks run
 concurrently, each bounded by `CHECK_TIMEOUT_SECONDS`.
 """
 
@@ -17,6 +17,7 @@ import asyncio
 import re
 import uuid
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import text
@@ -25,6 +26,8 @@ if TYPE_CHECKING:
     from dockyard.services import Services
 
 CHECK_TIMEOUT_SECONDS = 5.0
+# Work nobody took for this long means no job worker runs (or all are stuck).
+JOB_WAIT_LIMIT = timedelta(minutes=5)
 _ERROR_LENGTH = 200
 # user:password@ in URLs that a driver's message may quote.
 _URL_CREDENTIALS_RE = re.compile(r"(//)[^/@\s]+@")
@@ -60,9 +63,29 @@ async def check_storage(services: Services) -> None:
         await storage.delete_upload(probe)
 
 
+async def check_redis(services: Services) -> None:
+    """A PING to the Redis replicas share, when there is one."""
+    if services.redis is None:
+        raise ComponentAbsent
+    await services.redis.ping()
+
+
+async def check_jobservice(services: Services) -> None:
+    """The job queue answers, and no task has waited for a worker too long."""
+    await services.jobs.queue.depth()
+    waiting = await services.jobs.count_waiting(JOB_WAIT_LIMIT)
+    if waiting:
+        minutes = JOB_WAIT_LIMIT.total_seconds() / 60
+        raise ComponentUnhealthy(
+            f"{waiting} tasks waited over {minutes:g} minutes: is a worker running?"
+        )
+
+
 COMPONENT_CHECKS: tuple[tuple[str, HealthCheck], ...] = (
     ("database", check_database),
     ("storage", check_storage),
+    ("redis", check_redis),
+    ("jobservice", check_jobservice),
 )
 
 

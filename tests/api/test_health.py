@@ -3,27 +3,83 @@
 from __future__ import annotations
 
 import shutil
+from datetime import UTC, datetime, timedelta
 
 import httpx
+import pytest
+from sqlalchemy import insert
+
+from dockyard.db.schema import job_executions, job_tasks
+from tests.backends import backend_name
+from tests.conftest import TEST_STORAGE, free_port
 
 API = "/api/v2.0"
+local_storage_only = pytest.mark.skipif(
+    TEST_STORAGE != "filesystem", reason="breaks the storage's local directory"
+)
 
 
 def components(body: dict) -> dict[str, dict]:
     return {c["name"]: c for c in body["components"]}
 
 
-def test_health_reports_core_database_and_storage_healthy(api):
+def test_health_reports_every_component_of_the_deployment_healthy(api):
+    expected = {"core", "database", "storage", "jobservice"}
+    if backend_name() == "production":
+        expected.add("redis")
+
     body = api.get(f"{API}/health").json()
 
     assert body["status"] == "healthy"
-    assert {n: c["status"] for n, c in components(body).items()} == {
-        "core": "healthy",
-        "database": "healthy",
-        "storage": "healthy",
-    }
+    assert {n: c["status"] for n, c in components(body).items()} == dict.fromkeys(
+        expected, "healthy"
+    )
 
 
+def test_health_with_unreachable_redis_is_unhealthy(start_dockyard):
+    server = start_dockyard(
+        {"DOCKYARD_REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"}
+    )
+
+    body = httpx.get(f"{server.url}{API}/health").json()
+
+    assert body["status"] == "unhealthy"
+    assert components(body)["redis"]["status"] == "unhealthy"
+
+
+def test_health_with_task_no_worker_took_is_jobservice_unhealthy(start_dockyard):
+    server = start_dockyard({"DOCKYARD_JOBS__EMBEDDED_WORKER": "false"})
+    long_ago = datetime.now(UTC) - timedelta(minutes=10)
+    server.execute(
+        insert(job_executions).values(
+            id=1000,
+            job_type="EXPIRE_UPLOADS",
+            trigger="MANUAL",
+            status="Pending",
+            params="{}",
+            created_at=long_ago,
+        )
+    )
+    server.execute(
+        insert(job_tasks).values(
+            execution_id=1000,
+            status="Pending",
+            params="{}",
+            run_count=0,
+            created_at=long_ago,
+            queued_at=long_ago,
+            log="",
+        )
+    )
+
+    body = httpx.get(f"{server.url}{API}/health").json()
+
+    jobservice = components(body)["jobservice"]
+    assert jobservice["status"] == "unhealthy"
+    assert "is a worker running?" in jobservice["error"]
+
+
+@local_storage_only
 def test_health_with_broken_storage_is_unhealthy_with_error(start_dockyard):
     server = start_dockyard()
     uploads = server.data_dir / "storage" / "uploads"
@@ -42,6 +98,7 @@ def test_health_with_broken_storage_is_unhealthy_with_error(start_dockyard):
     assert components(body)["database"]["status"] == "healthy"
 
 
+@local_storage_only
 def test_health_after_storage_repair_is_healthy_again(start_dockyard):
     server = start_dockyard()
     uploads = server.data_dir / "storage" / "uploads"

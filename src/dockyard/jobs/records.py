@@ -193,6 +193,17 @@ class JobService:
         await self._push(ids)
         return len(ids)
 
+    async def count_waiting(self, older_than: timedelta) -> int:
+        """How many tasks were created over `older_than` ago and are still
+        Pending: work no worker has taken (none runs, or all are stuck)."""
+        async with self.db.read() as conn:
+            return await conn.scalar(
+                select(func.count())
+                .select_from(job_tasks)
+                .where(job_tasks.c.status == PENDING)
+                .where(job_tasks.c.created_at < _now() - older_than)
+            )
+
     async def fail_lost(self, silent_for: timedelta) -> int:
         """Mark Running tasks whose worker sent no heartbeat for `silent_for`
         as Error (the worker died); return how many."""

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 
 from dockyard.jobs.records import JobService
@@ -37,11 +37,17 @@ _LOST_AFTER = timedelta(seconds=6 * HEARTBEAT_SECONDS)
 
 class Scheduler:
     def __init__(
-        self, jobs: JobService, locks: Locks, schedules: Sequence[Schedule]
+        self,
+        jobs: JobService,
+        locks: Locks,
+        schedules: Sequence[Schedule],
+        report_depth: Callable[[int], None] | None = None,
     ) -> None:
+        """`report_depth` is told the queue's depth at every upkeep (metrics)."""
         self.jobs = jobs
         self.locks = locks
         self.schedules = list(schedules)
+        self.report_depth = report_depth
 
     async def run(self) -> None:
         """Lead whenever the lock is free, until cancelled."""
@@ -103,6 +109,8 @@ class Scheduler:
         requeued = await self.jobs.requeue_waiting(_REQUEUE_AFTER)
         if lost or requeued:
             log.warning("job_upkeep lost=%d requeued=%d", lost, requeued)
+        if self.report_depth is not None:
+            self.report_depth(await self.jobs.queue.depth())
 
 
 def _now() -> datetime:
