@@ -493,3 +493,101 @@ def test_member_with_unknown_role_is_refused(api):
     )
 
     assert response.status_code == 400
+
+
+@pytest.fixture(scope="module")
+def narrow(dockyard):
+    """A private project with `app`, `repo-a1` and `repo-b`, and a user who
+    holds developer only on `repo-a*` there (no other project access)."""
+    with httpx.Client(
+        base_url=dockyard.url, auth=("admin", dockyard.admin_password), timeout=60
+    ) as api:
+        project = new_project(api)
+        for name in ("app", "repo-a1", "repo-b"):
+            push_image(api, f"{project}/{name}")
+        user = new_user(api, "narrow")
+        response = grant(api, project, {"kind": "user", "name": user}, 2, "repo-a*")
+        assert response.status_code == 201, response.text
+    return {"project": project, "user": user}
+
+
+def narrow_get(dockyard, narrow, path, **params):
+    return httpx.get(
+        f"{dockyard.url}{API}{path}",
+        params=params,
+        auth=(narrow["user"], PASSWORD),
+        timeout=60,
+    )
+
+
+def test_repository_grant_limits_the_cross_project_listing(dockyard, narrow):
+    response = narrow_get(
+        dockyard, narrow, "/repositories", q=f"name=~{narrow['project']}/"
+    )
+
+    assert [r["name"] for r in response.json()] == [f"{narrow['project']}/repo-a1"]
+    assert response.headers["x-total-count"] == "1"
+
+
+def test_repository_grant_cross_project_listing_pages_over_granted(dockyard, narrow):
+    response = narrow_get(
+        dockyard,
+        narrow,
+        "/repositories",
+        q=f"name=~{narrow['project']}/",
+        page=2,
+        page_size=1,
+    )
+
+    assert response.json() == []
+    assert response.headers["x-total-count"] == "1"
+
+
+def test_repository_grant_limits_search(dockyard, narrow):
+    response = narrow_get(dockyard, narrow, "/search", q=narrow["project"])
+
+    names = [r["repository_name"] for r in response.json()["repository"]]
+    assert names == [f"{narrow['project']}/repo-a1"]
+
+
+def test_repository_grant_limits_statistics_repo_count(dockyard, narrow):
+    response = narrow_get(dockyard, narrow, "/statistics")
+
+    counts = response.json()
+    assert (counts["private_project_count"], counts["private_repo_count"]) == (1, 1)
+
+
+@pytest.mark.parametrize("path", ["/projects/{project}", "/projects/{project}/summary"])
+def test_repository_grant_limits_project_repo_count(dockyard, narrow, path):
+    response = narrow_get(dockyard, narrow, path.format(project=narrow["project"]))
+
+    assert response.json()["repo_count"] == 1
+
+
+def test_repository_grant_limits_project_list_repo_count(dockyard, narrow):
+    response = narrow_get(dockyard, narrow, "/projects", name=narrow["project"])
+
+    assert [p["repo_count"] for p in response.json()] == [1]
+
+
+def test_repository_grant_catalog_shows_granted_only(dockyard, narrow):
+    response = httpx.get(
+        f"{dockyard.url}/v2/_catalog", auth=(narrow["user"], PASSWORD), timeout=60
+    )
+
+    assert response.json()["repositories"] == [f"{narrow['project']}/repo-a1"]
+
+
+def test_member_without_repository_rights_sees_no_repositories(dockyard, api):
+    project = new_project(api)
+    push_image(api, f"{project}/app")
+    user = new_user(api)
+    add_member(api, project, user, create_role(api, ("label", "read")))
+
+    response = httpx.get(
+        f"{dockyard.url}{API}/repositories",
+        params={"q": f"name=~{project}/"},
+        auth=(user, PASSWORD),
+    )
+
+    assert (response.json(), response.headers["x-total-count"]) == ([], "0")

@@ -134,7 +134,8 @@ async def list_projects(
     query = apply_query(query, q, sort, _QUERY_COLUMNS, [projects.c.id])
     total = await services.projects.count(query)
     rows = await services.projects.project_details(
-        query.offset(page.offset).limit(page.size)
+        query.offset(page.offset).limit(page.size),
+        await services.policy.listed_repositories(caller),
     )
     items = [await _project_resp(services, caller, row) for row in rows]
     return paginated(request, items, total, page)
@@ -185,7 +186,7 @@ async def create_project(
 async def get_project(
     access: ProjectReader, services: ServicesDep, caller: CallerDep
 ) -> dict[str, Any]:
-    details = await _details(services, access.project)
+    details = await _details(services, access.project, caller)
     return await _project_resp(services, caller, details)
 
 
@@ -234,7 +235,7 @@ async def project_deletable(
 
 @router.get("/projects/{project_name_or_id}/summary")
 async def project_summary(
-    access: ProjectReader, services: ServicesDep
+    access: ProjectReader, services: ServicesDep, caller: CallerDep
 ) -> dict[str, Any]:
     """Repository count and members per role."""
     project = access.project
@@ -242,7 +243,7 @@ async def project_summary(
         member.role_id for member in await services.projects.list_members(project.id)
     )
     return {
-        "repo_count": (await _details(services, project))["repo_count"],
+        "repo_count": (await _details(services, project, caller))["repo_count"],
         "project_admin_count": counts[Role.PROJECT_ADMIN],
         "maintainer_count": counts[Role.MAINTAINER],
         "developer_count": counts[Role.DEVELOPER],
@@ -331,9 +332,16 @@ async def _proxied_registry(
         raise BadRequest(str(exc)) from exc
 
 
-async def _details(services: Services, project: Project) -> dict[str, Any]:
+async def _details(
+    services: Services, project: Project, viewer: Principal | None = None
+) -> dict[str, Any]:
+    """The project's row; `repo_count` counts what `viewer` may list (all
+    repositories without one)."""
     query = select(projects).where(projects.c.id == project.id)
-    return (await services.projects.project_details(query))[0]
+    counted = None
+    if viewer is not None:
+        counted = await services.policy.listed_repositories(viewer)
+    return (await services.projects.project_details(query, counted))[0]
 
 
 async def _member(services: Services, project: Project, member_id: int) -> Member:
