@@ -139,9 +139,11 @@ API_MATRIX = [
     ("GET", "/projects/{project}", set(ROLE_IDS)),
     ("GET", "/projects/{project}/summary", set(ROLE_IDS)),
     ("GET", "/projects/{project}/members", set(ROLE_IDS) - {"limitedGuest"}),
-    ("GET", "/projects/{project}/logs", set(ROLE_IDS) - {"limitedGuest"}),
+    ("GET", "/projects/{project}/logs", {"projectAdmin"}),
+    ("GET", "/projects/{project}/auditlog-exts", {"projectAdmin"}),
     ("GET", "/projects/{project}/repositories", set(ROLE_IDS)),
-    ("GET", "/projects/{project}/repositories/app", set(ROLE_IDS) - {"limitedGuest"}),
+    ("GET", "/projects/{project}/repositories/app", set(ROLE_IDS)),
+    ("GET", "/projects/{project}/metadatas", {"projectAdmin", "maintainer"}),
     ("GET", "/projects/{project}/repositories/app/artifacts", set(ROLE_IDS)),
     ("GET", "/projects/{project}/repositories/app/artifacts/v1/tags", set(ROLE_IDS)),
     ("GET", "/projects/{project}/_deletable", {"projectAdmin"}),
@@ -251,6 +253,138 @@ def test_builtin_roles_are_listed_with_harbor_ids(dockyard, api):
         4: "maintainer",
         5: "limitedGuest",
     }
+
+
+# Harbor's project roles as read in goharbor/harbor
+# src/common/rbac/project/rbac_role.go (HEAD of August 2026): resource, then
+# the actions each role holds on it. "" is the project itself.
+_CRUD = "create read update delete"
+_CRUDL = _CRUD + " list"
+HARBOR_ROLES = {
+    "projectAdmin": {
+        "": "read update delete",
+        "member": _CRUDL,
+        "metadata": _CRUD,
+        "log": "list",
+        "label": _CRUDL,
+        "quota": "read",
+        "repository": _CRUDL + " pull push",
+        "tag-retention": _CRUDL + " operate",
+        "immutable-tag": "create update delete list",
+        "configuration": "read update",
+        "robot": _CRUDL,
+        "notification-policy": _CRUDL,
+        "scan": "create read stop",
+        "sbom": "create read stop",
+        "scanner": "create read",
+        "artifact": "create read delete list",
+        "artifact-addition": "read",
+        "tag": "create delete list",
+        "accessory": "list",
+        "artifact-label": "create delete",
+        "preheat-policy": _CRUDL,
+        "export-cve": "create read list",
+    },
+    "maintainer": {
+        "": "read",
+        "member": "read list",
+        "metadata": "read",
+        "quota": "read",
+        "label": _CRUDL,
+        "repository": _CRUDL + " pull push",
+        "tag-retention": _CRUDL + " operate",
+        "accessory": "list",
+        "immutable-tag": "create update delete list",
+        "configuration": "read",
+        "robot": "read list",
+        "notification-policy": "read list",
+        "scan": "create read stop",
+        "sbom": "create read stop",
+        "scanner": "read",
+        "artifact": "create read delete list",
+        "artifact-addition": "read",
+        "tag": "create delete list",
+        "artifact-label": "create delete",
+        "export-cve": "create read list",
+    },
+    "developer": {
+        "": "read",
+        "member": "read list",
+        "label": "read list",
+        "quota": "read",
+        "repository": "create read update list pull push",
+        "tag-retention": _CRUDL + " operate",
+        "configuration": "read",
+        "robot": "read list",
+        "scan": "read",
+        "sbom": "read",
+        "scanner": "read",
+        "artifact": "create read list",
+        "artifact-addition": "read",
+        "tag": "create list",
+        "accessory": "list",
+        "artifact-label": "create delete",
+        "export-cve": "create read list",
+    },
+    "guest": {
+        "": "read",
+        "member": "read list",
+        "label": "read list",
+        "quota": "read",
+        "repository": "read list pull",
+        "configuration": "read",
+        "robot": "read list",
+        "scan": "read",
+        "sbom": "read",
+        "scanner": "read",
+        "tag": "list",
+        "accessory": "list",
+        "artifact": "read list",
+        "artifact-addition": "read",
+    },
+    "limitedGuest": {
+        "": "read",
+        "quota": "read",
+        "repository": "list read pull",
+        "configuration": "read",
+        "scan": "read",
+        "sbom": "read",
+        "scanner": "read",
+        "tag": "list",
+        "accessory": "list",
+        "artifact": "read list",
+        "artifact-addition": "read",
+    },
+}
+
+
+@pytest.mark.parametrize("role", list(HARBOR_ROLES))
+def test_builtin_role_permissions_equal_harbors(api, role):
+    roles = {r["name"]: r for r in api.get(f"{API}/roles").json()}
+
+    held = {(p["resource"], p["action"]) for p in roles[role]["permissions"]}
+    assert held == {
+        (resource, action)
+        for resource, actions in HARBOR_ROLES[role].items()
+        for action in actions.split()
+    }
+
+
+@pytest.mark.parametrize("caller", CALLERS)
+def test_project_metadata_write_is_for_project_admins_only(dockyard, matrix, caller):
+    response = call(
+        dockyard,
+        matrix,
+        caller,
+        "PUT",
+        "/projects/{project}/metadatas/public",
+        json={"public": "false"},
+    )
+
+    if caller == "projectAdmin":
+        assert response.status_code == 200, response.text
+    else:
+        assert response.status_code == (401 if caller == "anonymous" else 403)
 
 
 def test_builtin_role_cannot_be_changed(api):

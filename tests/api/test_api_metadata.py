@@ -124,15 +124,19 @@ def test_project_create_with_unknown_metadata_returns_bad_request(api):
     assert response.status_code == 400
 
 
-def test_maintainer_writes_metadata_guest_cannot_read_it(api, dockyard, project):
+def test_maintainer_reads_metadata_but_cannot_write_it(api, dockyard, project):
     maintainer = member(api, dockyard, project, MAINTAINER)
+
+    read = maintainer.get(url(project))
+    written = maintainer.post(url(project), json={"auto_scan": "true"})
+
+    assert (read.status_code, written.status_code) == (200, 403)
+
+
+def test_guest_cannot_read_metadata(api, dockyard, project):
     guest = member(api, dockyard, project, GUEST)
 
-    written = maintainer.post(url(project), json={"auto_scan": "true"})
-    refused = guest.get(url(project))
-
-    assert written.status_code == 200
-    assert refused.status_code == 403
+    assert guest.get(url(project)).status_code == 403
 
 
 def test_anonymous_and_non_member_are_refused(api, dockyard, project):

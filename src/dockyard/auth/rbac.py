@@ -25,27 +25,30 @@ Permission = tuple[str, str]
 PROJECT_SELF = ""  # Harbor's name for the project itself as a resource.
 
 # Who holds each (resource, action): A project admin, M maintainer,
-# D developer, G guest, L limited guest.
+# D developer, G guest, L limited guest. Harbor's current matrix
+# (src/common/rbac/project/rbac_role.go): limited guests read repositories
+# (2024), project logs are the project admin's alone (2025, with the audit
+# log ext API), maintainers read but do not write metadata.
 _MATRIX: dict[str, dict[str, str]] = {
     PROJECT_SELF: {"read": "AMDGL", "update": "A", "delete": "A"},
     "member": {"create": "A", "read": "AMDG", "update": "A", "delete": "A",
                "list": "AMDG"},
-    "metadata": {"create": "AM", "read": "AM", "update": "AM", "delete": "AM"},
-    "log": {"list": "AMDG"},
+    "metadata": {"create": "A", "read": "AM", "update": "A", "delete": "A"},
+    "log": {"list": "A"},
     "label": {"create": "AM", "read": "AMDG", "update": "AM", "delete": "AM",
               "list": "AMDG"},
     "quota": {"read": "AMDGL"},
-    "repository": {"create": "AMD", "read": "AMDG", "update": "AMD",
+    "repository": {"create": "AMD", "read": "AMDGL", "update": "AMD",
                    "delete": "AM", "list": "AMDGL", "pull": "AMDGL",
                    "push": "AMD"},
-    "tag-retention": {"create": "AM", "read": "AM", "update": "AM",
-                      "delete": "AM", "list": "AM", "operate": "AM"},
+    "tag-retention": {"create": "AMD", "read": "AMD", "update": "AMD",
+                      "delete": "AMD", "list": "AMD", "operate": "AMD"},
     "immutable-tag": {"create": "AM", "update": "AM", "delete": "AM",
                       "list": "AM"},
     "configuration": {"read": "AMDGL", "update": "A"},
     "robot": {"create": "A", "read": "AMDG", "update": "A", "delete": "A",
               "list": "AMDG"},
-    "notification-policy": {"create": "A", "read": "A", "update": "A",
+    "notification-policy": {"create": "A", "read": "AM", "update": "A",
                             "delete": "A", "list": "AM"},
     "scan": {"create": "AM", "read": "AMDGL", "stop": "AM"},
     "sbom": {"create": "AM", "read": "AMDGL", "stop": "AM"},
@@ -58,7 +61,7 @@ _MATRIX: dict[str, dict[str, str]] = {
     "artifact-label": {"create": "AMD", "delete": "AMD"},
     "preheat-policy": {"create": "A", "read": "A", "update": "A",
                        "delete": "A", "list": "A"},
-    "export-cve": {"create": "AMD", "read": "AMD"},
+    "export-cve": {"create": "AMD", "read": "AMD", "list": "AMD"},
 }  # fmt: skip
 
 _LETTERS = {
