@@ -302,3 +302,67 @@ def test_storage_per_project_beyond_the_integer_range_is_rejected(api):
 
     assert response.status_code == 400
     assert created.status_code == 201
+
+
+# Harbor's API is Go: a boolean field takes JSON true or false, nothing else.
+LAX_BOOLEANS = ["yes", "true", "1", 1, "on"]
+
+
+@pytest.mark.parametrize("value", LAX_BOOLEANS)
+def test_sysadmin_flag_that_is_not_a_boolean_is_a_bad_request(api, value):
+    name = new_user(api)
+    user_id = api.get(f"{API}/users/search?username={name}").json()[0]["user_id"]
+
+    response = api.put(f"{API}/users/{user_id}/sysadmin", json={"sysadmin_flag": value})
+
+    assert response.status_code == 400
+    assert api.get(f"{API}/users/{user_id}").json()["sysadmin_flag"] is False
+
+
+@pytest.mark.parametrize("value", LAX_BOOLEANS)
+def test_project_public_that_is_not_a_boolean_is_a_bad_request(api, value):
+    response = api.post(
+        f"{API}/projects", json={"project_name": new_user(api), "public": value}
+    )
+
+    assert response.status_code == 400
+
+
+@pytest.mark.parametrize("value", LAX_BOOLEANS)
+def test_robot_disable_that_is_not_a_boolean_is_a_bad_request(api, value):
+    response = api.post(
+        f"{API}/robots",
+        json={
+            "name": f"h-{secrets.token_hex(4)}",
+            "level": "system",
+            "duration": -1,
+            "disable": value,
+            "permissions": [system_access(("project", "list"))],
+        },
+    )
+
+    assert response.status_code == 400
+
+
+@pytest.mark.parametrize("value", LAX_BOOLEANS)
+def test_registry_insecure_that_is_not_a_boolean_is_a_bad_request(api, value):
+    response = api.post(
+        f"{API}/registries",
+        json={
+            "name": f"h-{secrets.token_hex(4)}",
+            "type": "docker-registry",
+            "url": "http://127.0.0.1:9",
+            "insecure": value,
+        },
+    )
+
+    assert response.status_code == 400
+
+
+def test_project_metadata_public_string_is_still_accepted(api):
+    response = api.post(
+        f"{API}/projects",
+        json={"project_name": new_user(api), "metadata": {"public": "true"}},
+    )
+
+    assert response.status_code == 201

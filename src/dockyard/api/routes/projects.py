@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StrictBool
 from sqlalchemy import select
 
 from dockyard.api.access import project_access
@@ -67,7 +67,7 @@ _QUERY_COLUMNS = {
 
 class ProjectReq(BaseModel):
     project_name: str | None = Field(default=None, max_length=255)
-    public: bool | None = None
+    public: StrictBool | None = None
     # Harbor keeps project metadata as strings ("true", "low"); null is unset.
     metadata: dict[str, str | None] | None = None
     cve_allowlist: CVEAllowlistReq | None = None

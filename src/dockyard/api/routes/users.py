@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StrictBool
 
 from dockyard.api.deps import (
     AdminDep,
@@ -56,7 +56,7 @@ class PasswordReq(BaseModel):
 
 
 class SysAdminFlag(BaseModel):
-    sysadmin_flag: bool
+    sysadmin_flag: StrictBool
 
 
 def user_resp(row: dict[str, Any]) -> dict[str, Any]:
