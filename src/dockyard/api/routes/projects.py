@@ -35,6 +35,7 @@ from dockyard.auth.rbac import PROJECT_SELF
 from dockyard.auth.roles import Role
 from dockyard.auth.users import UserNotFound
 from dockyard.db.schema import projects
+from dockyard.groups import GroupError, GroupNotFound
 from dockyard.projects import (
     GROUP,
     PUBLIC,
@@ -368,7 +369,12 @@ async def _member_entity(services: Services, body: ProjectMemberReq) -> MemberEn
         return MemberEntity(USER, int(row["id"]), row["username"])
     if body.member_group is not None:
         spec = body.member_group.model_dump(exclude_none=True)
-        group = await services.groups.find_or_create(spec)
+        try:
+            group = await services.groups.find_or_create(spec)
+        except GroupNotFound as exc:
+            raise NotFound(str(exc)) from exc
+        except GroupError as exc:
+            raise BadRequest(str(exc)) from exc
         return MemberEntity(GROUP, group.id, group.group_name)
     raise BadRequest("member_user or member_group is required")
 

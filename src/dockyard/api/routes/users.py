@@ -161,13 +161,16 @@ async def update_user(
 ) -> Response:
     _require_self_or_admin(user, user_id)
     await _existing_user(services, user_id)
-    await services.users.update_profile(
-        user_id,
-        user.username,
-        email=body.email,
-        realname=body.realname,
-        comment=body.comment,
-    )
+    try:
+        await services.users.update_profile(
+            user_id,
+            user.username,
+            email=body.email,
+            realname=body.realname,
+            comment=body.comment,
+        )
+    except UserError as exc:
+        raise BadRequest(str(exc)) from exc
     return Response(status_code=200)
 
 
