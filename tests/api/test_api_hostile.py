@@ -481,3 +481,14 @@ def test_user_profile_with_a_control_character_in_realname_is_rejected(api):
     response = api.put(f"{API}/users/{user_id}", json={"realname": "Eve\x00"})
 
     assert response.status_code == 400
+
+
+def test_member_group_with_an_unknown_id_is_not_found(api):
+    project = new_project(api)
+
+    response = api.post(
+        f"{API}/projects/{project}/members",
+        json={"role_id": 3, "member_group": {"id": 2**31 - 1}},
+    )
+
+    assert response.status_code == 404
