@@ -210,7 +210,7 @@ def test_current_user_permissions_match_the_role(dockyard, matrix, caller):
         f"/users/current/permissions?scope={scope}&relative=true",
     )
     held = {(p["resource"], p["action"]) for p in response.json()}
-    roles = httpx.get(f"{dockyard.url}{API}/roles").json()
+    roles = call(dockyard, matrix, caller, "GET", "/roles").json()
     by_name = {
         r["name"]: {(p["resource"], p["action"]) for p in r["permissions"]}
         for r in roles
@@ -725,3 +725,16 @@ def test_member_without_repository_rights_sees_no_repositories(dockyard, api):
     )
 
     assert (response.json(), response.headers["x-total-count"]) == ([], "0")
+
+
+@pytest.mark.parametrize("path", ["/roles", "/roles/1"])
+def test_roles_need_authentication(dockyard, path):
+    response = httpx.get(f"{dockyard.url}{API}{path}")
+
+    assert response.status_code == 401
+
+
+def test_roles_are_listed_to_any_logged_in_user(dockyard, matrix):
+    response = call(dockyard, matrix, "outsider", "GET", "/roles")
+
+    assert {r["name"] for r in response.json()} >= set(ROLE_IDS)
