@@ -280,6 +280,8 @@ class GrantService:
 def _check_role(name: str, permissions: set[Permission]) -> None:
     if not name or len(name) > _ROLE_NAME_MAX:
         raise GrantError(f"a role name is 1 to {_ROLE_NAME_MAX} characters")
+    if not name.isprintable():
+        raise GrantError("a role name may not hold control or invisible characters")
     unknown = sorted(permissions - PROJECT_PERMISSIONS)
     if unknown:
         shown = ", ".join(f"{r or '(project)'}:{a}" for r, a in unknown)

@@ -79,7 +79,7 @@ class GroupService:
         ldap_group_dn: str = "",
         actor: str = CLI_ACTOR,
     ) -> Group:
-        _validate(name, group_type)
+        _validate(name, group_type, ldap_group_dn)
         now = datetime.now(UTC)
         try:
             async with self.db.write() as conn:
@@ -106,7 +106,7 @@ class GroupService:
             return await self.get_group(int(spec["id"]))
         name = str(spec.get("group_name") or "")
         group_type = int(spec.get("group_type") or HTTP_GROUP)
-        _validate(name, group_type)
+        _validate(name, group_type, str(spec.get("ldap_group_dn") or ""))
         async with self.db.read() as conn:
             row = (
                 await conn.execute(
@@ -180,9 +180,13 @@ class GroupService:
             )
 
 
-def _validate(name: str, group_type: int) -> None:
+def _validate(name: str, group_type: int, ldap_group_dn: str = "") -> None:
     if not name or len(name) > 255:
         raise GroupError("group_name must be 1 to 255 characters")
+    if not name.isprintable():
+        raise GroupError("group_name holds control or invisible characters")
+    if not ldap_group_dn.isprintable():
+        raise GroupError("ldap_group_dn holds control or invisible characters")
     if group_type not in GROUP_TYPES:
         raise GroupError("group_type must be 1 (LDAP), 2 (HTTP) or 3 (OIDC)")
 

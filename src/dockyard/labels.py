@@ -82,6 +82,8 @@ class LabelFields:
             raise LabelInvalid("name is required")
         if len(self.name) > NAME_MAX:
             raise LabelInvalid(f"name is longer than {NAME_MAX} characters")
+        if not self.name.isprintable():
+            raise LabelInvalid("name holds control or invisible characters")
         if len(self.description) > DESCRIPTION_MAX:
             raise LabelInvalid(f"description exceeds {DESCRIPTION_MAX} characters")
         if len(self.color) > COLOR_MAX:

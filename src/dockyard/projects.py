@@ -200,11 +200,16 @@ class ProjectService:
             Project(row.id, row.name, bool(row.public), row.created_at) if row else None
         )
 
-    async def project_details(self, query: Select) -> list[dict[str, Any]]:
-        """Rows of `query` (over `projects`) with owner name and repository count."""
+    async def project_details(
+        self, query: Select, counted: ColumnElement[bool] | None = None
+    ) -> list[dict[str, Any]]:
+        """Rows of `query` (over `projects`) with owner name and the count of
+        their repositories that meet `counted` (a condition on
+        `repositories`; all of them when None)."""
         repo_count = (
             select(func.count(repositories.c.id))
             .where(repositories.c.project_id == projects.c.id)
+            .where(true() if counted is None else counted)
             .scalar_subquery()
         )
         detailed = query.add_columns(

@@ -354,6 +354,18 @@ class RobotService:
 
         return await self.db.cache.get_or_load(("robot", name), load)
 
+    async def find_login_by_id(self, robot_id: int) -> RobotLogin | None:
+        """The login record of robot `robot_id`, if it still exists."""
+
+        async def load() -> RobotLogin | None:
+            async with self.db.read() as conn:
+                name = await conn.scalar(
+                    select(robots.c.name).where(robots.c.id == robot_id)
+                )
+            return None if name is None else await self.find_login(name)
+
+        return await self.db.cache.get_or_load(("robot-id", robot_id), load)
+
     async def principal_for(self, name: str) -> Principal | None:
         """The robot `name` as a caller, if it exists and is usable now; for
         tokens issued to it, which must die with the robot's access."""

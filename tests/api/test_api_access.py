@@ -140,8 +140,10 @@ API_MATRIX = [
     ("GET", "/projects/{project}/summary", set(ROLE_IDS)),
     ("GET", "/projects/{project}/members", set(ROLE_IDS) - {"limitedGuest"}),
     ("GET", "/projects/{project}/logs", {"projectAdmin"}),
+    ("GET", "/projects/{project}/auditlog-exts", {"projectAdmin"}),
     ("GET", "/projects/{project}/repositories", set(ROLE_IDS)),
     ("GET", "/projects/{project}/repositories/app", set(ROLE_IDS)),
+    ("GET", "/projects/{project}/metadatas", set()),
     ("GET", "/projects/{project}/repositories/app/artifacts", set(ROLE_IDS)),
     ("GET", "/projects/{project}/repositories/app/artifacts/v1/tags", set(ROLE_IDS)),
     ("GET", "/projects/{project}/_deletable", {"projectAdmin"}),
@@ -208,7 +210,7 @@ def test_current_user_permissions_match_the_role(dockyard, matrix, caller):
         f"/users/current/permissions?scope={scope}&relative=true",
     )
     held = {(p["resource"], p["action"]) for p in response.json()}
-    roles = httpx.get(f"{dockyard.url}{API}/roles").json()
+    roles = call(dockyard, matrix, caller, "GET", "/roles").json()
     by_name = {
         r["name"]: {(p["resource"], p["action"]) for p in r["permissions"]}
         for r in roles
@@ -251,6 +253,138 @@ def test_builtin_roles_are_listed_with_harbor_ids(dockyard, api):
         4: "maintainer",
         5: "limitedGuest",
     }
+
+
+# Harbor's project roles as read in goharbor/harbor
+# src/common/rbac/project/rbac_role.go (HEAD of August 2026): resource, then
+# the actions each role holds on it. "" is the project itself.
+_CRUD = "create read update delete"
+_CRUDL = _CRUD + " list"
+HARBOR_ROLES = {
+    "projectAdmin": {
+        "": "read update delete",
+        "member": _CRUDL,
+        "metadata": _CRUD,
+        "log": "list",
+        "label": _CRUDL,
+        "quota": "read",
+        "repository": _CRUDL + " pull push",
+        "tag-retention": _CRUDL + " operate",
+        "immutable-tag": "create update delete list",
+        "configuration": "read update",
+        "robot": _CRUDL,
+        "notification-policy": _CRUDL,
+        "scan": "create read stop",
+        "sbom": "create read stop",
+        "scanner": "create read",
+        "artifact": "create read delete list",
+        "artifact-addition": "read",
+        "tag": "create delete list",
+        "accessory": "list",
+        "artifact-label": "create delete",
+        "preheat-policy": _CRUDL,
+        "export-cve": "create read list",
+    },
+    "maintainer": {
+        "": "read",
+        "member": "read list",
+        "metadata": "read",
+        "quota": "read",
+        "label": _CRUDL,
+        "repository": _CRUDL + " pull push",
+        "tag-retention": _CRUDL + " operate",
+        "accessory": "list",
+        "immutable-tag": "create update delete list",
+        "configuration": "read",
+        "robot": "read list",
+        "notification-policy": "read list",
+        "scan": "create read stop",
+        "sbom": "create read stop",
+        "scanner": "read",
+        "artifact": "create read delete list",
+        "artifact-addition": "read",
+        "tag": "create delete list",
+        "artifact-label": "create delete",
+        "export-cve": "create read list",
+    },
+    "developer": {
+        "": "read",
+        "member": "read list",
+        "label": "read list",
+        "quota": "read",
+        "repository": "create read update list pull push",
+        "tag-retention": _CRUDL + " operate",
+        "configuration": "read",
+        "robot": "read list",
+        "scan": "read",
+        "sbom": "read",
+        "scanner": "read",
+        "artifact": "create read list",
+        "artifact-addition": "read",
+        "tag": "create list",
+        "accessory": "list",
+        "artifact-label": "create delete",
+        "export-cve": "create read list",
+    },
+    "guest": {
+        "": "read",
+        "member": "read list",
+        "label": "read list",
+        "quota": "read",
+        "repository": "read list pull",
+        "configuration": "read",
+        "robot": "read list",
+        "scan": "read",
+        "sbom": "read",
+        "scanner": "read",
+        "tag": "list",
+        "accessory": "list",
+        "artifact": "read list",
+        "artifact-addition": "read",
+    },
+    "limitedGuest": {
+        "": "read",
+        "quota": "read",
+        "repository": "list read pull",
+        "configuration": "read",
+        "scan": "read",
+        "sbom": "read",
+        "scanner": "read",
+        "tag": "list",
+        "accessory": "list",
+        "artifact": "read list",
+        "artifact-addition": "read",
+    },
+}
+
+
+@pytest.mark.parametrize("role", list(HARBOR_ROLES))
+def test_builtin_role_permissions_equal_harbors(api, role):
+    roles = {r["name"]: r for r in api.get(f"{API}/roles").json()}
+
+    held = {(p["resource"], p["action"]) for p in roles[role]["permissions"]}
+    assert held == {
+        (resource, action)
+        for resource, actions in HARBOR_ROLES[role].items()
+        for action in actions.split()
+    }
+
+
+@pytest.mark.parametrize("caller", CALLERS)
+def test_project_metadata_write_is_for_project_admins_only(dockyard, matrix, caller):
+    response = call(
+        dockyard,
+        matrix,
+        caller,
+        "PUT",
+        "/projects/{project}/metadatas/public",
+        json={"public": "false"},
+    )
+
+    if caller == "projectAdmin":
+        assert response.status_code == 200, response.text
+    else:
+        assert response.status_code == (401 if caller == "anonymous" else 403)
 
 
 def test_builtin_role_cannot_be_changed(api):
@@ -493,3 +627,114 @@ def test_member_with_unknown_role_is_refused(api):
     )
 
     assert response.status_code == 400
+
+
+@pytest.fixture(scope="module")
+def narrow(dockyard):
+    """A private project with `app`, `repo-a1` and `repo-b`, and a user who
+    holds developer only on `repo-a*` there (no other project access)."""
+    with httpx.Client(
+        base_url=dockyard.url, auth=("admin", dockyard.admin_password), timeout=60
+    ) as api:
+        project = new_project(api)
+        for name in ("app", "repo-a1", "repo-b"):
+            push_image(api, f"{project}/{name}")
+        user = new_user(api, "narrow")
+        response = grant(api, project, {"kind": "user", "name": user}, 2, "repo-a*")
+        assert response.status_code == 201, response.text
+    return {"project": project, "user": user}
+
+
+def narrow_get(dockyard, narrow, path, **params):
+    return httpx.get(
+        f"{dockyard.url}{API}{path}",
+        params=params,
+        auth=(narrow["user"], PASSWORD),
+        timeout=60,
+    )
+
+
+def test_repository_grant_limits_the_cross_project_listing(dockyard, narrow):
+    response = narrow_get(
+        dockyard, narrow, "/repositories", q=f"name=~{narrow['project']}/"
+    )
+
+    assert [r["name"] for r in response.json()] == [f"{narrow['project']}/repo-a1"]
+    assert response.headers["x-total-count"] == "1"
+
+
+def test_repository_grant_cross_project_listing_pages_over_granted(dockyard, narrow):
+    response = narrow_get(
+        dockyard,
+        narrow,
+        "/repositories",
+        q=f"name=~{narrow['project']}/",
+        page=2,
+        page_size=1,
+    )
+
+    assert response.json() == []
+    assert response.headers["x-total-count"] == "1"
+
+
+def test_repository_grant_limits_search(dockyard, narrow):
+    response = narrow_get(dockyard, narrow, "/search", q=narrow["project"])
+
+    names = [r["repository_name"] for r in response.json()["repository"]]
+    assert names == [f"{narrow['project']}/repo-a1"]
+
+
+def test_repository_grant_limits_statistics_repo_count(dockyard, narrow):
+    response = narrow_get(dockyard, narrow, "/statistics")
+
+    counts = response.json()
+    assert (counts["private_project_count"], counts["private_repo_count"]) == (1, 1)
+
+
+@pytest.mark.parametrize("path", ["/projects/{project}", "/projects/{project}/summary"])
+def test_repository_grant_limits_project_repo_count(dockyard, narrow, path):
+    response = narrow_get(dockyard, narrow, path.format(project=narrow["project"]))
+
+    assert response.json()["repo_count"] == 1
+
+
+def test_repository_grant_limits_project_list_repo_count(dockyard, narrow):
+    response = narrow_get(dockyard, narrow, "/projects", name=narrow["project"])
+
+    assert [p["repo_count"] for p in response.json()] == [1]
+
+
+def test_repository_grant_catalog_shows_granted_only(dockyard, narrow):
+    response = httpx.get(
+        f"{dockyard.url}/v2/_catalog", auth=(narrow["user"], PASSWORD), timeout=60
+    )
+
+    assert response.json()["repositories"] == [f"{narrow['project']}/repo-a1"]
+
+
+def test_member_without_repository_rights_sees_no_repositories(dockyard, api):
+    project = new_project(api)
+    push_image(api, f"{project}/app")
+    user = new_user(api)
+    add_member(api, project, user, create_role(api, ("label", "read")))
+
+    response = httpx.get(
+        f"{dockyard.url}{API}/repositories",
+        params={"q": f"name=~{project}/"},
+        auth=(user, PASSWORD),
+    )
+
+    assert (response.json(), response.headers["x-total-count"]) == ([], "0")
+
+
+@pytest.mark.parametrize("path", ["/roles", "/roles/1"])
+def test_roles_need_authentication(dockyard, path):
+    response = httpx.get(f"{dockyard.url}{API}{path}")
+
+    assert response.status_code == 401
+
+
+def test_roles_are_listed_to_any_logged_in_user(dockyard, matrix):
+    response = call(dockyard, matrix, "outsider", "GET", "/roles")
+
+    assert {r["name"] for r in response.json()} >= set(ROLE_IDS)

@@ -302,3 +302,193 @@ def test_storage_per_project_beyond_the_integer_range_is_rejected(api):
 
     assert response.status_code == 400
     assert created.status_code == 201
+
+
+# Harbor's API is Go: a boolean field takes JSON true or false, nothing else.
+LAX_BOOLEANS = ["yes", "true", "1", 1, "on"]
+
+
+@pytest.mark.parametrize("value", LAX_BOOLEANS)
+def test_sysadmin_flag_that_is_not_a_boolean_is_a_bad_request(api, value):
+    name = new_user(api)
+    user_id = api.get(f"{API}/users/search?username={name}").json()[0]["user_id"]
+
+    response = api.put(f"{API}/users/{user_id}/sysadmin", json={"sysadmin_flag": value})
+
+    assert response.status_code == 400
+    assert api.get(f"{API}/users/{user_id}").json()["sysadmin_flag"] is False
+
+
+@pytest.mark.parametrize("value", LAX_BOOLEANS)
+def test_project_public_that_is_not_a_boolean_is_a_bad_request(api, value):
+    response = api.post(
+        f"{API}/projects", json={"project_name": new_user(api), "public": value}
+    )
+
+    assert response.status_code == 400
+
+
+@pytest.mark.parametrize("value", LAX_BOOLEANS)
+def test_robot_disable_that_is_not_a_boolean_is_a_bad_request(api, value):
+    response = api.post(
+        f"{API}/robots",
+        json={
+            "name": f"h-{secrets.token_hex(4)}",
+            "level": "system",
+            "duration": -1,
+            "disable": value,
+            "permissions": [system_access(("project", "list"))],
+        },
+    )
+
+    assert response.status_code == 400
+
+
+@pytest.mark.parametrize("value", LAX_BOOLEANS)
+def test_registry_insecure_that_is_not_a_boolean_is_a_bad_request(api, value):
+    response = api.post(
+        f"{API}/registries",
+        json={
+            "name": f"h-{secrets.token_hex(4)}",
+            "type": "docker-registry",
+            "url": "http://127.0.0.1:9",
+            "insecure": value,
+        },
+    )
+
+    assert response.status_code == 400
+
+
+def test_project_metadata_public_string_is_still_accepted(api):
+    response = api.post(
+        f"{API}/projects",
+        json={"project_name": new_user(api), "metadata": {"public": "true"}},
+    )
+
+    assert response.status_code == 201
+
+
+CONTROL_CHARACTERS = ["\x00", "\x01", "\n", "\t", "\x7f", "\u200b"]
+
+
+def named(character):
+    return f"n{secrets.token_hex(3)}{character}x"
+
+
+@pytest.mark.parametrize("character", CONTROL_CHARACTERS)
+def test_label_name_with_a_control_character_is_rejected(api, character):
+    response = api.post(f"{API}/labels", json={"name": named(character), "scope": "g"})
+
+    assert response.status_code == 400
+    assert error_code(response) == "BAD_REQUEST"
+
+
+@pytest.mark.parametrize("character", CONTROL_CHARACTERS)
+def test_user_group_name_with_a_control_character_is_rejected(api, character):
+    response = api.post(
+        f"{API}/usergroups", json={"group_name": named(character), "group_type": 2}
+    )
+
+    assert response.status_code == 400
+
+
+def test_user_group_rename_to_a_control_character_is_rejected(api):
+    created = api.post(
+        f"{API}/usergroups", json={"group_name": named(""), "group_type": 2}
+    )
+    group_id = created.headers["location"].rsplit("/", 1)[1]
+
+    response = api.put(
+        f"{API}/usergroups/{group_id}", json={"group_name": named("\x00")}
+    )
+
+    assert response.status_code == 400
+
+
+def test_member_group_named_with_a_control_character_is_rejected(api):
+    project = new_project(api)
+
+    response = api.post(
+        f"{API}/projects/{project}/members",
+        json={
+            "role_id": 3,
+            "member_group": {"group_name": named("\x00"), "group_type": 2},
+        },
+    )
+
+    assert response.status_code == 400
+
+
+def test_ldap_group_dn_with_a_control_character_is_rejected(api):
+    response = api.post(
+        f"{API}/usergroups",
+        json={
+            "group_name": named(""),
+            "group_type": 1,
+            "ldap_group_dn": "cn=a\x00,dc=example",
+        },
+    )
+
+    assert response.status_code == 400
+
+
+@pytest.mark.parametrize("character", CONTROL_CHARACTERS)
+def test_role_name_with_a_control_character_is_rejected(api, character):
+    response = api.post(
+        f"{API}/roles", json={"name": named(character), "permissions": []}
+    )
+
+    assert response.status_code == 400
+
+
+def test_registry_name_with_a_control_character_is_rejected(api):
+    response = api.post(
+        f"{API}/registries",
+        json={
+            "name": named("\x00"),
+            "type": "docker-registry",
+            "url": "http://127.0.0.1:9",
+        },
+    )
+
+    assert response.status_code == 400
+
+
+def test_label_name_with_a_space_is_accepted(api):
+    response = api.post(f"{API}/labels", json={"name": named(" "), "scope": "g"})
+
+    assert response.status_code == 201
+
+
+@pytest.mark.parametrize("field", ["realname", "email"])
+def test_user_created_with_a_control_character_in_a_name_is_rejected(api, field):
+    response = api.post(
+        f"{API}/users",
+        json={
+            "username": f"h-{secrets.token_hex(4)}",
+            "password": PASSWORD,
+            field: "a\x00@example.com",
+        },
+    )
+
+    assert response.status_code == 400
+
+
+def test_user_profile_with_a_control_character_in_realname_is_rejected(api):
+    name = new_user(api)
+    user_id = api.get(f"{API}/users/search?username={name}").json()[0]["user_id"]
+
+    response = api.put(f"{API}/users/{user_id}", json={"realname": "Eve\x00"})
+
+    assert response.status_code == 400
+
+
+def test_member_group_with_an_unknown_id_is_not_found(api):
+    project = new_project(api)
+
+    response = api.post(
+        f"{API}/projects/{project}/members",
+        json={"role_id": 3, "member_group": {"id": 2**31 - 1}},
+    )
+
+    assert response.status_code == 404

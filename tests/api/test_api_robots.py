@@ -429,6 +429,59 @@ def test_weak_chosen_secret_returns_400(api, project):
     assert response.status_code == 400
 
 
+@contextlib.contextmanager
+def robot_prefix(api, prefix):
+    before = api.get(f"{API}/configurations").json()["robot_name_prefix"]["value"]
+    changed = api.put(f"{API}/configurations", json={"robot_name_prefix": prefix})
+    assert changed.status_code == 200
+    try:
+        yield
+    finally:
+        api.put(f"{API}/configurations", json={"robot_name_prefix": before})
+
+
+def tags_with(dockyard, project, granted):
+    return httpx.get(
+        f"{dockyard.url}/v2/{project}/app/tags/list",
+        headers={"authorization": f"Bearer {granted}"},
+    )
+
+
+def test_disabling_robot_ends_its_tokens_after_prefix_change(dockyard, api, project):
+    created = create(api, project_robot(project, [PULL]))
+    granted = token(dockyard, creds(created), f"repository:{project}/app:pull")
+    robot = api.get(f"{API}/robots/{created['id']}").json()
+
+    with robot_prefix(api, "automaton-"):
+        api.put(f"{API}/robots/{created['id']}", json={**robot, "disable": True})
+        response = tags_with(dockyard, project, granted)
+
+    assert response.status_code == 401
+    assert 'error="invalid_token"' in response.headers["www-authenticate"]
+
+
+def test_deleting_robot_ends_its_tokens_after_prefix_change(dockyard, api, project):
+    created = create(api, project_robot(project, [PULL]))
+    granted = token(dockyard, creds(created), f"repository:{project}/app:pull")
+
+    with robot_prefix(api, "automaton-"):
+        api.delete(f"{API}/robots/{created['id']}")
+        response = tags_with(dockyard, project, granted)
+
+    assert response.status_code == 401
+    assert 'error="invalid_token"' in response.headers["www-authenticate"]
+
+
+def test_robot_token_still_works_after_prefix_change(dockyard, api, project):
+    created = create(api, project_robot(project, [PULL]))
+    granted = token(dockyard, creds(created), f"repository:{project}/app:pull")
+
+    with robot_prefix(api, "automaton-"):
+        response = tags_with(dockyard, project, granted)
+
+    assert response.status_code == 404  # no such repository; the token held
+
+
 def test_deleted_robot_cannot_log_in(dockyard, api, project):
     created = create(api, project_robot(project, [PULL]))
 

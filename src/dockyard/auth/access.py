@@ -20,7 +20,7 @@ import re
 from dataclasses import dataclass, replace
 from functools import lru_cache
 
-from sqlalchemy import Select, false, or_, select
+from sqlalchemy import ColumnElement, Select, false, or_, select, true
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from dockyard.auth.principals import Principal
@@ -35,6 +35,8 @@ from dockyard.auth.rbac import (
 from dockyard.auth.scopes import Scope
 from dockyard.db.schema import (
     members,
+    projects,
+    repositories,
     repository_grants,
     robot_permissions,
     role_permissions,
@@ -122,6 +124,49 @@ class AccessPolicy:
             return NO_ACTIONS
         return registry_actions(access.in_repository(repository))
 
+    async def listed_repositories(self, principal: Principal) -> ColumnElement[bool]:
+        """A condition on `repositories`: those `principal` sees in listings
+        across projects, by the rule of a project's own listing.
+
+        Every repository of a public project or of one where it may list or
+        pull project-wide; elsewhere those its repository grants let it pull.
+        """
+        if principal.sysadmin:
+            return true()
+        whole = or_(
+            repositories.c.project_id.in_(
+                select(projects.c.id).where(projects.c.public.is_(True))
+            ),
+            holds_project_wide(principal, ("repository", "list")),
+            holds_project_wide(principal, ("repository", "pull")),
+        )
+        granted: list[int] = []
+        async with self.projects.db.read() as conn:
+            rows = (await conn.execute(_projects_with_grants(principal))).all()
+        for row in rows:
+            project = Project(row.id, row.name, bool(row.public), row.created_at)
+            access = await self.project_access(principal, project)
+            granted += [i for i, _ in await self.granted_repositories(access)]
+        return or_(whole, repositories.c.id.in_(granted))
+
+    async def granted_repositories(
+        self, access: ProjectAccess
+    ) -> list[tuple[int, str]]:
+        """(id, name) of the project's repositories `access` may pull, by
+        name; those its repository grants reach included."""
+        query = (
+            select(repositories.c.id, repositories.c.name)
+            .where(repositories.c.project_id == access.project.id)
+            .order_by(repositories.c.name)
+        )
+        async with self.projects.db.read() as conn:
+            rows = (await conn.execute(query)).all()
+        return [
+            (row.id, row.name)
+            for row in rows
+            if access.can_in_repository(row.name, "repository", "pull")
+        ]
+
     async def administers_a_project(self, principal: Principal) -> bool:
         """Whether `principal` is a user who manages the members of some
         project (Harbor's test for a project admin)."""
@@ -176,6 +221,52 @@ def projects_granting(principal: Principal, permission: Permission) -> Select:
             & (robot_permissions.c.action == action)
         )
     return select(members.c.project_id).where(false())
+
+
+def holds_project_wide(
+    principal: Principal, permission: Permission
+) -> ColumnElement[bool]:
+    """A condition on `repositories`: those in a project where `principal`
+    holds `permission` project-wide, a system robot's every project included.
+    """
+    held = repositories.c.project_id.in_(projects_granting(principal, permission))
+    if principal.robot_id is None:
+        return held
+    resource, action = permission
+    everywhere = (
+        select(robot_permissions.c.id)
+        .where(
+            (robot_permissions.c.robot_id == principal.robot_id)
+            & (robot_permissions.c.kind == "project")
+            & robot_permissions.c.project_id.is_(None)
+            & (robot_permissions.c.resource == resource)
+            & (robot_permissions.c.action == action)
+        )
+        .exists()
+    )
+    return or_(held, everywhere)
+
+
+def _projects_with_grants(principal: Principal) -> Select:
+    """The projects where `principal` holds some repository grant."""
+    holders = _grant_holders(principal) or [false()]
+    return select(
+        projects.c.id, projects.c.name, projects.c.public, projects.c.created_at
+    ).where(
+        projects.c.id.in_(select(repository_grants.c.project_id).where(or_(*holders)))
+    )
+
+
+def _grant_holders(principal: Principal) -> list[ColumnElement[bool]]:
+    """Conditions on `repository_grants`: grants held by `principal`, as a
+    user, through its groups or as a robot."""
+    holders = []
+    if principal.user_id is not None:
+        holders.append(repository_grants.c.user_id == principal.user_id)
+        holders.append(repository_grants.c.group_id.in_(_groups_of(principal.user_id)))
+    if principal.robot_id is not None:
+        holders.append(repository_grants.c.robot_id == principal.robot_id)
+    return holders
 
 
 async def _load_access(
@@ -251,12 +342,7 @@ async def _robot_permissions(
 async def _repository_grants(
     conn: AsyncConnection, project_id: int, principal: Principal
 ) -> tuple[tuple[str, frozenset[Permission]], ...]:
-    holders = []
-    if principal.user_id is not None:
-        holders.append(repository_grants.c.user_id == principal.user_id)
-        holders.append(repository_grants.c.group_id.in_(_groups_of(principal.user_id)))
-    if principal.robot_id is not None:
-        holders.append(repository_grants.c.robot_id == principal.robot_id)
+    holders = _grant_holders(principal)
     if not holders:
         return ()
     rows = await conn.execute(

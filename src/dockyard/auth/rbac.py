@@ -49,11 +49,10 @@ _MATRIX: dict[str, dict[str, str]] = {
     PROJECT_SELF: {"read": "AMDGL", "update": "A", "delete": "A"},
     "member": {"create": "A", "read": "AMDG", "update": "A", "delete": "A",
                "list": "AMDG"},
-    # Harbor's roles lack metadata list (its robots may hold it), so there
-    # only system admins list all keys at once; here a project admin holds
-    # every permission, list included.
+    # No role lists all keys at once: as in Harbor, that is for system admins
+    # and robots granted metadata list; members read one key at a time.
     "metadata": {"create": "A", "read": "AM", "update": "A", "delete": "A",
-                 "list": "A"},
+                 "list": ""},
     "log": {"list": "A"},
     "label": {"create": "AM", "read": "AMDG", "update": "AM", "delete": "AM",
               "list": "AMDG"},

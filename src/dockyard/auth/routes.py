@@ -105,7 +105,9 @@ async def _token_response(
 ) -> Response:
     granted = await svc.policy.grant(principal, parse_scopes(scope_params))
     lifetime = await svc.configurations.get("token_expiration") * 60
-    issued = svc.authority.issue_access_token(principal.username, granted, lifetime)
+    issued = svc.authority.issue_access_token(
+        principal.username, granted, lifetime, robot_id=principal.robot_id
+    )
     body = {
         "token": issued.token,
         "access_token": issued.token,

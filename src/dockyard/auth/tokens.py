@@ -26,6 +26,10 @@ _REFRESH = "refresh"
 # verifiers); Dockyard also records the exact moment, to tell a token from
 # before a project was recreated from one issued just after.
 _PRECISE_IAT = "dockyard_iat"
+# The id of the robot a token was issued to: whether a subject is a robot
+# must not depend on the robot name prefix of the moment, which an admin
+# may change while the token lives.
+_ROBOT_ID = "dockyard_robot"
 # Verified access tokens are cached so that a client's every request does not
 # pay for an RSA verification. Bounded; entries die with their token.
 _CACHE_SIZE = 4096
@@ -43,6 +47,9 @@ class AccessToken:
     issued_at: float
     expires_at: float
     access: tuple[Scope, ...]
+    robot_id: int | None = None
+    """Set when the subject is a robot (tokens issued before this claim
+    existed carry none)."""
 
     def actions_for(self, kind: str, name: str) -> frozenset[str]:
         for scope in self.access:
@@ -78,11 +85,17 @@ class TokenAuthority:
         self._verified: OrderedDict[str, AccessToken] = OrderedDict()
 
     def issue_access_token(
-        self, subject: str, access: list[Scope], lifetime: int | None = None
+        self,
+        subject: str,
+        access: list[Scope],
+        lifetime: int | None = None,
+        robot_id: int | None = None,
     ) -> IssuedToken:
         """An access token for `access`, valid `lifetime` seconds (default: the
-        authority's expiration)."""
-        claims = {"access": [scope.to_claim() for scope in access]}
+        authority's expiration); `robot_id` marks a robot's."""
+        claims: dict[str, Any] = {"access": [scope.to_claim() for scope in access]}
+        if robot_id is not None:
+            claims[_ROBOT_ID] = robot_id
         return self._sign(subject, lifetime or self.expiration, claims)
 
     def issue_refresh_token(self, subject: str, credential: str) -> IssuedToken:
@@ -106,6 +119,7 @@ class TokenAuthority:
             issued_at=float(claims.get(_PRECISE_IAT, claims["iat"])),
             expires_at=float(claims["exp"]),
             access=_parse_access(claims.get("access")),
+            robot_id=_parse_robot_id(claims.get(_ROBOT_ID)),
         )
         self._remember(token, verified)
         return verified
@@ -163,6 +177,13 @@ def credential_fingerprint(password_hash: str) -> str:
     """Changes with every password change and differs between two accounts of
     the same name (salted hashes), so a refresh token dies with either."""
     return hashlib.sha256(password_hash.encode()).hexdigest()[:32]
+
+
+def _parse_robot_id(value: Any) -> int | None:
+    # bool is an int in Python; a signed token never holds one, but be exact.
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    return None
 
 
 def _parse_access(value: Any) -> tuple[Scope, ...]:

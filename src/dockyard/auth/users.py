@@ -110,6 +110,7 @@ class UserService:
                 "a username must be 1-255 characters without spaces or any of "
                 + " ".join(_FORBIDDEN_IN_USERNAMES.strip())
             )
+        _check_profile(email=email, realname=realname)
         if enforce_policy:
             check_password_policy(password)
         now = datetime.now(UTC)
@@ -175,7 +176,10 @@ class UserService:
     async def update_profile(
         self, user_id: int, actor: str, **fields: str | None
     ) -> None:
+        """Set the given profile fields; `UserError` for a name or address
+        with control characters."""
         changes = {k: v for k, v in fields.items() if v is not None}
+        _check_profile(email=changes.get("email"), realname=changes.get("realname"))
         await self._update_by_id(user_id, actor, "update", **changes)
 
     async def change_password(
@@ -358,3 +362,10 @@ class UserService:
         if user is None:
             raise UserNotFound(f"no user {username!r}")
         await self._update_by_id(user["id"], CLI_ACTOR, "update", **values)
+
+
+def _check_profile(**fields: str | None) -> None:
+    """`UserError` if a name or address holds control or invisible characters."""
+    for field, value in fields.items():
+        if value is not None and not value.isprintable():
+            raise UserError(f"{field} holds control or invisible characters")

@@ -115,6 +115,8 @@ def check_fields(fields: RegistryFields) -> RegistryFields:
     name = fields.name.strip()
     if not name or len(name) > 255:
         raise RegistryInvalid("name is required (at most 255 characters)")
+    if not name.isprintable():
+        raise RegistryInvalid("name holds control or invisible characters")
     if fields.type not in ADAPTERS:
         known = ", ".join(ADAPTERS)
         raise RegistryInvalid(f"unknown type {fields.type!r}; known types: {known}")

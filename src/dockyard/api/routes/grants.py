@@ -125,12 +125,14 @@ async def current_user_permissions(
 
 
 @router.get("/roles")
-async def list_roles(services: ServicesDep, caller: CallerDep) -> list[dict[str, Any]]:
+async def list_roles(services: ServicesDep, caller: UserDep) -> list[dict[str, Any]]:
+    """Builtin and custom roles, for whoever is logged in (a member or grant
+    form needs them); changing them is for system admins."""
     return [_role_resp(role) for role in await services.grants.list_roles()]
 
 
 @router.get("/roles/{role_id}")
-async def get_role(role_id: DbInt, services: ServicesDep, caller: CallerDep) -> dict:
+async def get_role(role_id: DbInt, services: ServicesDep, caller: UserDep) -> dict:
     try:
         return _role_resp(await services.grants.get_role(role_id))
     except RoleNotFound as exc:

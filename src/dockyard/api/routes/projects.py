@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StrictBool
 from sqlalchemy import select
 
 from dockyard.api.access import project_access, system_can
@@ -35,6 +35,7 @@ from dockyard.auth.rbac import PROJECT_SELF
 from dockyard.auth.roles import Role
 from dockyard.auth.users import UserNotFound
 from dockyard.db.schema import projects
+from dockyard.groups import GroupError, GroupNotFound
 from dockyard.projects import (
     GROUP,
     PUBLIC,
@@ -68,7 +69,7 @@ _QUERY_COLUMNS = {
 
 class ProjectReq(BaseModel):
     project_name: str | None = Field(default=None, max_length=255)
-    public: bool | None = None
+    public: StrictBool | None = None
     # Harbor keeps project metadata as strings ("true", "low"); null is unset.
     metadata: dict[str, str | None] | None = None
     cve_allowlist: CVEAllowlistReq | None = None
@@ -135,7 +136,8 @@ async def list_projects(
     query = apply_query(query, q, sort, _QUERY_COLUMNS, [projects.c.id])
     total = await services.projects.count(query)
     rows = await services.projects.project_details(
-        query.offset(page.offset).limit(page.size)
+        query.offset(page.offset).limit(page.size),
+        await services.policy.listed_repositories(caller),
     )
     items = [await _project_resp(services, caller, row) for row in rows]
     return paginated(request, items, total, page)
@@ -199,7 +201,7 @@ async def _check_may_create(services: Services, caller: Principal) -> None:
 async def get_project(
     access: ProjectReader, services: ServicesDep, caller: CallerDep
 ) -> dict[str, Any]:
-    details = await _details(services, access.project)
+    details = await _details(services, access.project, caller)
     return await _project_resp(services, caller, details)
 
 
@@ -248,7 +250,7 @@ async def project_deletable(
 
 @router.get("/projects/{project_name_or_id}/summary")
 async def project_summary(
-    access: ProjectReader, services: ServicesDep
+    access: ProjectReader, services: ServicesDep, caller: CallerDep
 ) -> dict[str, Any]:
     """Repository count and members per role."""
     project = access.project
@@ -256,7 +258,7 @@ async def project_summary(
         member.role_id for member in await services.projects.list_members(project.id)
     )
     return {
-        "repo_count": (await _details(services, project))["repo_count"],
+        "repo_count": (await _details(services, project, caller))["repo_count"],
         "project_admin_count": counts[Role.PROJECT_ADMIN],
         "maintainer_count": counts[Role.MAINTAINER],
         "developer_count": counts[Role.DEVELOPER],
@@ -345,9 +347,16 @@ async def _proxied_registry(
         raise BadRequest(str(exc)) from exc
 
 
-async def _details(services: Services, project: Project) -> dict[str, Any]:
+async def _details(
+    services: Services, project: Project, viewer: Principal | None = None
+) -> dict[str, Any]:
+    """The project's row; `repo_count` counts what `viewer` may list (all
+    repositories without one)."""
     query = select(projects).where(projects.c.id == project.id)
-    return (await services.projects.project_details(query))[0]
+    counted = None
+    if viewer is not None:
+        counted = await services.policy.listed_repositories(viewer)
+    return (await services.projects.project_details(query, counted))[0]
 
 
 async def _member(services: Services, project: Project, member_id: int) -> Member:
@@ -374,7 +383,12 @@ async def _member_entity(services: Services, body: ProjectMemberReq) -> MemberEn
         return MemberEntity(USER, int(row["id"]), row["username"])
     if body.member_group is not None:
         spec = body.member_group.model_dump(exclude_none=True)
-        group = await services.groups.find_or_create(spec)
+        try:
+            group = await services.groups.find_or_create(spec)
+        except GroupNotFound as exc:
+            raise NotFound(str(exc)) from exc
+        except GroupError as exc:
+            raise BadRequest(str(exc)) from exc
         return MemberEntity(GROUP, group.id, group.group_name)
     raise BadRequest("member_user or member_group is required")
 

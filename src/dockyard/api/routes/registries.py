@@ -11,7 +11,7 @@ from collections.abc import Awaitable
 from typing import Any, TypeVar
 
 from fastapi import APIRouter, Request, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StrictBool
 from sqlalchemy import select
 
 from dockyard.api.deps import AdminDep, PageDep, ServicesDep, paginated
@@ -65,7 +65,7 @@ class RegistryReq(BaseModel):
     type: str = Field(default="", max_length=64)
     description: str | None = Field(default=None, max_length=8192)
     credential: RegistryCredential | None = None
-    insecure: bool = False
+    insecure: StrictBool = False
     ca_certificate: str | None = Field(default=None, max_length=65536)
 
 
@@ -78,7 +78,7 @@ class RegistryUpdateReq(BaseModel):
     credential_type: str | None = Field(default=None, max_length=16)
     access_key: str | None = Field(default=None, max_length=1024)
     access_secret: str | None = Field(default=None, max_length=8192)
-    insecure: bool | None = None
+    insecure: StrictBool | None = None
     ca_certificate: str | None = Field(default=None, max_length=65536)
 
 

@@ -26,10 +26,8 @@ from dockyard.api.errors import (
 )
 from dockyard.api.query import apply_query
 from dockyard.api.routes.users import harbor_time
-from dockyard.auth.access import ProjectAccess
 from dockyard.auth.principals import Principal
-from dockyard.db.schema import projects, repositories
-from dockyard.projects import visible_to
+from dockyard.db.schema import repositories
 from dockyard.registry.errors import (
     ManifestInvalid,
     ManifestUnknown,
@@ -88,10 +86,8 @@ async def list_all_repositories(
     q: str | None = None,
     sort: str | None = None,
 ) -> Response:
-    query = select(repositories).join(
-        projects, projects.c.id == repositories.c.project_id
-    )
-    query = query.where(visible_to(caller))
+    listed = await services.policy.listed_repositories(caller)
+    query = select(repositories).where(listed)
     return await _repository_page(request, services, query, q, sort, page)
 
 
@@ -116,9 +112,8 @@ async def list_repositories(
         )
     query = select(repositories).where(repositories.c.project_id == access.project.id)
     if not access.can("repository", "list"):
-        query = query.where(
-            repositories.c.name.in_(await _granted_names(services, access))
-        )
+        granted = await services.policy.granted_repositories(access)
+        query = query.where(repositories.c.id.in_([i for i, _ in granted]))
     return await _repository_page(request, services, query, q, sort, page)
 
 
@@ -177,12 +172,6 @@ async def require_in_repository(
     name, project included); 401/403/404 if not. For checks on a repository
     other than the path's, as a copy's source."""
     return await _require(services, caller, name, resource, action)
-
-
-async def _granted_names(services: Services, access: ProjectAccess) -> list[str]:
-    """The project's repositories that `access` reaches through grants."""
-    names = await services.catalog.project_repositories(access.project.id)
-    return [n for n in names if access.can_in_repository(n, "repository", "pull")]
 
 
 async def translate(awaitable: Awaitable[T]) -> T:

@@ -16,7 +16,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StrictBool
 from sqlalchemy import Select, String, func, select
 
 from dockyard.api.access import project_access, require, system_can
@@ -77,7 +77,7 @@ class RobotCreate(BaseModel):
     description: str | None = None
     secret: str | None = None
     level: str
-    disable: bool = False
+    disable: StrictBool = False
     duration: DbInt | None = None
     permissions: list[RobotPermissionReq] = []
 
@@ -88,7 +88,7 @@ class RobotUpdate(BaseModel):
     name: str | None = None
     description: str | None = None
     level: str | None = None
-    disable: bool = False
+    disable: StrictBool = False
     duration: DbInt | None = None
     permissions: list[RobotPermissionReq] | None = None
 

@@ -29,12 +29,13 @@ SEARCH_LIMIT = 100
 @router.get("/statistics")
 async def get_statistics(services: ServicesDep, user: UserDep) -> dict[str, int]:
     public = projects.c.public.is_(True)
-    private = projects.c.public.is_(False) & visible_to(user)
+    private = projects.c.public.is_(False)
+    listed = await services.policy.listed_repositories(user)
     counts = {
         "public_project_count": await _projects(services, public),
         "public_repo_count": await _repositories(services, public),
-        "private_project_count": await _projects(services, private),
-        "private_repo_count": await _repositories(services, private),
+        "private_project_count": await _projects(services, private & visible_to(user)),
+        "private_repo_count": await _repositories(services, private & listed),
         "total_project_count": 0,
         "total_repo_count": 0,
         "total_storage_consumption": 0,
@@ -52,15 +53,16 @@ async def search(
     caller: CallerDep,
     q: Annotated[str, Query(max_length=255)],
 ) -> dict[str, list[dict[str, Any]]]:
-    visible = visible_to(caller)
+    listed = await services.policy.listed_repositories(caller)
     found_projects = await services.projects.project_details(
         select(projects)
-        .where(visible & projects.c.name.contains(q, autoescape=True))
+        .where(visible_to(caller) & projects.c.name.contains(q, autoescape=True))
         .order_by(projects.c.name)
-        .limit(SEARCH_LIMIT)
+        .limit(SEARCH_LIMIT),
+        listed,
     )
     found_repositories, _ = await services.artifacts.list_repositories(
-        _repository_search(visible, q), 0, SEARCH_LIMIT
+        _repository_search(listed, q), 0, SEARCH_LIMIT
     )
     return {
         "project": [await _project_resp(services, caller, p) for p in found_projects],
@@ -80,7 +82,7 @@ async def _repositories(services: Services, condition: ColumnElement[bool]) -> i
     )
 
 
-def _repository_search(visible: ColumnElement[bool], text: str) -> Select:
+def _repository_search(listed: ColumnElement[bool], text: str) -> Select:
     return (
         select(
             repositories,
@@ -88,7 +90,7 @@ def _repository_search(visible: ColumnElement[bool], text: str) -> Select:
             projects.c.public.label("project_public"),
         )
         .join(projects, projects.c.id == repositories.c.project_id)
-        .where(visible & repositories.c.name.contains(text, autoescape=True))
+        .where(listed & repositories.c.name.contains(text, autoescape=True))
         .order_by(repositories.c.name)
     )
 

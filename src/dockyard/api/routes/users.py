@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StrictBool
 
 from dockyard.api.deps import (
     AdminDep,
@@ -57,7 +57,7 @@ class PasswordReq(BaseModel):
 
 
 class SysAdminFlag(BaseModel):
-    sysadmin_flag: bool
+    sysadmin_flag: StrictBool
 
 
 def user_resp(row: dict[str, Any]) -> dict[str, Any]:
@@ -161,13 +161,16 @@ async def update_user(
 ) -> Response:
     _require_self_or_admin(user, user_id)
     await _existing_user(services, user_id)
-    await services.users.update_profile(
-        user_id,
-        user.username,
-        email=body.email,
-        realname=body.realname,
-        comment=body.comment,
-    )
+    try:
+        await services.users.update_profile(
+            user_id,
+            user.username,
+            email=body.email,
+            realname=body.realname,
+            comment=body.comment,
+        )
+    except UserError as exc:
+        raise BadRequest(str(exc)) from exc
     return Response(status_code=200)
 
 

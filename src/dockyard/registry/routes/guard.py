@@ -97,7 +97,7 @@ class RegistryGuard:
                 token = self.authority.verify_access_token(value.strip())
             except InvalidToken as exc:
                 raise Challenge(scope, "invalid_token", "invalid bearer token") from exc
-            if not await self._subject_active(token.subject):
+            if not await self._subject_active(token):
                 raise Challenge(scope, "invalid_token", "the token's robot is gone")
             return Credentials(token=token)
         if kind == "basic":
@@ -181,20 +181,40 @@ class RegistryGuard:
     async def principal_of(self, credentials: Credentials) -> Principal:
         if credentials.principal is not None:
             return credentials.principal
-        subject = credentials.token.subject if credentials.token else ""
-        if subject and await self.robots.is_robot_name(subject):
-            return await self.robots.principal_for(subject) or ANONYMOUS
+        token = credentials.token
+        subject = token.subject if token else ""
+        if token is not None and await self._robot_token(token):
+            return await self._token_robot(token) or ANONYMOUS
         user = await self.users.find_user(subject) if subject else None
         if user is None:
             return ANONYMOUS
         return Principal(user["id"], user["username"], bool(user["sysadmin"]))
 
-    async def _subject_active(self, subject: str) -> bool:
+    async def _subject_active(self, token: AccessToken) -> bool:
         """Whether a robot a token was issued to may still act: deleting,
         disabling or expiring a robot ends its tokens too, not only its logins."""
-        if not await self.robots.is_robot_name(subject):
+        if not await self._robot_token(token):
             return True
-        return await self.robots.principal_for(subject) is not None
+        return await self._token_robot(token) is not None
+
+    async def _robot_token(self, token: AccessToken) -> bool:
+        """Whether `token` was issued to a robot, whatever the name prefix is now.
+
+        Tokens carry the robot's id. One issued before that claim existed
+        (it lives `token_expiration` at most) is told by the prefix, as then.
+        """
+        if token.robot_id is not None:
+            return True
+        return bool(token.subject) and await self.robots.is_robot_name(token.subject)
+
+    async def _token_robot(self, token: AccessToken) -> Principal | None:
+        """The robot of a robot's token, if it exists and may act now."""
+        if token.robot_id is None:
+            return await self.robots.principal_for(token.subject)
+        login = await self.robots.find_login_by_id(token.robot_id)
+        if login is None or login.name != token.subject:
+            return None
+        return await self.robots.principal_for(login.name)
 
     async def _token_actions(
         self, token: AccessToken, repository: str
