@@ -48,8 +48,16 @@ PRODUCTION_TESTS = (
     "tests/e2e/test_private_project.py",
     "tests/e2e/test_oras.py",
 )
-# Tests that bring their own databases of both kinds: once is enough.
-BACKEND_INDEPENDENT_TESTS = ("tests/api/test_database_start.py",)
+# Tests that run once, in the embedded pass: those that bring their own
+# databases of both kinds, those that bring their own shared stores
+# (shared state on one SQLite file and Redis), and those that damage a
+# server's local files on purpose (fsck; tests/e2e/test_replicas.py runs
+# fsck on the production stores).
+BACKEND_INDEPENDENT_TESTS = (
+    "tests/api/test_database_start.py",
+    "tests/api/test_shared_state.py",
+    "tests/api/test_fsck.py",
+)
 
 
 def runs_on_backend(test_path: str) -> bool:
@@ -282,9 +290,10 @@ def run_coroutine(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
     return outcome["value"]
 
 
-def execute_statement(database_url: str, statement: Any) -> None:
+def execute_statement(database_url: str, statement: Any) -> Any:
     """Execute one SQLAlchemy statement on a server's database and commit:
-    for tests that must put the database in a state no API reaches."""
+    for tests that must put the database in a state no API reaches, or read
+    what no API shows. Returns the first column of the first row, if any."""
     from sqlalchemy import create_engine
     from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -294,14 +303,17 @@ def execute_statement(database_url: str, statement: Any) -> None:
     if url.startswith("sqlite"):
         engine = create_engine(url)
         with engine.begin() as connection:
-            connection.execute(statement)
+            result = connection.execute(statement)
+            value = result.scalar() if result.returns_rows else None
         engine.dispose()
-        return
+        return value
 
-    async def run() -> None:
+    async def run() -> Any:
         engine = create_async_engine(url)
         async with engine.begin() as connection:
-            await connection.execute(statement)
+            result = await connection.execute(statement)
+            value = result.scalar() if result.returns_rows else None
         await engine.dispose()
+        return value
 
-    run_coroutine(run)
+    return run_coroutine(run)
