@@ -275,9 +275,12 @@ class DockyardServer:
         first value of the first row, if it returns rows."""
         return execute_statement(self.database_url, statement)
 
-    def stop(self) -> None:
-        """Stop the server and give back its stores; safe to call twice."""
+    def stop(self, keep_stores: bool = False) -> None:
+        """Stop the server and give back its stores, unless `keep_stores`
+        (it will be started again on them); safe to call twice."""
         self._stop_process()
+        if keep_stores:
+            return
         stores, self._stores = self._stores, {}
         if stores:
             backend().release(stores)

@@ -54,7 +54,7 @@ def terminate(server) -> int:
     process = server._process
     process.send_signal(signal.SIGTERM)
     code = process.wait(timeout=60)
-    server.stop()  # already gone: only forgets it
+    server.stop(keep_stores=True)  # already gone: only forgets it
     return code
 
 
