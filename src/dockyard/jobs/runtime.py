@@ -25,7 +25,12 @@ def job_loops(services: Services, worker: bool) -> list[Coroutine[Any, Any, None
     cancelled."""
     settings = services.settings
     loops = [
-        Scheduler(services.jobs, services.locks, builtin.schedules(settings)).run()
+        Scheduler(
+            services.jobs,
+            services.locks,
+            builtin.schedules(settings),
+            services.replication.schedules,
+        ).run()
     ]
     if worker:
         loops.append(
