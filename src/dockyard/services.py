@@ -204,7 +204,13 @@ def build_services(settings: Settings) -> Services:
         locks=shared.locks,
         jobs=jobs,
         replication=Replication(
-            db, jobs, PolicyService(db), registries, manifests, blob_service
+            db,
+            jobs,
+            PolicyService(db),
+            registries,
+            manifests,
+            blob_service,
+            shared.locks,
         ),
         redis=shared.redis,
     )

@@ -124,9 +124,9 @@ def _copied_whole(images, reference, tmp_path, creds=None):
 def test_push_replication_to_go_registry_copies_index_and_sbom_fallback(
     api,
     source,
-    upstream,
+    upstream,  # noqa: F811
     images,
-    tmp_path,  # noqa: F811
+    tmp_path,
 ):
     registry_id = _endpoint(api, f"http://{upstream.host}")
     policy_id = _policy(
@@ -189,8 +189,8 @@ def test_push_replication_to_second_dockyard_keeps_sbom_discoverable(
 def test_pull_replication_from_go_registry_includes_one_tag_excludes_another(
     api,
     dockyard,
-    upstream,
-    images,  # noqa: F811
+    upstream,  # noqa: F811
+    images,
 ):
     upstream.push(images, "busybox:1.36", "library/busybox:1.36")
     upstream.push(images, "busybox:1.36-arm64", "library/busybox:1.36-arm64")
@@ -229,8 +229,8 @@ def test_pull_replication_from_go_registry_includes_one_tag_excludes_another(
 def test_event_based_push_reaches_destination_and_delete_follows(
     api,
     dockyard,
-    upstream,
-    images,  # noqa: F811
+    upstream,  # noqa: F811
+    images,
 ):
     project = dockyard.new_project("events")
     registry_id = _endpoint(api, f"http://{upstream.host}")
@@ -292,8 +292,8 @@ def test_unreachable_destination_fails_with_reason_after_bounded_retries(
 def test_scheduled_policy_runs_on_its_cron_without_a_manual_start(
     api,
     dockyard,
-    upstream,
-    images,  # noqa: F811
+    upstream,  # noqa: F811
+    images,
 ):
     project = dockyard.new_project("cron")
     push_image(dockyard, images, "busybox:1.36", f"{project}/busybox:1.36")
@@ -319,3 +319,86 @@ def test_scheduled_policy_runs_on_its_cron_without_a_manual_start(
     assert ran[-1]["status"] == "Succeed", ran
     tag = httpx.get(f"http://{upstream.host}/v2/{project}/busybox/tags/list").json()
     assert tag["tags"] == ["1.36"]
+
+
+def test_stopped_execution_ends_stopped_mid_blob(api, dockyard, upstream, images):  # noqa: F811
+    project = dockyard.new_project("stop")
+    push_image(dockyard, images, "busybox:1.36", f"{project}/busybox:1.36")
+    registry_id = _endpoint(api, f"http://{upstream.host}")
+    # At 1 KB/s the megabyte layer takes far longer than the test waits.
+    policy_id = _policy(
+        api,
+        dest_registry={"id": registry_id},
+        filters=[{"type": "name", "value": f"{project}/**"}],
+        speed=1,
+    )
+    execution_id = _created_id(
+        api.post("/replication/executions", json={"policy_id": policy_id})
+    )
+    tasks_url = f"/replication/executions/{execution_id}/tasks"
+    _wait(lambda: [t for t in api.get(tasks_url).json() if t["status"] == "InProgress"])
+
+    stopped = api.put(f"/replication/executions/{execution_id}")
+
+    assert stopped.status_code == 200
+    execution = api.get(f"/replication/executions/{execution_id}").json()
+    assert execution["status"] == "Stopped"
+    ended = _wait(
+        lambda: [t for t in api.get(tasks_url).json() if t["status"] == "Stopped"]
+    )
+    assert len(ended) == 1
+
+
+def test_override_off_skips_a_tag_the_destination_has_with_another_digest(
+    api,
+    dockyard,
+    upstream,  # noqa: F811
+    images,
+):
+    project = dockyard.new_project("keep")
+    push_image(dockyard, images, "busybox:1.36", f"{project}/busybox:1.36")
+    upstream.push(images, "busybox:1.36-arm64", f"{project}/busybox:1.36")
+    registry_id = _endpoint(api, f"http://{upstream.host}")
+    policy_id = _policy(
+        api,
+        dest_registry={"id": registry_id},
+        filters=[{"type": "name", "value": f"{project}/**"}],
+        override=False,
+    )
+
+    execution = _run(api, policy_id)
+
+    assert execution["status"] == "Succeed"
+    kept = _raw(f"docker://{upstream.host}/{project}/busybox:1.36")
+    assert kept == images.manifest_bytes("busybox:1.36-arm64")
+
+
+def test_copy_by_chunk_sends_blobs_the_destination_verifies(
+    api,
+    dockyard,
+    upstream,  # noqa: F811
+    images,
+    tmp_path,
+):
+    project = dockyard.new_project("chunk")
+    push_image(dockyard, images, "busybox:1.36", f"{project}/busybox:1.36")
+    registry_id = _endpoint(api, f"http://{upstream.host}")
+    policy_id = _policy(
+        api,
+        dest_registry={"id": registry_id},
+        filters=[{"type": "name", "value": f"{project}/**"}],
+        copy_by_chunk=True,
+    )
+
+    execution = _run(api, policy_id)
+
+    assert execution["status"] == "Succeed", execution
+    skopeo(
+        "copy",
+        "--preserve-digests",
+        "--src-tls-verify=false",
+        f"docker://{upstream.host}/{project}/busybox:1.36",
+        f"oci:{tmp_path / 'back'}:1.36",
+    )
+    index = json.loads((tmp_path / "back" / "index.json").read_text())
+    assert index["manifests"][0]["digest"] == images.digest("busybox:1.36")

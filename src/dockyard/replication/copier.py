@@ -17,10 +17,12 @@ this copy wrote to is mounted; others are streamed, never held whole.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 from dockyard.registry import mediatypes
@@ -35,13 +37,22 @@ from dockyard.replication.sides import (
 
 log = logging.getLogger(__name__)
 
+_STOP_CHECK_SECONDS = 1.0
+
 Log = Callable[[str], None]
 StopCheck = Callable[[], Awaitable[None]]
+Serializer = Callable[[str], AbstractAsyncContextManager[Any]]
+
+
+def _unserialized(name: str) -> AbstractAsyncContextManager[Any]:
+    return contextlib.nullcontext()
 
 
 class ArtifactCopy:
     """Copies from `source` to `destination`; `log` gets one line per step,
-    `check_stop` raises when the execution was stopped."""
+    `check_stop` raises when the execution was stopped. `serialize(name)`
+    holds a lock of that name: a fallback index is read, merged and written
+    under it, so two copies adding referrers to one subject keep both."""
 
     def __init__(
         self,
@@ -50,7 +61,9 @@ class ArtifactCopy:
         log: Log,
         check_stop: StopCheck,
         speed_kbps: int = -1,
+        serialize: Serializer = _unserialized,
     ) -> None:
+        self.serialize = serialize
         self.source = source
         self.destination = destination
         self.log = log
@@ -154,6 +167,12 @@ class ArtifactCopy:
         self, dst: str, digest: str, descriptors: list[dict[str, Any]]
     ) -> None:
         tag = fallback_tag(digest)
+        async with self.serialize(f"{dst}:{tag}"):
+            await self._merge_fallback(dst, tag, descriptors)
+
+    async def _merge_fallback(
+        self, dst: str, tag: str, descriptors: list[dict[str, Any]]
+    ) -> None:
         present = await self.destination.get_manifest(dst, tag)
         merged = index_descriptors(present.content) if present else []
         known = {d["digest"] for d in merged}
@@ -189,8 +208,9 @@ class ArtifactCopy:
         self.log(f"blob {digest} sent ({size} bytes)")
 
     async def _metered(self, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-        """`chunks`, paced to `speed_kbps` when it is set."""
-        started = time.monotonic()
+        """`chunks`, paced to `speed_kbps` when it is set; a stop is noticed
+        within about a second even in the middle of a long blob."""
+        started = checked = time.monotonic()
         sent = 0
         async for piece in chunks:
             yield piece
@@ -198,8 +218,18 @@ class ArtifactCopy:
             self.sent_bytes += len(piece)
             if self.speed_kbps > 0:
                 ahead = sent / (self.speed_kbps * 1024) - (time.monotonic() - started)
-                if ahead > 0:
-                    await asyncio.sleep(ahead)
+                while ahead > 0:
+                    await asyncio.sleep(min(ahead, _STOP_CHECK_SECONDS))
+                    ahead -= _STOP_CHECK_SECONDS
+                    checked = await self._check_stop_every(checked)
+            checked = await self._check_stop_every(checked)
+
+    async def _check_stop_every(self, checked: float) -> float:
+        now = time.monotonic()
+        if now - checked < _STOP_CHECK_SECONDS:
+            return checked
+        await self.check_stop()
+        return now
 
 
 def _document(manifest: Manifest) -> dict[str, Any]:

@@ -19,8 +19,10 @@ a push never waits for a replication.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from sqlalchemy import select
@@ -46,6 +48,7 @@ from dockyard.replication.policies import (
 )
 from dockyard.replication.registries import RegistryService
 from dockyard.replication.sides import CopyFailed, LocalSide, RemoteSide
+from dockyard.state.locks import LockBusy, Locks, hold
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +57,8 @@ PLAN, COPY, DELETE = "plan", "copy", "delete"
 ATTEMPTS = 3
 _FIRST_PAUSE_SECONDS = 1.0
 _CHUNK_BYTES = 8 * 1024 * 1024
+_LOCK_TTL_SECONDS = 30.0
+_LOCK_WAIT_SECONDS = 60.0
 
 
 class Replication:
@@ -67,7 +72,9 @@ class Replication:
         registries: RegistryService,
         manifests: ManifestService,
         blobs: BlobService,
+        locks: Locks,
     ) -> None:
+        self.locks = locks
         self.db = db
         self.jobs = jobs
         self.policies = policies
@@ -251,6 +258,7 @@ class Replication:
             context.log,
             _stop_check(self.jobs, context.task.execution_id),
             policy.fields.speed,
+            lambda name: _waiting_lock(self.locks, f"replication:{registry_id}:{name}"),
         )
         try:
             if params["step"] == DELETE:
@@ -294,6 +302,21 @@ def _selects(policy: Policy, repository: str, reference: str) -> bool:
         # No tag to test: only policies without tag filters take it.
         return not any(f.type == "tag" and f.value for f in policy.fields.filters)
     return policy.selects_tag(reference)
+
+
+@contextlib.asynccontextmanager
+async def _waiting_lock(locks: Locks, name: str) -> AsyncIterator[None]:
+    """Hold lock `name`, waiting for it up to `_LOCK_WAIT_SECONDS`."""
+    deadline = time.monotonic() + _LOCK_WAIT_SECONDS
+    while True:
+        try:
+            async with hold(locks, name, _LOCK_TTL_SECONDS):
+                yield
+                return
+        except LockBusy:
+            if time.monotonic() > deadline:
+                raise CopyFailed(f"lock {name} stayed busy") from None
+            await asyncio.sleep(0.2)
 
 
 def _stop_check(jobs: JobService, execution_id: int) -> Callable[[], Awaitable[None]]:
