@@ -402,3 +402,26 @@ def test_copy_by_chunk_sends_blobs_the_destination_verifies(
     )
     index = json.loads((tmp_path / "back" / "index.json").read_text())
     assert index["manifests"][0]["digest"] == images.digest("busybox:1.36")
+
+
+def test_unreachable_source_fails_the_plan_with_reason_after_bounded_retries(
+    api, dockyard
+):
+    project = dockyard.new_project("nosource")
+    registry_id = _endpoint(api, f"http://127.0.0.1:{free_port()}")
+    policy_id = _policy(
+        api,
+        src_registry={"id": registry_id},
+        dest_namespace=project,
+        filters=[{"type": "name", "value": "library/busybox"}],
+    )
+
+    execution = _run(api, policy_id)
+
+    assert execution["status"] == "Failed"
+    tasks = api.get(f"/replication/executions/{execution['id']}/tasks").json()
+    assert [(t["operation"], t["status"]) for t in tasks] == [("plan", "Failed")]
+    log = api.get(
+        f"/replication/executions/{execution['id']}/tasks/{tasks[0]['id']}/log"
+    ).text
+    assert "attempt 3/3 failed: UpstreamUnavailable" in log

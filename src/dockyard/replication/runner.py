@@ -171,9 +171,9 @@ class Replication:
             context.log(f"policy {params['policy_id']} no longer exists")
             return
         if params["step"] == PLAN:
-            await self._plan(context, policy)
+            await _with_retries(context, lambda: self._plan(context, policy))
         else:
-            await self._with_retries(context, policy)
+            await _with_retries(context, lambda: self._run_once(context, policy))
 
     async def _plan(self, context: TaskContext, policy: Policy) -> None:
         execution_id = context.task.execution_id
@@ -226,22 +226,6 @@ class Replication:
         finally:
             await client.aclose()
 
-    async def _with_retries(self, context: TaskContext, policy: Policy) -> None:
-        failures = []
-        for attempt in range(1, ATTEMPTS + 1):
-            try:
-                await self._run_once(context, policy)
-                return
-            except (TaskStopped, PolicyInvalid):
-                raise
-            except (UpstreamError, CopyFailed, OSError) as exc:
-                reason = f"{type(exc).__name__}: {exc}"
-            failures.append(reason)
-            context.log(f"attempt {attempt}/{ATTEMPTS} failed: {reason}")
-            if attempt < ATTEMPTS:
-                await asyncio.sleep(_FIRST_PAUSE_SECONDS * 2 ** (attempt - 1))
-        raise CopyFailed(f"failed after {ATTEMPTS} attempts: {failures[-1]}")
-
     async def _run_once(self, context: TaskContext, policy: Policy) -> None:
         params = context.params
         registry_id = policy.fields.dest_registry_id or policy.fields.src_registry_id
@@ -279,6 +263,27 @@ class Replication:
             raise PolicyInvalid("the policy names no registry")
         registry = await self.registries.get_registry(registry_id)
         return RegistryClient(await self.registries.endpoint(registry))
+
+
+async def _with_retries(
+    context: TaskContext, attempt_once: Callable[[], Awaitable[None]]
+) -> None:
+    """Run `attempt_once` up to `ATTEMPTS` times, pausing one, then two
+    seconds; each failure goes to the task log, the last one is raised."""
+    failures = []
+    for attempt in range(1, ATTEMPTS + 1):
+        try:
+            await attempt_once()
+            return
+        except (TaskStopped, PolicyInvalid):
+            raise
+        except (UpstreamError, CopyFailed, OSError) as exc:
+            reason = f"{type(exc).__name__}: {exc}"
+        failures.append(reason)
+        context.log(f"attempt {attempt}/{ATTEMPTS} failed: {reason}")
+        if attempt < ATTEMPTS:
+            await asyncio.sleep(_FIRST_PAUSE_SECONDS * 2 ** (attempt - 1))
+    raise CopyFailed(f"failed after {ATTEMPTS} attempts: {failures[-1]}")
 
 
 def _plan(policy_id: int) -> dict[str, Any]:
