@@ -35,7 +35,9 @@ from dockyard.registry.repositories import Catalog
 from dockyard.registry.routes.guard import RegistryGuard
 from dockyard.registry.uploads import UploadService
 from dockyard.replication.credentials import load_credential_box
+from dockyard.replication.policies import PolicyService
 from dockyard.replication.registries import RegistryService
+from dockyard.replication.runner import Replication
 from dockyard.robots import RobotService
 from dockyard.sessions import SessionService
 from dockyard.state.expiring import (
@@ -78,10 +80,12 @@ class Services:
     proxycache: ProxyCache
     locks: Locks
     jobs: JobService
+    replication: Replication
     redis: RedisStore | None = None
     metrics: Metrics = field(default_factory=Metrics)
 
     async def close(self) -> None:
+        await self.replication.drain_events()
         await self.proxycache.close()
         await self.db.close()
         if self.redis is not None:
@@ -160,6 +164,8 @@ def build_services(settings: Settings) -> Services:
     manifests = ManifestService(db, settings.max_manifest_bytes)
     registries = RegistryService(db, load_credential_box(settings.key_directory))
     proxycache = ProxyCache(db, storage, registries, manifests)
+    blob_service = BlobService(db, storage, redirect=settings.storage_redirect)
+    jobs = JobService(db, shared.queue)
     return Services(
         settings=settings,
         db=db,
@@ -178,7 +184,7 @@ def build_services(settings: Settings) -> Services:
             proxycache.refuse_push,
         ),
         audit=audit,
-        blobs=BlobService(db, storage, redirect=settings.storage_redirect),
+        blobs=blob_service,
         uploads=UploadService(db, storage),
         manifests=manifests,
         catalog=Catalog(db),
@@ -196,6 +202,15 @@ def build_services(settings: Settings) -> Services:
         registries=registries,
         proxycache=proxycache,
         locks=shared.locks,
-        jobs=JobService(db, shared.queue),
+        jobs=jobs,
+        replication=Replication(
+            db,
+            jobs,
+            PolicyService(db),
+            registries,
+            manifests,
+            blob_service,
+            shared.locks,
+        ),
         redis=shared.redis,
     )

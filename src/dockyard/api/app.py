@@ -24,6 +24,7 @@ from dockyard.api.routes import (
     projects,
     quotas,
     registries,
+    replication,
     repositories,
     robots,
     statistics,
@@ -74,6 +75,7 @@ def create_api() -> FastAPI:
         metadata,
         statistics,
         registries,
+        replication,
     ):
         api.include_router(module.router)
     api.add_middleware(CsrfHeader)

@@ -19,6 +19,7 @@ manifest to what it references, and uploads in flight.
     registries 1-n proxy_projects     (remote endpoints; projects caching one)
     proxy_checks                      (when a cached tag was last revalidated)
     job_executions 1-n job_tasks      (background work, its status and log)
+    replication_policies              (what to copy between registries, when)
 """
 
 from __future__ import annotations
@@ -453,8 +454,12 @@ job_executions = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("started_at", DateTime(timezone=True)),
     Column("ended_at", DateTime(timezone=True)),
+    # What the execution belongs to, e.g. "replication_policy:7"; NULL for
+    # system jobs. Lists of one policy's runs are read by it.
+    Column("owner", String(64)),
     UniqueConstraint("schedule", "scheduled_for"),
     Index(None, "job_type", "id"),
+    Index(None, "owner", "id"),
 )
 
 job_tasks = Table(
@@ -480,4 +485,30 @@ job_tasks = Table(
     Column("ended_at", DateTime(timezone=True)),
     Column("log", Text, nullable=False, default=""),
     Index(None, "status", "queued_at"),
+)
+
+# A replication policy copies from `src_registry_id` into Dockyard (pull)
+# or from Dockyard to `dest_registry_id` (push); exactly one is set.
+# `filters` and `trigger` are JSON in Harbor's shapes.
+replication_policies = Table(
+    "replication_policies",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(255), nullable=False, unique=True),
+    Column("description", Text),
+    Column("src_registry_id", ForeignKey("registries.id")),
+    Column("dest_registry_id", ForeignKey("registries.id")),
+    Column("dest_namespace", String(255)),
+    Column("dest_namespace_replace_count", Integer, nullable=False, default=-1),
+    Column("filters", Text, nullable=False),
+    Column("trigger", Text, nullable=False),
+    Column("replicate_deletion", Boolean, nullable=False, default=False),
+    Column("override", Boolean, nullable=False, default=True),
+    Column("enabled", Boolean, nullable=False, default=True),
+    Column("speed", Integer, nullable=False, default=-1),
+    Column("copy_by_chunk", Boolean, nullable=False, default=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Index(None, "src_registry_id"),
+    Index(None, "dest_registry_id"),
 )

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dockyard.config import Settings
 from dockyard.jobs.schedules import Schedule
 from dockyard.jobs.worker import Handler, TaskContext
+from dockyard.replication.runner import REPLICATION
 
 EXPIRE_UPLOADS = "EXPIRE_UPLOADS"
 
@@ -24,7 +25,15 @@ async def expire_uploads(context: TaskContext) -> None:
     context.log(f"discarded {count} uploads")
 
 
-HANDLERS: Mapping[str, Handler] = {EXPIRE_UPLOADS: expire_uploads}
+async def replicate(context: TaskContext) -> None:
+    """One task of a replication execution (see `dockyard.replication.runner`)."""
+    await context.services.replication.run_task(context)
+
+
+HANDLERS: Mapping[str, Handler] = {
+    EXPIRE_UPLOADS: expire_uploads,
+    REPLICATION: replicate,
+}
 
 DEFAULT_SCHEDULES = (Schedule("expire_uploads", EXPIRE_UPLOADS, "0 */10 * * * *"),)
 

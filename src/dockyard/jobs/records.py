@@ -42,6 +42,11 @@ class JobError(Exception):
     """A job operation cannot be done; the message says why."""
 
 
+class TaskStopped(Exception):
+    """Raised by a handler that saw its execution was stopped: the task
+    ends Stopped, not Error."""
+
+
 @dataclass(frozen=True, slots=True)
 class ClaimedTask:
     """A task this worker now runs: what to run and with what."""
@@ -66,26 +71,33 @@ class JobService:
         *,
         trigger: str = MANUAL,
         tasks: Sequence[dict[str, Any]] | None = None,
+        owner: str | None = None,
     ) -> int:
         """Record an execution of `job_type` with one task per entry of
-        `tasks` (default: one task with `params`), queue them, return its id."""
+        `tasks` (default: one task with `params`), queue them, return its id.
+        `owner` names what the execution belongs to (see `executions_of`)."""
         params = params or {}
         async with self.db.write() as conn:
             execution_id, task_ids = await _insert_execution(
-                conn, job_type, trigger, params, tasks or [params]
+                conn, job_type, trigger, params, tasks or [params], owner=owner
             )
         await self._push(task_ids)
         return execution_id
 
     async def submit_scheduled(
-        self, job_type: str, schedule: str, tick: datetime, params: dict[str, Any]
+        self,
+        job_type: str,
+        schedule: str,
+        tick: datetime,
+        params: dict[str, Any],
+        owner: str | None = None,
     ) -> int | None:
         """Record the execution of `schedule` for `tick`; None when that tick
         already has one (recorded by another process)."""
         try:
             async with self.db.write() as conn:
                 execution_id, task_ids = await _insert_execution(
-                    conn, job_type, SCHEDULE, params, [params], schedule, tick
+                    conn, job_type, SCHEDULE, params, [params], schedule, tick, owner
                 )
         except IntegrityError:
             return None
@@ -259,6 +271,77 @@ class JobService:
             )
         return {**row, "tasks": [dict(task) for task in tasks]}
 
+    async def add_tasks(
+        self, execution_id: int, tasks: Sequence[dict[str, Any]]
+    ) -> list[int]:
+        """Add tasks to an unfinished execution (a running task plans the
+        rest) and queue them; the execution ends when they all have. Nothing
+        is added to an execution that was stopped meanwhile."""
+        now = _now()
+        async with self.db.write() as conn:
+            status = await conn.scalar(
+                select(job_executions.c.status).where(
+                    job_executions.c.id == execution_id
+                )
+            )
+            if status not in _UNFINISHED:
+                return []
+            task_ids = [
+                await _insert_task(conn, execution_id, params, now) for params in tasks
+            ]
+        await self._push(task_ids)
+        return task_ids
+
+    async def stop_execution(self, execution_id: int) -> bool:
+        """Stop an unfinished execution: it ends Stopped now, its Pending
+        tasks are not run, and running handlers see `is_stopped`; False if it
+        had already ended."""
+        now = _now()
+        async with self.db.write() as conn:
+            result = await conn.execute(
+                update(job_executions)
+                .where(
+                    job_executions.c.id == execution_id,
+                    job_executions.c.status.in_(_UNFINISHED),
+                )
+                .values(status=STOPPED, ended_at=now, status_message="stopped")
+            )
+            if result.rowcount != 1:
+                return False
+            await conn.execute(
+                update(job_tasks)
+                .where(
+                    job_tasks.c.execution_id == execution_id,
+                    job_tasks.c.status == PENDING,
+                )
+                .values(status=STOPPED, ended_at=now, status_message="stopped")
+            )
+        return True
+
+    async def is_stopped(self, execution_id: int) -> bool:
+        """Whether the execution was stopped (handlers check between steps)."""
+        async with self.db.read() as conn:
+            status = await conn.scalar(
+                select(job_executions.c.status).where(
+                    job_executions.c.id == execution_id
+                )
+            )
+        return status == STOPPED
+
+    async def has_unfinished(self, owner: str, other_than: int | None = None) -> bool:
+        """Whether an execution of `owner` (besides `other_than`) is still
+        Pending or Running."""
+        query = (
+            select(job_executions.c.id)
+            .where(job_executions.c.owner == owner)
+            .where(job_executions.c.status.in_(_UNFINISHED))
+        )
+        if other_than is not None:
+            query = query.where(job_executions.c.id != other_than)
+        async with self.db.read() as conn:
+            found = await conn.scalar(query.limit(1))
+        return found is not None
+
     async def _push(self, task_ids: Sequence[int]) -> None:
         for task_id in task_ids:
             try:
@@ -277,6 +360,7 @@ async def _insert_execution(
     tasks: Sequence[dict[str, Any]],
     schedule: str | None = None,
     tick: datetime | None = None,
+    owner: str | None = None,
 ) -> tuple[int, list[int]]:
     now = _now()
     result = await conn.execute(
@@ -288,24 +372,32 @@ async def _insert_execution(
             schedule=schedule,
             scheduled_for=tick,
             created_at=now,
+            owner=owner,
         )
     )
     execution_id = int(result.inserted_primary_key[0])
-    task_ids = []
-    for task_params in tasks:
-        inserted = await conn.execute(
-            insert(job_tasks).values(
-                execution_id=execution_id,
-                status=PENDING,
-                params=json.dumps(task_params),
-                run_count=0,
-                created_at=now,
-                queued_at=now,
-                log="",
-            )
-        )
-        task_ids.append(int(inserted.inserted_primary_key[0]))
+    task_ids = [
+        await _insert_task(conn, execution_id, task_params, now)
+        for task_params in tasks
+    ]
     return execution_id, task_ids
+
+
+async def _insert_task(
+    conn: AsyncConnection, execution_id: int, params: dict[str, Any], now: datetime
+) -> int:
+    inserted = await conn.execute(
+        insert(job_tasks).values(
+            execution_id=execution_id,
+            status=PENDING,
+            params=json.dumps(params),
+            run_count=0,
+            created_at=now,
+            queued_at=now,
+            log="",
+        )
+    )
+    return int(inserted.inserted_primary_key[0])
 
 
 def _own_running(task_id: int, worker: str) -> Any:

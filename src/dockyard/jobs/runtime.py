@@ -29,6 +29,7 @@ def job_loops(services: Services, worker: bool) -> list[Coroutine[Any, Any, None
             services.jobs,
             services.locks,
             builtin.schedules(settings),
+            services.replication.schedules,
             report_depth=lambda depth: services.metrics.set_queue_depth("jobs", depth),
         ).run()
     ]

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 
 from dockyard.jobs.records import JobService
@@ -33,21 +33,43 @@ _FOLLOWER_RETRY_SECONDS = 2.0
 _UPKEEP_SECONDS = 30.0
 _REQUEUE_AFTER = timedelta(seconds=60)
 _LOST_AFTER = timedelta(seconds=6 * HEARTBEAT_SECONDS)
+# How often schedules kept in the database (replication policies) are read.
+_RELOAD_SECONDS = 5.0
+
+ScheduleSource = Callable[[], Awaitable[list[Schedule]]]
 
 
 class Scheduler:
+    """Fires `schedules`, and those `source` (if any) returns; `source` is
+    read again every few seconds, so schedules can come and go."""
+
     def __init__(
         self,
         jobs: JobService,
         locks: Locks,
         schedules: Sequence[Schedule],
+        source: ScheduleSource | None = None,
         report_depth: Callable[[int], None] | None = None,
     ) -> None:
-        """`report_depth` is told the queue's depth at every upkeep (metrics)."""
+        """`source` gives the schedules that change (replication policies'
+        crons), read on every round; `report_depth` is told the queue's
+        depth at every upkeep (metrics)."""
         self.jobs = jobs
         self.locks = locks
         self.schedules = list(schedules)
+        self.source = source
         self.report_depth = report_depth
+
+    async def _current(self) -> list[Schedule]:
+        if self.source is None:
+            return self.schedules
+        try:
+            return self.schedules + await self.source()
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # the fixed schedules must still fire
+            log.exception("schedule_source_failed")
+            return self.schedules
 
     async def run(self) -> None:
         """Lead whenever the lock is free, until cancelled."""
@@ -71,12 +93,15 @@ class Scheduler:
         next_upkeep = _now()
         while not held.lost.is_set():
             now = _now()
-            for schedule in self.schedules:
+            schedules = await self._current()
+            for schedule in schedules:
                 await self._fire_due(schedule, now, fired)
             if now >= next_upkeep:
                 await self._upkeep()
                 next_upkeep = now + timedelta(seconds=_UPKEEP_SECONDS)
-            wake = min([next_upkeep, *(s.next_tick(now) for s in self.schedules)])
+            wake = min([next_upkeep, *(s.next_tick(now) for s in schedules)])
+            if self.source is not None:
+                wake = min(wake, now + timedelta(seconds=_RELOAD_SECONDS))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(
                     held.lost.wait(), max(0.01, (wake - _now()).total_seconds())
@@ -91,8 +116,12 @@ class Scheduler:
         if last is not None and tick <= last:
             return
         fired[schedule.name] = tick
+        if last is None and schedule.owner is not None:
+            # A schedule just seen (a new policy): start at its next tick,
+            # not at the one already past.
+            return
         execution_id = await self.jobs.submit_scheduled(
-            schedule.job_type, schedule.name, tick, schedule.params
+            schedule.job_type, schedule.name, tick, schedule.params, schedule.owner
         )
         if execution_id is None:
             log.info("schedule_tick_taken schedule=%s tick=%s", schedule.name, tick)

@@ -34,6 +34,8 @@ class Schedule:
     job_type: str
     cron: str
     params: dict[str, Any] = field(default_factory=dict)
+    # What its executions belong to (see `JobService.submit`).
+    owner: str | None = None
 
     def latest_tick(self, now: datetime) -> datetime:
         """The last tick at or before `now` (aware, UTC)."""

@@ -21,7 +21,14 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from dockyard.jobs.records import ERROR, STOPPED, SUCCESS, ClaimedTask, JobService
+from dockyard.jobs.records import (
+    ERROR,
+    STOPPED,
+    SUCCESS,
+    ClaimedTask,
+    JobService,
+    TaskStopped,
+)
 from dockyard.state.store import StateUnavailable
 
 if TYPE_CHECKING:
@@ -142,6 +149,9 @@ class Worker:
                 self._finish(context.task, context, STOPPED, "worker shut down")
             )
             raise
+        except TaskStopped as exc:
+            context.log(f"stopped: {exc}")
+            return STOPPED, str(exc)[:1000]
         except Exception as exc:
             context.log(traceback.format_exc())
             log.exception("job_task_error task_id=%d", context.task.id)

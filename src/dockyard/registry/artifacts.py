@@ -275,11 +275,10 @@ class ArtifactService:
             found = [_tag(t) for t in result.mappings().all()]
         return _artifact(repo, row), found, total
 
-    async def delete_artifact(
-        self, repository: str, reference: str, actor: str
-    ) -> None:
+    async def delete_artifact(self, repository: str, reference: str, actor: str) -> str:
         """Delete the artifact a tag or digest names, with all its tags and its
-        accessories (theirs too): they mean nothing without their subject."""
+        accessories (theirs too): they mean nothing without their subject.
+        Return its digest."""
         async with self.db.write() as conn:
             repo = await _repository(conn, repository)
             row = await _find(conn, repo.id, reference)
@@ -294,6 +293,7 @@ class ArtifactService:
                 await record_change(
                     conn, actor, "artifact", "delete", resource, repo.project_id
                 )
+        return str(row["digest"])
 
     async def add_tag(
         self, repository: str, reference: str, tag: str, actor: str

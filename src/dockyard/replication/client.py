@@ -1,6 +1,7 @@
 """A small client for remote OCI registries, on httpx.
 
-It speaks the pull side of the distribution API (and `/v2/` for pings) and
+It speaks the distribution API, pull and push (`/v2/` for pings, tag
+lists, manifests, blobs with uploads and mounts, referrers) and
 authenticates the way registries ask in their `WWW-Authenticate` challenge:
 
 - `Bearer realm=...,service=...,scope=...`: a token is fetched from the
@@ -228,25 +229,177 @@ class RegistryClient:
             raise UpstreamInvalid(f"{path}: manifests is not a list")
         return [d for d in descriptors if isinstance(d, dict)]
 
+    async def list_tags(self, repository: str) -> list[str]:
+        """Every tag of `repository`, following `Link` pages."""
+        path: str | None = f"/v2/{repository}/tags/list?n=1000"
+        found: list[str] = []
+        while path is not None:
+            response = await self._request("GET", path, _pull(repository))
+            _raise_for_status(response, path)
+            try:
+                found.extend(str(tag) for tag in response.json().get("tags") or [])
+            except (ValueError, AttributeError) as exc:
+                raise UpstreamInvalid(f"{path}: not a tag list") from exc
+            path = _next_page(response.headers.get("link"))
+        return found
+
+    async def list_repositories(self) -> list[str]:
+        """The catalog (`/v2/_catalog`), following `Link` pages."""
+        path: str | None = "/v2/_catalog?n=1000"
+        found: list[str] = []
+        while path is not None:
+            response = await self._request(
+                "GET", path, "registry:catalog:*", {"accept": "application/json"}
+            )
+            _raise_for_status(response, path)
+            try:
+                found.extend(str(r) for r in response.json().get("repositories") or [])
+            except (ValueError, AttributeError) as exc:
+                raise UpstreamInvalid(f"{path}: not a catalog") from exc
+            path = _next_page(response.headers.get("link"))
+        return found
+
+    async def has_blob(self, repository: str, digest: str) -> bool:
+        """Whether `repository` can serve the blob (HEAD)."""
+        path = f"/v2/{repository}/blobs/{digest}"
+        response = await self._request("HEAD", path, _push(repository))
+        if response.status_code == 404:
+            return False
+        _raise_for_status(response, path)
+        return True
+
+    async def mount_blob(self, repository: str, source: str, digest: str) -> bool:
+        """Ask for a cross-repository mount from `source`; False when the
+        registry answered with an upload instead (which is then cancelled)."""
+        path = f"/v2/{repository}/blobs/uploads/?mount={digest}&from={source}"
+        response = await self._request(
+            "POST", path, f"{_push(repository)} {_pull(source)}"
+        )
+        if response.status_code == 201:
+            return True
+        _raise_for_status(response, path)
+        location = response.headers.get("location")
+        if location:
+            await self._request("DELETE", self._path(location), _push(repository))
+        return False
+
+    async def upload_blob(
+        self,
+        repository: str,
+        digest: str,
+        size: int,
+        chunks: AsyncIterator[bytes],
+        chunk_size: int | None = None,
+    ) -> None:
+        """Upload a blob from `chunks` (`size` bytes): one streamed PUT, or
+        with `chunk_size` a PATCH per chunk of that many bytes (each held in
+        memory once) and a closing PUT. The registry checks the digest."""
+        scope = _push(repository)
+        path = f"/v2/{repository}/blobs/uploads/"
+        response = await self._request("POST", path, scope)
+        _raise_for_status(response, path)
+        location = self._location(response, path)
+        if chunk_size:
+            location = await self._patch_chunks(location, scope, chunks, chunk_size)
+            chunks = _no_bytes()
+            size = 0
+        separator = "&" if "?" in location else "?"
+        target = f"{location}{separator}digest={digest}"
+        response = await self._request(
+            "PUT",
+            target,
+            scope,
+            {
+                "content-type": "application/octet-stream",
+                "content-length": str(size),
+            },
+            content=chunks,
+        )
+        _raise_for_status(response, f"PUT blob {digest}")
+
+    async def _patch_chunks(
+        self,
+        location: str,
+        scope: str,
+        chunks: AsyncIterator[bytes],
+        chunk_size: int,
+    ) -> str:
+        offset = 0
+        async for piece in _rechunked(chunks, chunk_size):
+            end = offset + len(piece) - 1
+            response = await self._request(
+                "PATCH",
+                location,
+                scope,
+                {
+                    "content-type": "application/octet-stream",
+                    "content-range": f"{offset}-{end}",
+                    "content-length": str(len(piece)),
+                },
+                content=piece,
+            )
+            _raise_for_status(response, "PATCH blob chunk")
+            location = self._location(response, location)
+            offset = end + 1
+        return location
+
+    async def put_manifest(
+        self, repository: str, reference: str, media_type: str, content: bytes
+    ) -> bool:
+        """Store a manifest; True when the registry answered `OCI-Subject`
+        (it indexes referrers itself, so no tag fallback is needed)."""
+        path = f"/v2/{repository}/manifests/{reference}"
+        response = await self._request(
+            "PUT", path, _push(repository), {"content-type": media_type}, content
+        )
+        _raise_for_status(response, path)
+        return "oci-subject" in response.headers
+
+    async def delete_manifest(self, repository: str, digest: str) -> None:
+        path = f"/v2/{repository}/manifests/{digest}"
+        response = await self._request("DELETE", path, f"repository:{repository}:*")
+        _raise_for_status(response, path)
+
+    def _location(self, response: httpx.Response, what: str) -> str:
+        location = response.headers.get("location")
+        if not location:
+            raise UpstreamInvalid(f"{what}: no Location for the upload")
+        return self._path(location)
+
+    def _path(self, location: str) -> str:
+        """A Location as a path under our base URL (registries send either)."""
+        if location.startswith(self.base):
+            return location[len(self.base) :]
+        if location.startswith(("http://", "https://")):
+            parts = httpx.URL(location)
+            query = f"?{parts.query.decode()}" if parts.query else ""
+            return parts.path + query
+        return location
+
     async def _request(
         self,
         method: str,
         path: str,
         scope: str,
         headers: dict[str, str] | None = None,
+        content: bytes | AsyncIterator[bytes] | None = None,
         stream: bool = False,
     ) -> httpx.Response:
-        """Send, and after a 401 challenge authenticate and send once more."""
+        """Send, and after a 401 challenge authenticate and send once more.
+        A streamed body cannot be sent twice: the caller's earlier request
+        to the same scope (an upload's POST) has fetched the token."""
         headers = dict(headers or {})
-        response = await self._send(method, path, scope, headers, stream)
+        response = await self._send(method, path, scope, headers, stream, content)
         if response.status_code != 401:
             return response
         challenge = response.headers.get("www-authenticate", "")
         await response.aclose()
         authorization = await self._authorize(challenge, scope)
-        if authorization is None:
+        if authorization is None or not isinstance(content, bytes | None):
             return response
-        return await self._send(method, path, scope, headers, stream, authorization)
+        return await self._send(
+            method, path, scope, headers, stream, content, authorization
+        )
 
     async def _send(
         self,
@@ -255,12 +408,15 @@ class RegistryClient:
         scope: str,
         headers: dict[str, str],
         stream: bool,
+        content: bytes | AsyncIterator[bytes] | None = None,
         authorization: str | None = None,
     ) -> httpx.Response:
         authorization = authorization or self._remembered(scope)
         if authorization:
             headers["authorization"] = authorization
-        request = self._http.build_request(method, self.base + path, headers=headers)
+        request = self._http.build_request(
+            method, self.base + path, headers=headers, content=content
+        )
         try:
             response = await self._http.send(request, stream=stream)
         except httpx.HTTPError as exc:
@@ -331,6 +487,42 @@ def _basic(endpoint: Endpoint) -> str:
 
 def _pull(repository: str) -> str:
     return f"repository:{repository}:pull"
+
+
+def _push(repository: str) -> str:
+    return f"repository:{repository}:pull,push"
+
+
+_LINK_RE = re.compile(r'<([^>]+)>\s*;\s*rel="?next"?')
+
+
+def _next_page(link: str | None) -> str | None:
+    """The path of the `rel="next"` page in a `Link` header, if any."""
+    match = _LINK_RE.search(link or "")
+    if match is None:
+        return None
+    target = match.group(1)
+    if target.startswith(("http://", "https://")):
+        parts = httpx.URL(target)
+        return parts.path + (f"?{parts.query.decode()}" if parts.query else "")
+    return target
+
+
+async def _no_bytes() -> AsyncIterator[bytes]:
+    return
+    yield b""
+
+
+async def _rechunked(chunks: AsyncIterator[bytes], size: int) -> AsyncIterator[bytes]:
+    """`chunks` regrouped into pieces of `size` bytes (the last may be less)."""
+    held = bytearray()
+    async for piece in chunks:
+        held.extend(piece)
+        while len(held) >= size:
+            yield bytes(held[:size])
+            del held[:size]
+    if held:
+        yield bytes(held)
 
 
 def _raise_for_status(response: httpx.Response, what: str) -> None:

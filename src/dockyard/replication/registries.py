@@ -21,7 +21,7 @@ from sqlalchemy.exc import IntegrityError
 
 from dockyard.audit import record_change
 from dockyard.db.database import Database
-from dockyard.db.schema import proxy_projects, registries
+from dockyard.db.schema import proxy_projects, registries, replication_policies
 from dockyard.replication.client import (
     Endpoint,
     RegistryClient,
@@ -220,7 +220,8 @@ class RegistryService:
         return await self.get_registry(registry.id)
 
     async def delete_registry(self, registry: Registry, actor: str) -> None:
-        """Delete an endpoint no proxy-cache project uses (`RegistryInUse`)."""
+        """Delete an endpoint no proxy-cache project or replication policy uses
+        (`RegistryInUse`)."""
         async with self.db.write() as conn:
             used = await conn.scalar(
                 select(func.count()).where(proxy_projects.c.registry_id == registry.id)
@@ -228,6 +229,17 @@ class RegistryService:
             if used:
                 raise RegistryInUse(
                     f"registry {registry.id} is used by {used} proxy-cache project(s)"
+                )
+            copying = await conn.scalar(
+                select(func.count()).where(
+                    (replication_policies.c.src_registry_id == registry.id)
+                    | (replication_policies.c.dest_registry_id == registry.id)
+                )
+            )
+            if copying:
+                raise RegistryInUse(
+                    f"registry {registry.id} is used by {copying} replication "
+                    "policy(ies)"
                 )
             await conn.execute(delete(registries).where(registries.c.id == registry.id))
             await record_change(conn, actor, "registry", "delete", registry.name)

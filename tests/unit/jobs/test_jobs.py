@@ -204,3 +204,42 @@ async def test_scheduled_tick_already_recorded_is_not_recorded_again(database):
 
     assert first is not None and second is None
     assert (await jobs.execution(first))["status"] == PENDING
+
+
+async def test_task_adding_tasks_runs_them_in_the_same_execution(database):
+    queue = MemoryQueue()
+    jobs = JobService(database, queue)
+
+    async def plan(context):
+        if context.params.get("step") == "plan":
+            await context.services.add_tasks(
+                context.task.execution_id, [{"step": "a"}, {"step": "b"}]
+            )
+        else:
+            context.log(f"did {context.params['step']}")
+
+    # The handler reaches the job service through `services` here.
+    worker = Worker(jobs, jobs, {"PLAN": plan})
+    execution_id = await jobs.submit("PLAN", {"step": "plan"}, owner="thing:1")
+
+    async def done():
+        return (await jobs.execution(execution_id))["status"] == SUCCESS
+
+    await run_until(done, worker.run())
+    execution = await jobs.execution(execution_id)
+
+    assert [t["status"] for t in execution["tasks"]] == [SUCCESS] * 3
+    assert execution["owner"] == "thing:1"
+
+
+async def test_stopped_execution_leaves_pending_tasks_unrun(database):
+    jobs = JobService(database, MemoryQueue())
+    execution_id = await jobs.submit("NOTHING", tasks=[{}, {}], owner="thing:2")
+
+    stopped = await jobs.stop_execution(execution_id)
+
+    execution = await jobs.execution(execution_id)
+    assert stopped and execution["status"] == STOPPED
+    assert [t["status"] for t in execution["tasks"]] == [STOPPED, STOPPED]
+    assert await jobs.add_tasks(execution_id, [{}]) == []
+    assert not await jobs.has_unfinished("thing:2")

@@ -175,9 +175,10 @@ async def delete_artifact(
     services: ServicesDep,
     caller: CallerDep,
 ) -> Response:
-    await translate(
+    digest = await translate(
         services.artifacts.delete_artifact(name, reference, caller.username)
     )
+    services.replication.on_deleted(name, digest)
     return Response(status_code=200)
 
 

@@ -57,6 +57,7 @@ async def put_manifest(request: Request) -> Response:
     manifest = await svc.manifests.put_manifest(
         name, reference, request.headers.get("content-type"), content, credentials.actor
     )
+    svc.replication.on_pushed(name, reference, manifest.subject)
 
     headers = {
         "location": f"/v2/{name}/manifests/{manifest.digest}",
@@ -72,9 +73,11 @@ async def delete_manifest(request: Request) -> Response:
     name = repository_name(request)
     credentials = await svc.guard.authorize(request, name, DELETE)
 
-    await svc.manifests.delete_manifest(
-        name, request.path_params["reference"], credentials.actor
-    )
+    reference = request.path_params["reference"]
+    await svc.manifests.delete_manifest(name, reference, credentials.actor)
+    if is_digest(reference):
+        # A tag deletion leaves the artifact; only artifacts are replicated.
+        svc.replication.on_deleted(name, reference)
 
     return Response(status_code=202)
 

@@ -1,0 +1,427 @@
+"""Replication policies end to end, between real registries.
+
+Source and destinations are real servers on loopback: the shared Dockyard,
+a second Dockyard of the test's own, and Debian's docker-registry (the Go
+reference registry, no referrers API). The copies are checked with skopeo
+and plain HTTP at the destination.
+"""
+
+import json
+import secrets
+import time
+
+import httpx
+import pytest
+
+from tests.conftest import free_port
+from tests.e2e.conftest import push_image, skopeo
+from tests.e2e.test_proxy_cache import upstream  # noqa: F401 - a fixture
+
+_WAIT_SECONDS = 120
+_ACCEPT = (
+    "application/vnd.oci.image.index.v1+json, "
+    "application/vnd.oci.image.manifest.v1+json"
+)
+
+
+@pytest.fixture
+def api(dockyard):
+    with httpx.Client(
+        base_url=f"{dockyard.url}/api/v2.0",
+        auth=("admin", dockyard.admin_password),
+        timeout=60,
+    ) as client:
+        yield client
+
+
+def _created_id(response) -> int:
+    assert response.status_code == 201, response.text
+    return int(response.headers["location"].rsplit("/", 1)[1])
+
+
+def _endpoint(api, url, kind="docker-registry", credential=None) -> int:
+    body = {"name": f"peer-{secrets.token_hex(4)}", "url": url, "type": kind}
+    if credential:
+        body["credential"] = {"type": "basic", **credential}
+    return _created_id(api.post("/registries", json=body))
+
+
+def _policy(api, **fields) -> int:
+    body = {"name": f"policy-{secrets.token_hex(4)}", **fields}
+    return _created_id(api.post("/replication/policies", json=body))
+
+
+def _run(api, policy_id) -> dict:
+    """Start the policy by hand and wait for its execution to end."""
+    execution_id = _created_id(
+        api.post("/replication/executions", json={"policy_id": policy_id})
+    )
+    return _wait(lambda: _ended(api.get(f"/replication/executions/{execution_id}")))
+
+
+def _ended(response):
+    execution = response.json()
+    return execution if execution["status"] != "InProgress" else None
+
+
+def _wait(probe, seconds=_WAIT_SECONDS):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        found = probe()
+        if found:
+            return found
+        time.sleep(0.5)
+    raise AssertionError(f"nothing after {seconds}s")
+
+
+def _executions(api, policy_id, **params) -> list[dict]:
+    response = api.get(
+        "/replication/executions", params={"policy_id": policy_id, **params}
+    )
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def _ended_executions(api, policy_id, count):
+    ended = [e for e in _executions(api, policy_id) if e["status"] != "InProgress"]
+    return ended if len(ended) >= count else None
+
+
+def _raw(reference, creds=None) -> bytes:
+    extra = ["--creds", creds] if creds else []
+    result = skopeo("inspect", "--raw", "--tls-verify=false", *extra, reference)
+    return result.stdout.encode()
+
+
+@pytest.fixture
+def source(dockyard, images):
+    """A fresh project on the shared Dockyard holding busybox:multi and the
+    SBOM that refers to its amd64 child (tagged `sbom`)."""
+    project = dockyard.new_project("repl")
+    push_image(dockyard, images, "busybox:multi", f"{project}/busybox:multi")
+    push_image(dockyard, images, "artifact:busybox-sbom", f"{project}/busybox:sbom")
+    return project
+
+
+def _copied_whole(images, reference, tmp_path, creds=None):
+    """The index arrived byte for byte and every child and blob can be
+    copied back with the digests kept."""
+    assert _raw(reference, creds) == images.manifest_bytes("busybox:multi")
+    extra = ["--src-creds", creds] if creds else []
+    skopeo(
+        "copy",
+        "--all",
+        "--preserve-digests",
+        "--src-tls-verify=false",
+        *extra,
+        reference,
+        f"oci:{tmp_path / 'back'}:multi",
+    )
+    index = json.loads((tmp_path / "back" / "index.json").read_text())
+    return index["manifests"][0]["digest"] == images.digest("busybox:multi")
+
+
+def test_push_replication_to_go_registry_copies_index_and_sbom_fallback(
+    api,
+    source,
+    upstream,  # noqa: F811
+    images,
+    tmp_path,
+):
+    registry_id = _endpoint(api, f"http://{upstream.host}")
+    policy_id = _policy(
+        api,
+        dest_registry={"id": registry_id},
+        dest_namespace="mirror",
+        dest_namespace_replace_count=1,
+        filters=[{"type": "name", "value": f"{source}/**"}],
+    )
+
+    execution = _run(api, policy_id)
+
+    assert execution["status"] == "Succeed", execution
+    assert _copied_whole(
+        images, f"docker://{upstream.host}/mirror/busybox:multi", tmp_path
+    )
+    subject = images.digest("busybox:1.36").replace(":", "-")
+    fallback = httpx.get(
+        f"http://{upstream.host}/v2/mirror/busybox/manifests/{subject}",
+        headers={"accept": _ACCEPT},
+    ).json()
+    sbom = images.digest("artifact:busybox-sbom")
+    assert [d["digest"] for d in fallback["manifests"]] == [sbom]
+
+
+def test_push_replication_to_second_dockyard_keeps_sbom_discoverable(
+    api, source, start_dockyard, images, tmp_path
+):
+    peer = start_dockyard()
+    peer.create_project("mirror")
+    registry_id = _endpoint(
+        api,
+        peer.url,
+        "harbor",
+        {"access_key": "admin", "access_secret": peer.admin_password},
+    )
+    policy_id = _policy(
+        api,
+        dest_registry={"id": registry_id},
+        dest_namespace="mirror",
+        dest_namespace_replace_count=1,
+        filters=[{"type": "name", "value": f"{source}/busybox"}],
+    )
+
+    execution = _run(api, policy_id)
+
+    assert execution["status"] == "Succeed", execution
+    creds = f"admin:{peer.admin_password}"
+    assert _copied_whole(
+        images, f"docker://{peer.host}/mirror/busybox:multi", tmp_path, creds
+    )
+    referrers = httpx.get(
+        f"{peer.url}/v2/mirror/busybox/referrers/{images.digest('busybox:1.36')}",
+        auth=("admin", peer.admin_password),
+    ).json()
+    sbom = images.digest("artifact:busybox-sbom")
+    assert [d["digest"] for d in referrers["manifests"]] == [sbom]
+
+
+def test_pull_replication_from_go_registry_includes_one_tag_excludes_another(
+    api,
+    dockyard,
+    upstream,  # noqa: F811
+    images,
+):
+    upstream.push(images, "busybox:1.36", "library/busybox:1.36")
+    upstream.push(images, "busybox:1.36-arm64", "library/busybox:1.36-arm64")
+    project = dockyard.new_project("pulled")
+    registry_id = _endpoint(api, f"http://{upstream.host}")
+    policy_id = _policy(
+        api,
+        src_registry={"id": registry_id},
+        dest_namespace=project,
+        dest_namespace_replace_count=1,
+        filters=[
+            {"type": "name", "value": "library/busybox"},
+            {"type": "tag", "value": "1.36*"},
+            {"type": "tag", "value": "*-arm64", "decoration": "excludes"},
+        ],
+    )
+
+    execution = _run(api, policy_id)
+
+    assert execution["status"] == "Succeed", execution
+    creds = f"admin:{dockyard.admin_password}"
+    repository = f"docker://{dockyard.host}/{project}/busybox"
+    assert _raw(f"{repository}:1.36", creds) == images.manifest_bytes("busybox:1.36")
+    missing = skopeo(
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        "--creds",
+        creds,
+        f"{repository}:1.36-arm64",
+        check=False,
+    )
+    assert missing.returncode != 0
+
+
+def test_event_based_push_reaches_destination_and_delete_follows(
+    api,
+    dockyard,
+    upstream,  # noqa: F811
+    images,
+):
+    project = dockyard.new_project("events")
+    registry_id = _endpoint(api, f"http://{upstream.host}")
+    policy_id = _policy(
+        api,
+        dest_registry={"id": registry_id},
+        filters=[{"type": "name", "value": f"{project}/**"}],
+        trigger={"type": "event_based"},
+        replicate_deletion=True,
+    )
+    digest = images.digest("busybox:1.36")
+    at_destination = f"http://{upstream.host}/v2/{project}/busybox/manifests/{digest}"
+
+    push_image(dockyard, images, "busybox:1.36", f"{project}/busybox:1.36")
+    pushed = _wait(lambda: _ended_executions(api, policy_id, 1))
+    arrived = httpx.head(at_destination, headers={"accept": _ACCEPT}).status_code
+    skopeo(
+        "delete",
+        "--tls-verify=false",
+        "--creds",
+        f"admin:{dockyard.admin_password}",
+        f"docker://{dockyard.host}/{project}/busybox@{digest}",
+    )
+    deleted = _wait(lambda: _ended_executions(api, policy_id, 2))
+
+    assert [e["status"] for e in pushed] == ["Succeed"]
+    assert pushed[0]["trigger"] == "event_based"
+    assert arrived == 200
+    assert [e["status"] for e in deleted] == ["Succeed", "Succeed"]
+    gone = httpx.head(at_destination, headers={"accept": _ACCEPT}).status_code
+    assert gone == 404
+
+
+def test_unreachable_destination_fails_with_reason_after_bounded_retries(
+    api, dockyard, images
+):
+    project = dockyard.new_project("lost")
+    push_image(dockyard, images, "busybox:1.36", f"{project}/busybox:1.36")
+    # Nothing listens there: a port just freed.
+    registry_id = _endpoint(api, f"http://127.0.0.1:{free_port()}")
+    policy_id = _policy(
+        api,
+        dest_registry={"id": registry_id},
+        filters=[{"type": "name", "value": f"{project}/**"}],
+    )
+
+    execution = _run(api, policy_id)
+
+    assert execution["status"] == "Failed"
+    tasks = api.get(f"/replication/executions/{execution['id']}/tasks").json()
+    assert [t["status"] for t in tasks] == ["Failed"]
+    log = api.get(
+        f"/replication/executions/{execution['id']}/tasks/{tasks[0]['id']}/log"
+    ).text
+    assert "attempt 3/3 failed: UpstreamUnavailable" in log
+    assert "attempt 4" not in log
+
+
+def test_scheduled_policy_runs_on_its_cron_without_a_manual_start(
+    api,
+    dockyard,
+    upstream,  # noqa: F811
+    images,
+):
+    project = dockyard.new_project("cron")
+    push_image(dockyard, images, "busybox:1.36", f"{project}/busybox:1.36")
+    registry_id = _endpoint(api, f"http://{upstream.host}")
+    body = {
+        "dest_registry": {"id": registry_id},
+        "filters": [{"type": "name", "value": f"{project}/**"}],
+        "trigger": {"type": "scheduled", "trigger_settings": {"cron": "*/2 * * * * *"}},
+    }
+    policy_id = _policy(api, **body)
+
+    ran = _wait(lambda: _ended_executions(api, policy_id, 1))
+    api.put(
+        f"/replication/policies/{policy_id}",
+        json={
+            **body,
+            "name": api.get(f"/replication/policies/{policy_id}").json()["name"],
+            "enabled": False,
+        },
+    )
+
+    assert ran[-1]["trigger"] == "scheduled"
+    assert ran[-1]["status"] == "Succeed", ran
+    tag = httpx.get(f"http://{upstream.host}/v2/{project}/busybox/tags/list").json()
+    assert tag["tags"] == ["1.36"]
+
+
+def test_stopped_execution_ends_stopped_mid_blob(api, dockyard, upstream, images):  # noqa: F811
+    project = dockyard.new_project("stop")
+    push_image(dockyard, images, "busybox:1.36", f"{project}/busybox:1.36")
+    registry_id = _endpoint(api, f"http://{upstream.host}")
+    # At 1 KB/s the megabyte layer takes far longer than the test waits.
+    policy_id = _policy(
+        api,
+        dest_registry={"id": registry_id},
+        filters=[{"type": "name", "value": f"{project}/**"}],
+        speed=1,
+    )
+    execution_id = _created_id(
+        api.post("/replication/executions", json={"policy_id": policy_id})
+    )
+    tasks_url = f"/replication/executions/{execution_id}/tasks"
+    _wait(lambda: [t for t in api.get(tasks_url).json() if t["status"] == "InProgress"])
+
+    stopped = api.put(f"/replication/executions/{execution_id}")
+
+    assert stopped.status_code == 200
+    execution = api.get(f"/replication/executions/{execution_id}").json()
+    assert execution["status"] == "Stopped"
+    ended = _wait(
+        lambda: [t for t in api.get(tasks_url).json() if t["status"] == "Stopped"]
+    )
+    assert len(ended) == 1
+
+
+def test_override_off_skips_a_tag_the_destination_has_with_another_digest(
+    api,
+    dockyard,
+    upstream,  # noqa: F811
+    images,
+):
+    project = dockyard.new_project("keep")
+    push_image(dockyard, images, "busybox:1.36", f"{project}/busybox:1.36")
+    upstream.push(images, "busybox:1.36-arm64", f"{project}/busybox:1.36")
+    registry_id = _endpoint(api, f"http://{upstream.host}")
+    policy_id = _policy(
+        api,
+        dest_registry={"id": registry_id},
+        filters=[{"type": "name", "value": f"{project}/**"}],
+        override=False,
+    )
+
+    execution = _run(api, policy_id)
+
+    assert execution["status"] == "Succeed"
+    kept = _raw(f"docker://{upstream.host}/{project}/busybox:1.36")
+    assert kept == images.manifest_bytes("busybox:1.36-arm64")
+
+
+def test_copy_by_chunk_sends_blobs_the_destination_verifies(
+    api,
+    dockyard,
+    upstream,  # noqa: F811
+    images,
+    tmp_path,
+):
+    project = dockyard.new_project("chunk")
+    push_image(dockyard, images, "busybox:1.36", f"{project}/busybox:1.36")
+    registry_id = _endpoint(api, f"http://{upstream.host}")
+    policy_id = _policy(
+        api,
+        dest_registry={"id": registry_id},
+        filters=[{"type": "name", "value": f"{project}/**"}],
+        copy_by_chunk=True,
+    )
+
+    execution = _run(api, policy_id)
+
+    assert execution["status"] == "Succeed", execution
+    skopeo(
+        "copy",
+        "--preserve-digests",
+        "--src-tls-verify=false",
+        f"docker://{upstream.host}/{project}/busybox:1.36",
+        f"oci:{tmp_path / 'back'}:1.36",
+    )
+    index = json.loads((tmp_path / "back" / "index.json").read_text())
+    assert index["manifests"][0]["digest"] == images.digest("busybox:1.36")
+
+
+def test_unreachable_source_fails_the_plan_with_reason_after_bounded_retries(
+    api, dockyard
+):
+    project = dockyard.new_project("nosource")
+    registry_id = _endpoint(api, f"http://127.0.0.1:{free_port()}")
+    policy_id = _policy(
+        api,
+        src_registry={"id": registry_id},
+        dest_namespace=project,
+        filters=[{"type": "name", "value": "library/busybox"}],
+    )
+
+    execution = _run(api, policy_id)
+
+    assert execution["status"] == "Failed"
+    tasks = api.get(f"/replication/executions/{execution['id']}/tasks").json()
+    assert [(t["operation"], t["status"]) for t in tasks] == [("plan", "Failed")]
+    log = api.get(
+        f"/replication/executions/{execution['id']}/tasks/{tasks[0]['id']}/log"
+    ).text
+    assert "attempt 3/3 failed: UpstreamUnavailable" in log
