@@ -50,6 +50,10 @@ PRODUCTION_TESTS = (
 )
 # Tests that bring their own databases of both kinds: once is enough.
 BACKEND_INDEPENDENT_TESTS = ("tests/api/test_database_start.py",)
+# Tests that damage SQLite and blob files of a stopped server's data directory
+# on purpose (a production server's database is dropped when it stops; fsck on
+# PostgreSQL and S3 is checked by tests/e2e/test_replicas.py).
+EMBEDDED_ONLY_TESTS = ("tests/api/test_fsck.py",)
 
 
 def runs_on_backend(test_path: str) -> bool:
@@ -58,7 +62,7 @@ def runs_on_backend(test_path: str) -> bool:
     if backend_name() == "embedded":
         return True
     return test_path.startswith(PRODUCTION_TESTS) and not test_path.startswith(
-        BACKEND_INDEPENDENT_TESTS
+        BACKEND_INDEPENDENT_TESTS + EMBEDDED_ONLY_TESTS
     )
 
 
