@@ -168,6 +168,21 @@ class Database:
             finally:
                 await connection.execute(text("SELECT pg_advisory_unlock(:key)"), key)
 
+    def pool_stats(self) -> dict[str, int]:
+        """Connections of this process's pools: in use, idle, beyond the size."""
+        engines = (
+            [self._async_engine.sync_engine]
+            if self._async_engine is not None
+            else [self._reader, self._writer]
+        )
+        stats = {"checked_out": 0, "idle": 0, "overflow": 0}
+        for engine in engines:
+            pool: Any = engine.pool
+            stats["checked_out"] += pool.checkedout()
+            stats["idle"] += pool.checkedin()
+            stats["overflow"] += max(pool.overflow(), 0)
+        return stats
+
     async def close(self) -> None:
         self.cache.close()
         if self._async_engine is not None:
