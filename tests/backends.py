@@ -286,9 +286,11 @@ def run_coroutine(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
     return outcome["value"]
 
 
-def execute_statement(database_url: str, statement: Any) -> None:
+def execute_statement(database_url: str, statement: Any) -> Any:
     """Execute one SQLAlchemy statement on a server's database and commit:
-    for tests that must put the database in a state no API reaches."""
+    for tests that must put the database in a state no API reaches, or read
+    what no API shows. Returns the first column of the first row (None when
+    the statement returns no rows)."""
     from sqlalchemy import create_engine
     from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -298,14 +300,19 @@ def execute_statement(database_url: str, statement: Any) -> None:
     if url.startswith("sqlite"):
         engine = create_engine(url)
         with engine.begin() as connection:
-            connection.execute(statement)
+            value = _first_value(connection.execute(statement))
         engine.dispose()
-        return
+        return value
 
-    async def run() -> None:
+    async def run() -> Any:
         engine = create_async_engine(url)
         async with engine.begin() as connection:
-            await connection.execute(statement)
+            value = _first_value(await connection.execute(statement))
         await engine.dispose()
+        return value
 
-    run_coroutine(run)
+    return run_coroutine(run)
+
+
+def _first_value(result: Any) -> Any:
+    return result.scalar() if result.returns_rows else None

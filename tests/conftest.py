@@ -269,10 +269,11 @@ class DockyardServer:
             "DOCKYARD_DATABASE_URL", f"sqlite:///{self.data_dir / 'dockyard.db'}"
         )
 
-    def execute(self, statement: object) -> None:
+    def execute(self, statement: object) -> object:
         """Execute a SQLAlchemy statement on the server's database, for states
-        no API reaches (an expiry in the past)."""
-        execute_statement(self.database_url, statement)
+        no API reaches (an expiry in the past) or values no API shows; returns
+        the first column of the first row, if any."""
+        return execute_statement(self.database_url, statement)
 
     def stop(self) -> None:
         """Stop the server and give back its stores; safe to call twice."""

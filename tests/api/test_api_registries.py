@@ -6,12 +6,13 @@ challenge was met with the stored credential.
 """
 
 import secrets
-import sqlite3
 
 import httpx
 import pytest
 from cryptography.fernet import Fernet
+from sqlalchemy import select
 
+from dockyard.db.schema import registries
 from tests.api.conftest import error_code
 from tests.conftest import free_port
 
@@ -54,10 +55,9 @@ def test_create_registry_with_working_credential_is_healthy(endpoint):
 
 
 def test_create_registry_stores_the_secret_encrypted(endpoint, dockyard):
-    with sqlite3.connect(dockyard.data_dir / "dockyard.db") as db:
-        (stored,) = db.execute(
-            "SELECT access_secret FROM registries WHERE id = ?", (endpoint["id"],)
-        ).fetchone()
+    stored = dockyard.execute(
+        select(registries.c.access_secret).where(registries.c.id == endpoint["id"])
+    )
     key = (dockyard.data_dir / "keys" / "registry-credentials.key").read_bytes()
 
     assert dockyard.admin_password not in stored
