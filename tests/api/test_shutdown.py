@@ -54,7 +54,9 @@ def terminate(server) -> int:
     process = server._process
     process.send_signal(signal.SIGTERM)
     code = process.wait(timeout=60)
-    server.stop()  # already gone: only forgets it
+    # Already gone: only forget the process. Its stores stay (a test may start
+    # it again on them); the fixture gives them back at the end.
+    server._stop_process()
     return code
 
 
