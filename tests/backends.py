@@ -48,12 +48,16 @@ PRODUCTION_TESTS = (
     "tests/e2e/test_private_project.py",
     "tests/e2e/test_oras.py",
 )
-# Tests that bring their own databases of both kinds: once is enough.
-BACKEND_INDEPENDENT_TESTS = ("tests/api/test_database_start.py",)
-# Tests that damage SQLite and blob files of a stopped server's data directory
-# on purpose (a production server's database is dropped when it stops; fsck on
-# PostgreSQL and S3 is checked by tests/e2e/test_replicas.py).
-EMBEDDED_ONLY_TESTS = ("tests/api/test_fsck.py",)
+# Tests that run once, in the embedded pass: those that bring their own
+# databases of both kinds, those that bring their own shared stores
+# (shared state on one SQLite file and Redis), and those that damage a
+# server's local files on purpose (fsck; tests/e2e/test_replicas.py runs
+# fsck on the production stores).
+BACKEND_INDEPENDENT_TESTS = (
+    "tests/api/test_database_start.py",
+    "tests/api/test_shared_state.py",
+    "tests/api/test_fsck.py",
+)
 
 
 def runs_on_backend(test_path: str) -> bool:
@@ -62,7 +66,7 @@ def runs_on_backend(test_path: str) -> bool:
     if backend_name() == "embedded":
         return True
     return test_path.startswith(PRODUCTION_TESTS) and not test_path.startswith(
-        BACKEND_INDEPENDENT_TESTS + EMBEDDED_ONLY_TESTS
+        BACKEND_INDEPENDENT_TESTS
     )
 
 
@@ -289,8 +293,7 @@ def run_coroutine(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
 def execute_statement(database_url: str, statement: Any) -> Any:
     """Execute one SQLAlchemy statement on a server's database and commit:
     for tests that must put the database in a state no API reaches, or read
-    what no API shows. Returns the first column of the first row (None when
-    the statement returns no rows)."""
+    what no API shows. Returns the first column of the first row, if any."""
     from sqlalchemy import create_engine
     from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -300,19 +303,17 @@ def execute_statement(database_url: str, statement: Any) -> Any:
     if url.startswith("sqlite"):
         engine = create_engine(url)
         with engine.begin() as connection:
-            value = _first_value(connection.execute(statement))
+            result = connection.execute(statement)
+            value = result.scalar() if result.returns_rows else None
         engine.dispose()
         return value
 
     async def run() -> Any:
         engine = create_async_engine(url)
         async with engine.begin() as connection:
-            value = _first_value(await connection.execute(statement))
+            result = await connection.execute(statement)
+            value = result.scalar() if result.returns_rows else None
         await engine.dispose()
         return value
 
     return run_coroutine(run)
-
-
-def _first_value(result: Any) -> Any:
-    return result.scalar() if result.returns_rows else None

@@ -271,8 +271,8 @@ class DockyardServer:
 
     def execute(self, statement: object) -> object:
         """Execute a SQLAlchemy statement on the server's database, for states
-        no API reaches (an expiry in the past) or values no API shows; returns
-        the first column of the first row, if any."""
+        no API reaches (an expiry in the past) or facts no API shows; the
+        first value of the first row, if it returns rows."""
         return execute_statement(self.database_url, statement)
 
     def stop(self) -> None:
