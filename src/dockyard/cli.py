@@ -34,7 +34,7 @@ from dockyard.jobs.builtin import unknown_schedules
 from dockyard.jobs.runtime import run_worker
 from dockyard.logging import configure_logging
 from dockyard.projects import ProjectError
-from dockyard.server import SETTINGS_ENV
+from dockyard.server import SETTINGS_ENV, refuse_taken_address
 from dockyard.services import Services, build_services
 
 log = logging.getLogger(__name__)
@@ -60,6 +60,7 @@ DataDirOption = Annotated[
 T = TypeVar("T")
 
 _OPERATION_ERRORS = (UserError, ProjectError, PasswordTooWeak, ValueError)
+_LISTEN_HINT = "; choose another address with --listen HOST:PORT (or DOCKYARD_LISTEN)"
 
 
 def main() -> None:
@@ -89,6 +90,8 @@ def serve(
     settings = _settings(config, data_dir=data_dir, listen=listen, workers=workers)
     configure_logging(settings.log_level, settings.log_format)
     _warn_unknown_names(settings)
+    # Before anything is created: a first start on a busy port makes nothing.
+    refuse_taken_address(settings.listen, settings.host, settings.port, _LISTEN_HINT)
     prepare_data_dir(settings)
     generated = asyncio.run(_with_services(settings, create_initial_content))
     if generated:

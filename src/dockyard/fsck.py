@@ -7,7 +7,9 @@ Three passes, each reported as a list of `Problem`s:
    whatever the blob's size);
 2. every manifest's stored bytes match its digest, and every blob and child
    manifest it references is known, stored and (for children) present in
-   the same repository;
+   the same repository; in proxy-cache projects a reference nothing has
+   asked for yet is not a problem (the cache fetches it on demand), while
+   what is cached is checked as anywhere else;
 3. every blob in storage is known to the database (a stray file is left by
    a crash between storing a blob and recording it, or is an upload that
    is finishing right now; garbage collection removes strays).
@@ -26,7 +28,13 @@ from typing import Any
 from sqlalchemy import select
 
 from dockyard.db.database import Database
-from dockyard.db.schema import blobs, manifest_references, manifests, repositories
+from dockyard.db.schema import (
+    blobs,
+    manifest_references,
+    manifests,
+    proxy_projects,
+    repositories,
+)
 from dockyard.registry.digest import compute_digest, parse_digest
 from dockyard.registry.errors import DigestInvalid
 from dockyard.storage.base import BlobNotStored, BlobStorage
@@ -150,6 +158,7 @@ class Fsck:
                 )
             ).all()
         in_repository = {(repository_id, digest) for repository_id, digest in pairs}
+        cached_on_demand = await self._proxy_repositories()
         after = 0
         while batch := await self._manifest_batch(after):
             after = batch[-1].id
@@ -165,8 +174,17 @@ class Fsck:
                         if kind == "manifest"
                         else digest not in present
                     )
-                    if missing:
+                    if missing and row.repository_id not in cached_on_demand:
                         report.problems.append(_missing_reference(row, kind, digest))
+
+    async def _proxy_repositories(self) -> set[int]:
+        """Ids of the repositories of proxy-cache projects, which hold only
+        what clients have pulled so far."""
+        query = select(repositories.c.id).join(
+            proxy_projects, proxy_projects.c.project_id == repositories.c.project_id
+        )
+        async with self.db.read() as conn:
+            return set((await conn.scalars(query)).all())
 
     async def _manifest_batch(self, after: int) -> list[Any]:
         query = (

@@ -31,6 +31,8 @@ JOB_WAIT_LIMIT = timedelta(minutes=5)
 _ERROR_LENGTH = 200
 # user:password@ in URLs that a driver's message may quote.
 _URL_CREDENTIALS_RE = re.compile(r"(//)[^/@\s]+@")
+# The error code in an S3-style XML error body (S3, MinIO, GCS's XML API).
+_STORE_CODE_RE = re.compile(r"<Code>(\w{1,64})</Code>")
 
 HealthCheck = Callable[["Services"], Awaitable[None]]
 
@@ -116,8 +118,14 @@ async def _component(
 
 
 def describe_error(exc: BaseException) -> str:
-    """The exception's type and first line, without URL credentials, short."""
-    first_line = (str(exc).strip().splitlines() or [""])[0]
+    """The exception's type, the error code an object store answered with
+    (`NoSuchBucket`, `AccessDenied`: often quoted below a long first line),
+    and the first line, without URL credentials, short."""
+    text = str(exc).strip()
+    first_line = (text.splitlines() or [""])[0]
     message = _URL_CREDENTIALS_RE.sub(r"\1***@", first_line)
+    code = _STORE_CODE_RE.search(text)
+    if code:
+        message = f"{code.group(1)}: {message}"
     described = f"{type(exc).__name__}: {message}" if message else type(exc).__name__
     return described[:_ERROR_LENGTH]

@@ -26,7 +26,7 @@ def main() -> None:
 
     settings = json.loads(os.environ[SETTINGS_ENV])
     host, _, port = settings["listen"].rpartition(":")
-    _refuse_taken_address(settings["listen"], host, int(port))
+    refuse_taken_address(settings["listen"], host, int(port))
     _start_metrics(settings)
     server = Granian(
         "dockyard.app:app_from_environment",
@@ -70,7 +70,7 @@ def _start_metrics(settings: dict[str, Any]) -> None:
     from dockyard.metrics import multiprocess_registry
 
     host, _, port = options["listen"].rpartition(":")
-    _refuse_taken_address(options["listen"], host, int(port))
+    refuse_taken_address(options["listen"], host, int(port))
     start_http_server(int(port), host.strip("[]"), registry=multiprocess_registry())
 
 
@@ -92,16 +92,18 @@ def _granian_log_config(settings: dict[str, Any]) -> dict[str, Any] | None:
     return granian_json_config(settings["log_level"])
 
 
-def _refuse_taken_address(listen: str, host: str, port: int) -> None:
-    """Exit if something listens on the address already. Granian binds with
-    SO_REUSEPORT, which would let a second server share the port silently."""
+def refuse_taken_address(listen: str, host: str, port: int, hint: str = "") -> None:
+    """Exit (code 2) if something listens on the address already, printing
+    `hint` after the reason. Granian binds with SO_REUSEPORT, which would let
+    a second server share the port silently."""
     family = socket.AF_INET6 if ":" in host.strip("[]") else socket.AF_INET
     probe = socket.socket(family, socket.SOCK_STREAM)
     try:
         probe.bind((host.strip("[]"), port))
     except OSError as exc:
         print(
-            f"error: cannot listen on {listen}: {exc.strerror.lower()}", file=sys.stderr
+            f"error: cannot listen on {listen}: {exc.strerror.lower()}{hint}",
+            file=sys.stderr,
         )
         sys.exit(2)
     finally:

@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.api.conftest import OCI_INDEX, Registry, index_of, sha256
+from tests.api.conftest import OCI_INDEX, OCI_MANIFEST, Registry, index_of, sha256
 from tests.conftest import DOCKYARD, DockyardServer, clean_environment
 
 
@@ -176,3 +176,60 @@ def test_fsck_without_data_dir_exits_two(tmp_path):
 
     assert result.returncode == 2
     assert not (tmp_path / "none").exists()
+
+
+def test_fsck_on_proxy_cache_pulled_in_part_finds_nothing(tmp_path_factory):
+    """A proxy-cache project holds only what clients asked for: an index
+    without its children, a manifest without its layers. That is not damage."""
+    upstream = DockyardServer(tmp_path_factory.mktemp("upstream")).start()
+    proxy = DockyardServer(tmp_path_factory.mktemp("proxy"))
+    try:
+        name = f"library/fsck-{secrets.token_hex(4)}"
+        with httpx.Client(
+            base_url=upstream.url, auth=("admin", upstream.admin_password), timeout=30
+        ) as client:
+            remote = Registry(client, name)
+            image = remote.image_manifest([secrets.token_bytes(5000)])
+            assert remote.put_manifest("image", image).status_code == 201
+            child = remote.image_manifest([secrets.token_bytes(6000)])
+            assert remote.put_manifest(sha256(child), child).status_code == 201
+            index = index_of(child)
+            assert remote.put_manifest("index", index, OCI_INDEX).status_code == 201
+        proxy.start()
+        with httpx.Client(
+            base_url=proxy.url, auth=("admin", proxy.admin_password), timeout=30
+        ) as client:
+            make_proxy_project(client, "hub", upstream.url)
+            for tag in ("image", "index"):
+                pulled = client.get(
+                    f"/v2/hub/{name}/manifests/{tag}",
+                    headers={"accept": f"{OCI_INDEX}, {OCI_MANIFEST}"},
+                )
+                assert pulled.status_code == 200, pulled.text
+    finally:
+        proxy.stop()
+        upstream.stop()
+
+    code, report = report_of(proxy)
+
+    assert (code, report["problems"]) == (0, [])
+    assert report["checked"]["manifests"] == 2
+
+
+def make_proxy_project(client: httpx.Client, project: str, url: str) -> None:
+    """A public proxy-cache project `project` of the registry at `url`."""
+    created = client.post(
+        "/api/v2.0/registries",
+        json={"name": f"up-{project}", "type": "docker-registry", "url": url},
+    )
+    assert created.status_code == 201, created.text
+    registry_id = int(created.headers["location"].rpartition("/")[2])
+    created = client.post(
+        "/api/v2.0/projects",
+        json={
+            "project_name": project,
+            "registry_id": registry_id,
+            "metadata": {"public": "true"},
+        },
+    )
+    assert created.status_code == 201, created.text

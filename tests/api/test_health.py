@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import shutil
 from datetime import UTC, datetime, timedelta
 
@@ -11,7 +12,7 @@ from sqlalchemy import insert
 
 from dockyard.db.schema import job_executions, job_tasks
 from tests.backends import backend_name
-from tests.conftest import TEST_STORAGE, free_port
+from tests.conftest import TEST_STORAGE, free_port, object_storage_env
 
 API = "/api/v2.0"
 local_storage_only = pytest.mark.skipif(
@@ -77,6 +78,18 @@ def test_health_with_task_no_worker_took_is_jobservice_unhealthy(start_dockyard)
     jobservice = components(body)["jobservice"]
     assert jobservice["status"] == "unhealthy"
     assert "is a worker running?" in jobservice["error"]
+
+
+def test_health_with_missing_bucket_names_the_store_error(start_dockyard, moto_server):
+    env = object_storage_env(moto_server)
+    env["DOCKYARD_STORAGE_URL"] = f"s3://missing-{secrets.token_hex(6)}/dockyard"
+    server = start_dockyard(env)
+
+    body = httpx.get(f"{server.url}{API}/health").json()
+
+    storage = components(body)["storage"]
+    assert (body["status"], storage["status"]) == ("unhealthy", "unhealthy")
+    assert "NoSuchBucket" in storage["error"]
 
 
 @local_storage_only
