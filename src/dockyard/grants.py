@@ -250,7 +250,8 @@ class GrantService:
                 actor,
                 "grant",
                 "delete",
-                f"{grant.holder.kind} {grant.holder.name} on {grant.repository_pattern}",
+                f"{grant.holder.kind} {grant.holder.name}"
+                f" on {grant.repository_pattern}",
                 grant.project_id,
             )
 

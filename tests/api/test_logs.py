@@ -67,7 +67,8 @@ def test_json_logs_hold_no_password_of_a_failed_login(json_logged):
     password = "Wr0ng-" + secrets.token_hex(8)
 
     httpx.get(
-        f"{json_logged.url}/service/token?service=dockyard&scope=repository:library/x:pull",
+        f"{json_logged.url}/service/token",
+        params={"service": "dockyard", "scope": "repository:library/x:pull"},
         auth=("admin", password),
     )
     httpx.get(f"{json_logged.url}/v2/", auth=("admin", password))

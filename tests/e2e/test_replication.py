@@ -321,7 +321,12 @@ def test_scheduled_policy_runs_on_its_cron_without_a_manual_start(
     assert tag["tags"] == ["1.36"]
 
 
-def test_stopped_execution_ends_stopped_mid_blob(api, dockyard, upstream, images):  # noqa: F811
+def test_stopped_execution_ends_stopped_mid_blob(
+    api,
+    dockyard,
+    upstream,  # noqa: F811
+    images,
+):
     project = dockyard.new_project("stop")
     push_image(dockyard, images, "busybox:1.36", f"{project}/busybox:1.36")
     registry_id = _endpoint(api, f"http://{upstream.host}")
