@@ -169,7 +169,9 @@ def configure_logging(level: str, log_format: str = "text") -> None:
     root = logging.getLogger()
     root.handlers[:] = [_handler(log_format)]
     root.setLevel(level.upper())
-    for noisy in ("sqlalchemy", "alembic"):
+    # httpx logs every outbound request's URL at INFO; a redirected blob's
+    # URL may be a signed one, which must never reach a log.
+    for noisy in ("sqlalchemy", "alembic", "httpx"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 

@@ -10,14 +10,11 @@ import json
 import secrets
 import sqlite3
 import time
-from dataclasses import dataclass
-from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.conftest import free_port, require_tools, stop_process
-from tests.e2e.conftest import layout_digest, run, skopeo, start_daemon
+from tests.e2e.conftest import layout_digest, run, skopeo
 from tests.e2e.test_containerd import containerd  # noqa: F401 - a fixture
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -25,78 +22,6 @@ ACCEPT = (
     f"{OCI_MANIFEST}, application/vnd.oci.image.index.v1+json, "
     "application/vnd.docker.distribution.manifest.v2+json"
 )
-
-
-@dataclass
-class Upstream:
-    host: str
-    storage: Path
-    process: object
-
-    def stop(self):
-        stop_process(self.process)
-
-    def push(self, images, ref, target):
-        """Copy fixture `ref` to `target` ("library/busybox:1.36") here."""
-        skopeo(
-            "copy",
-            "--all",
-            "--preserve-digests",
-            "--dest-tls-verify=false",
-            f"oci:{images.oci}/{ref}",
-            f"docker://{self.host}/{target}",
-        )
-
-    def blob_file(self, digest):
-        algorithm, _, encoded = digest.partition(":")
-        return (
-            self.storage
-            / "docker/registry/v2/blobs"
-            / algorithm
-            / encoded[:2]
-            / encoded
-            / "data"
-        )
-
-
-@pytest.fixture
-def upstream(tmp_path):
-    """A docker-registry without authentication, stopped by PID at the end."""
-    require_tools("docker-registry")
-    host = f"127.0.0.1:{free_port()}"
-    marker = secrets.token_hex(8)
-    config = tmp_path / "upstream.yml"
-    config.write_text(
-        f"""version: 0.1
-log: {{level: warn}}
-storage:
-  filesystem: {{rootdirectory: {tmp_path / "upstream"}}}
-  delete: {{enabled: true}}
-http:
-  addr: {host}
-  headers:
-    X-Upstream-Marker: [{marker}]
-"""
-    )
-    process = start_daemon(
-        ["docker-registry", "serve", str(config)],
-        tmp_path / "upstream.log",
-        lambda: _answers_with(host, marker),
-        "docker-registry",
-    )
-    try:
-        yield Upstream(host, tmp_path / "upstream", process)
-    finally:
-        stop_process(process)
-
-
-def _answers_with(host, marker):
-    # Ours: whoever answers carries the header we configured.
-    try:
-        response = httpx.get(f"http://{host}/v2/", timeout=1)
-    except httpx.HTTPError:
-        return False
-    return response.headers.get("x-upstream-marker") == marker
 
 
 @pytest.fixture

@@ -15,7 +15,6 @@ import pytest
 
 from tests.conftest import free_port
 from tests.e2e.conftest import push_image, skopeo
-from tests.e2e.test_proxy_cache import upstream  # noqa: F401 - a fixture
 
 _WAIT_SECONDS = 120
 _ACCEPT = (
@@ -124,7 +123,7 @@ def _copied_whole(images, reference, tmp_path, creds=None):
 def test_push_replication_to_go_registry_copies_index_and_sbom_fallback(
     api,
     source,
-    upstream,  # noqa: F811
+    upstream,
     images,
     tmp_path,
 ):
@@ -189,7 +188,7 @@ def test_push_replication_to_second_dockyard_keeps_sbom_discoverable(
 def test_pull_replication_from_go_registry_includes_one_tag_excludes_another(
     api,
     dockyard,
-    upstream,  # noqa: F811
+    upstream,
     images,
 ):
     upstream.push(images, "busybox:1.36", "library/busybox:1.36")
@@ -229,7 +228,7 @@ def test_pull_replication_from_go_registry_includes_one_tag_excludes_another(
 def test_event_based_push_reaches_destination_and_delete_follows(
     api,
     dockyard,
-    upstream,  # noqa: F811
+    upstream,
     images,
 ):
     project = dockyard.new_project("events")
@@ -292,7 +291,7 @@ def test_unreachable_destination_fails_with_reason_after_bounded_retries(
 def test_scheduled_policy_runs_on_its_cron_without_a_manual_start(
     api,
     dockyard,
-    upstream,  # noqa: F811
+    upstream,
     images,
 ):
     project = dockyard.new_project("cron")
@@ -324,7 +323,7 @@ def test_scheduled_policy_runs_on_its_cron_without_a_manual_start(
 def test_stopped_execution_ends_stopped_mid_blob(
     api,
     dockyard,
-    upstream,  # noqa: F811
+    upstream,
     images,
 ):
     project = dockyard.new_project("stop")
@@ -357,7 +356,7 @@ def test_stopped_execution_ends_stopped_mid_blob(
 def test_override_off_skips_a_tag_the_destination_has_with_another_digest(
     api,
     dockyard,
-    upstream,  # noqa: F811
+    upstream,
     images,
 ):
     project = dockyard.new_project("keep")
@@ -381,7 +380,7 @@ def test_override_off_skips_a_tag_the_destination_has_with_another_digest(
 def test_copy_by_chunk_sends_blobs_the_destination_verifies(
     api,
     dockyard,
-    upstream,  # noqa: F811
+    upstream,
     images,
     tmp_path,
 ):

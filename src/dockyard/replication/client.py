@@ -39,9 +39,6 @@ from dockyard.registry.digest import compute_digest, is_digest, parse_digest
 from dockyard.registry.errors import DigestInvalid
 
 log = logging.getLogger(__name__)
-# httpx logs every request's URL at INFO; a redirected blob's URL may be a
-# signed one, which must never reach a log.
-logging.getLogger("httpx").setLevel(logging.WARNING)
 
 _TIMEOUT = httpx.Timeout(30.0, connect=10.0)
 # Tokens are renewed this long before the expiry they announce.
