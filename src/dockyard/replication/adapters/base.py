@@ -64,8 +64,8 @@ class AdapterInfo:
 
 
 class Adapter(Protocol):
-    kind: str
-    info: AdapterInfo
+    kind: ClassVar[str]
+    info: ClassVar[AdapterInfo]
 
     def checked_url(self, url: str) -> str:
         """The URL to store for `url` (the default for an empty one);
