@@ -231,3 +231,74 @@ def test_create_proxy_project_as_non_admin_is_forbidden(dockyard, endpoint):
     )
 
     assert response.status_code == 403
+
+
+def test_adapter_infos_fix_the_docker_hub_url(api):
+    infos = api.get("/api/v2.0/replication/adapterinfos").json()
+
+    assert infos["docker-hub"]["endpoint_pattern"] == {
+        "endpoint_type": "EndpointPatternTypeFix",
+        "endpoints": [{"key": "hub.docker.com", "value": "https://hub.docker.com"}],
+    }
+    assert infos["docker-hub"]["credential_pattern"] is None
+
+
+def test_adapter_infos_give_quay_harbor_s_json_file_credential(api):
+    infos = api.get("/api/v2.0/replication/adapterinfos").json()
+
+    assert infos["quay"]["credential_pattern"]["access_key_data"] == "json_file"
+    assert infos["gitlab"]["endpoint_pattern"]["endpoints"] == []
+
+
+def _source(api, dockyard, kind):
+    """An endpoint of `kind` at the shared Dockyard, without credentials."""
+    body = {"name": f"src-{secrets.token_hex(4)}", "url": dockyard.url, "type": kind}
+    response = api.post("/api/v2.0/registries", json=body)
+    assert response.status_code == 201, response.text
+    return int(response.headers["location"].rsplit("/", 1)[1])
+
+
+def _pull_policy(api, registry_id, name_filter):
+    return api.post(
+        "/api/v2.0/replication/policies",
+        json={
+            "name": f"pull-{secrets.token_hex(4)}",
+            "src_registry": {"id": registry_id},
+            "filters": [{"type": "name", "value": name_filter}],
+        },
+    )
+
+
+def test_pull_policy_with_wildcard_from_ghcr_without_token_is_bad_request(
+    api, dockyard
+):
+    registry_id = _source(api, dockyard, "github-ghcr")
+
+    response = _pull_policy(api, registry_id, "octo/*")
+
+    assert response.status_code == 400
+    assert "read:packages" in response.json()["errors"][0]["message"]
+
+
+def test_pull_policy_naming_ghcr_repositories_is_created(api, dockyard):
+    registry_id = _source(api, dockyard, "github-ghcr")
+
+    response = _pull_policy(api, registry_id, "octo/{web,db}")
+
+    assert response.status_code == 201, response.text
+
+
+def test_pull_policy_from_docker_hub_without_namespace_is_bad_request(
+    api, dockyard
+):
+    registry_id = _source(api, dockyard, "docker-hub")
+
+    response = _pull_policy(api, registry_id, "**")
+
+    assert error_code(response) == "BAD_REQUEST"
+
+
+def test_registry_info_offers_source_triggers(api, endpoint):
+    info = api.get(f"/api/v2.0/registries/{endpoint['id']}/info").json()
+
+    assert info["supported_triggers"] == ["manual", "scheduled"]

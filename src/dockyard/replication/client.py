@@ -50,11 +50,18 @@ _MANIFEST_ACCEPT = ", ".join(sorted(mediatypes.MANIFEST_MEDIA_TYPES))
 
 
 class UpstreamError(Exception):
-    """Talking to the remote registry failed; `status` is its HTTP status."""
+    """Talking to the remote registry failed; `status` is its HTTP status,
+    `retry_after` the seconds a rate-limited upstream asked us to wait."""
 
-    def __init__(self, message: str, status: int | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        status: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
+        self.retry_after = retry_after
 
 
 class UpstreamUnavailable(UpstreamError):
@@ -82,7 +89,7 @@ class Endpoint:
     access_key: str | None = None
     access_secret: str | None = None
     # "basic" (key and secret, for challenges) or "oauth" (the secret is a
-    # bearer token sent as is).
+    # bearer token sent as is until a challenge asks for another token).
     credential_type: str | None = None
     insecure: bool = False
     ca_certificate: str | None = None
@@ -148,6 +155,21 @@ class RegistryClient:
         """Return if `/v2/` answers and accepts the credentials; raise if not."""
         response = await self._request("GET", "/v2/", scope="")
         _raise_for_status(response, "/v2/")
+
+    async def challenge(self) -> dict[str, str]:
+        """The parameters of the challenge `/v2/` answers an unauthenticated
+        request with (`scheme` is Bearer or Basic); empty when it lets
+        anyone in. Services hand out their API's address there (GitLab)."""
+        try:
+            response = await self._http.get(self.base + "/v2/")
+        except httpx.HTTPError as exc:
+            raise UpstreamUnavailable(f"GET /v2/: {type(exc).__name__}") from exc
+        if response.status_code != 401:
+            _raise_for_status(response, "/v2/")
+            return {}
+        challenge = response.headers.get("www-authenticate", "")
+        scheme, params = _challenge_params(challenge)
+        return {"scheme": scheme, **params}
 
     async def head_manifest(self, repository: str, reference: str) -> ManifestHead:
         path = f"/v2/{repository}/manifests/{reference}"
@@ -237,7 +259,7 @@ class RegistryClient:
                 found.extend(str(tag) for tag in response.json().get("tags") or [])
             except (ValueError, AttributeError) as exc:
                 raise UpstreamInvalid(f"{path}: not a tag list") from exc
-            path = _next_page(response.headers.get("link"))
+            path = next_page(response.headers.get("link"))
         return found
 
     async def list_repositories(self) -> list[str]:
@@ -253,7 +275,7 @@ class RegistryClient:
                 found.extend(str(r) for r in response.json().get("repositories") or [])
             except (ValueError, AttributeError) as exc:
                 raise UpstreamInvalid(f"{path}: not a catalog") from exc
-            path = _next_page(response.headers.get("link"))
+            path = next_page(response.headers.get("link"))
         return found
 
     async def has_blob(self, repository: str, digest: str) -> bool:
@@ -423,24 +445,21 @@ class RegistryClient:
         return response
 
     def _remembered(self, scope: str) -> str | None:
+        held = self._auth.get(scope)
+        if held is not None and held[1] >= time.monotonic():
+            return held[0]
+        # An OAuth secret is a bearer token already: offered first, and
+        # replaced for this scope by whatever token a challenge leads to.
         if self.endpoint.credential_type == "oauth" and self.endpoint.access_secret:
             return f"Bearer {self.endpoint.access_secret}"
-        held = self._auth.get(scope)
-        if held is None or held[1] < time.monotonic():
-            return None
-        return held[0]
+        return None
 
     async def _authorize(self, challenge: str, scope: str) -> str | None:
         """The Authorization header a challenge asks for; None if it cannot
         be met (then the 401 stands)."""
-        kind, _, rest = challenge.partition(" ")
-        params = {
-            m.group(1).lower(): m.group(2) if m.group(2) is not None else m.group(3)
-            for m in _CHALLENGE_PARAM_RE.finditer(rest)
-        }
-        kind = kind.lower()
+        kind, params = _challenge_params(challenge)
         if kind == "basic" and self.endpoint.has_credentials:
-            value = _basic(self.endpoint)
+            value = basic_authorization(self.endpoint)
             self._auth[scope] = (value, float("inf"))
             return value
         if kind == "bearer" and params.get("realm"):
@@ -477,7 +496,18 @@ class RegistryClient:
         return value
 
 
-def _basic(endpoint: Endpoint) -> str:
+def _challenge_params(challenge: str) -> tuple[str, dict[str, str]]:
+    """The scheme (lower case) and parameters of a `WWW-Authenticate`."""
+    kind, _, rest = challenge.partition(" ")
+    params = {
+        m.group(1).lower(): m.group(2) if m.group(2) is not None else m.group(3)
+        for m in _CHALLENGE_PARAM_RE.finditer(rest)
+    }
+    return kind.lower(), params
+
+
+def basic_authorization(endpoint: Endpoint) -> str:
+    """The HTTP Basic `Authorization` value for the endpoint's credential."""
     pair = f"{endpoint.access_key or ''}:{endpoint.access_secret or ''}"
     return "Basic " + base64.b64encode(pair.encode()).decode("ascii")
 
@@ -493,12 +523,15 @@ def _push(repository: str) -> str:
 _LINK_RE = re.compile(r'<([^>]+)>\s*;\s*rel="?next"?')
 
 
-def _next_page(link: str | None) -> str | None:
+def next_page(link: str | None) -> str | None:
     """The path of the `rel="next"` page in a `Link` header, if any."""
     match = _LINK_RE.search(link or "")
-    if match is None:
-        return None
-    target = match.group(1)
+    return None if match is None else local_path(match.group(1))
+
+
+def local_path(target: str) -> str:
+    """A URL as path and query only. Pages are fetched from our own base
+    URL whatever host a server names, so a token never follows a link."""
     if target.startswith(("http://", "https://")):
         parts = httpx.URL(target)
         return parts.path + (f"?{parts.query.decode()}" if parts.query else "")
@@ -522,18 +555,44 @@ async def _rechunked(chunks: AsyncIterator[bytes], size: int) -> AsyncIterator[b
         yield bytes(held)
 
 
+def raise_for_status(response: httpx.Response, what: str) -> None:
+    """The `UpstreamError` an answer of 300 or more stands for."""
+    _raise_for_status(response, what)
+
+
 def _raise_for_status(response: httpx.Response, what: str) -> None:
     status = response.status_code
     if status < 300:
         return
     message = f"{what}: upstream answered {status}"
-    if status == 429 or status >= 500:
+    if status == 429:
+        limit, retry_after = _rate_limit(response.headers)
+        raise UpstreamUnavailable(f"{message} (rate limited{limit})", 429, retry_after)
+    if status >= 500:
         raise UpstreamUnavailable(message, status)
     if status in (401, 403):
         raise UpstreamDenied(message, status)
     if status == 404:
         raise UpstreamNotFound(message, status)
     raise UpstreamInvalid(message, status)
+
+
+def _rate_limit(headers: httpx.Headers) -> tuple[str, float | None]:
+    """What a 429 says about the limit, for the message (Docker Hub sends
+    `RateLimit-Limit: 100;w=21600` and `RateLimit-Remaining`; others
+    `RateLimit-Reset` or `Retry-After` seconds), and the seconds to wait."""
+    said = []
+    for name in ("ratelimit-limit", "ratelimit-remaining"):
+        if name in headers:
+            said.append(f"{name.split('-', 1)[1]} {headers[name][:40]}")
+    wait = None
+    for name in ("retry-after", "ratelimit-reset"):
+        value = headers.get(name, "").strip()
+        if value.isdigit():
+            wait = float(value)
+            said.append(f"resets in {value}s")
+            break
+    return ("; " + ", ".join(said)) if said else "", wait
 
 
 def _media_type(response: httpx.Response) -> str:

@@ -34,6 +34,36 @@ def has_wildcards(pattern: str) -> bool:
     return any(c in pattern for c in "*?[{")
 
 
+def specific_names(pattern: str) -> list[str] | None:
+    """Every name `pattern` matches when that is a short list: a plain name,
+    or plain alternatives (`team/{web,db}`); None when it holds a wildcard
+    and only a listing can tell."""
+    if any(c in pattern for c in "*?["):
+        return None
+    start = pattern.find("{")
+    if start < 0:
+        return None if "}" in pattern else [pattern]
+    end = pattern.find("}", start)
+    if end < 0 or "{" in pattern[start + 1 : end]:
+        return None
+    found: list[str] = []
+    for option in pattern[start + 1 : end].split(","):
+        rest = specific_names(pattern[:start] + option + pattern[end + 1 :])
+        if rest is None:
+            return None
+        found.extend(name for name in rest if name not in found)
+    return found
+
+
+def specific_namespaces(pattern: str) -> list[str] | None:
+    """The namespaces (first path components) `pattern` can match, when it
+    names them without wildcards (`team/*`, `{a,b}/**`); None otherwise."""
+    first = pattern.split("/", 1)[0]
+    if first.count("{") != first.count("}"):
+        return None
+    return specific_names(first)
+
+
 @lru_cache(maxsize=256)
 def _compiled(pattern: str) -> re.Pattern[str]:
     expression, rest = _translate(pattern, 0, inside_braces=False)

@@ -26,6 +26,7 @@ from dockyard.audit import record_change
 from dockyard.db.database import Database
 from dockyard.db.schema import registries, replication_policies
 from dockyard.jobs.schedules import check_cron
+from dockyard.replication.adapters import AdapterError, adapter_for
 from dockyard.replication.patterns import PatternInvalid, check_pattern, matches
 
 log = logging.getLogger(__name__)
@@ -315,11 +316,37 @@ async def _check_registries(conn: Any, fields: PolicyFields) -> None:
     for registry_id in (fields.src_registry_id, fields.dest_registry_id):
         if registry_id is None:
             continue
-        found = await conn.scalar(
-            select(registries.c.id).where(registries.c.id == registry_id)
-        )
+        found = (
+            await conn.execute(
+                select(registries.c.type, registries.c.access_secret).where(
+                    registries.c.id == registry_id
+                )
+            )
+        ).first()
         if found is None:
             raise PolicyInvalid(f"registry {registry_id} not found")
+        if registry_id == fields.src_registry_id:
+            _check_listable(fields, found.type, bool(found.access_secret))
+
+
+def _check_listable(fields: PolicyFields, kind: str, has_credentials: bool) -> None:
+    """`PolicyInvalid` when the source's service cannot list what the name
+    filters ask for (no catalog on Docker Hub, ghcr.io, Quay, ...)."""
+    try:
+        adapter_for(kind).check_source_patterns(
+            matching_names(fields.filters), has_credentials
+        )
+    except AdapterError as exc:
+        raise PolicyInvalid(str(exc)) from exc
+
+
+def matching_names(filters: tuple[Filter, ...]) -> list[str]:
+    """The patterns of the `matches` name filters."""
+    return [
+        str(f.value)
+        for f in filters
+        if f.type == "name" and f.decoration == "matches" and f.value
+    ]
 
 
 def _stored(fields: PolicyFields) -> dict[str, Any]:

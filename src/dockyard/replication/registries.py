@@ -22,6 +22,7 @@ from sqlalchemy.exc import IntegrityError
 from dockyard.audit import record_change
 from dockyard.db.database import Database
 from dockyard.db.schema import proxy_projects, registries, replication_policies
+from dockyard.replication import adapters
 from dockyard.replication.client import (
     Endpoint,
     RegistryClient,
@@ -36,20 +37,13 @@ HEALTHY = "healthy"
 UNHEALTHY = "unhealthy"
 UNKNOWN = "unknown"
 
-# Adapter type -> what it is. All of them speak the distribution API; they
-# differ in where their images live (Docker Hub's `library/` for official
-# images) and in how their hosts are known to containerd (`?ns=`).
+# Adapter type -> what it is (the adapters hold each service's quirks).
 ADAPTERS: dict[str, str] = {
-    "harbor": "Harbor or Dockyard",
-    "docker-registry": "any OCI / Distribution registry (generic adapter)",
-    "docker-hub": "Docker Hub",
-    "github-ghcr": "GitHub Container Registry",
-    "quay": "Quay",
-    "gitlab": "GitLab container registry",
+    kind: adapter.info.description for kind, adapter in adapters.ADAPTERS.items()
 }
-DOCKER_HUB = "docker-hub"
+DOCKER_HUB = adapters.DOCKER_HUB
 # The names containerd gives Docker Hub in `?ns=`.
-DOCKER_HUB_HOSTS = frozenset({"docker.io", "registry-1.docker.io", "index.docker.io"})
+DOCKER_HUB_HOSTS = adapters.HUB_HOSTS
 CREDENTIAL_TYPES = ("basic", "oauth")
 
 
@@ -117,9 +111,10 @@ def check_fields(fields: RegistryFields) -> RegistryFields:
         raise RegistryInvalid("name is required (at most 255 characters)")
     if not name.isprintable():
         raise RegistryInvalid("name holds control or invisible characters")
-    if fields.type not in ADAPTERS:
-        known = ", ".join(ADAPTERS)
-        raise RegistryInvalid(f"unknown type {fields.type!r}; known types: {known}")
+    try:
+        url = adapters.adapter_for(fields.type).checked_url(fields.url)
+    except adapters.EndpointInvalid as exc:
+        raise RegistryInvalid(str(exc)) from exc
     credential_type = fields.credential_type or None
     if credential_type not in (None, *CREDENTIAL_TYPES):
         raise RegistryInvalid("credential type must be basic or oauth")
@@ -131,7 +126,7 @@ def check_fields(fields: RegistryFields) -> RegistryFields:
     return replace(
         fields,
         name=name,
-        url=_checked_url(fields.url),
+        url=_checked_url(url),
         credential_type=credential_type,
     )
 
@@ -179,7 +174,7 @@ class RegistryService:
     async def create_registry(self, fields: RegistryFields, actor: str) -> Registry:
         """Store a checked endpoint; its health is what a first ping shows."""
         fields = check_fields(fields)
-        status = await self.probe(self._endpoint(fields, None))
+        status = await self.probe(fields.type, self._endpoint(fields, None))
         now = datetime.now(UTC)
         values = {
             **self._stored(fields, None),
@@ -201,7 +196,7 @@ class RegistryService:
         """Replace the endpoint's settings; a None secret keeps the old one."""
         fields = check_fields(fields)
         sealed = await self._sealed_secret(registry.id)
-        status = await self.probe(self._endpoint(fields, sealed))
+        status = await self.probe(fields.type, self._endpoint(fields, sealed))
         values = {
             **self._stored(fields, sealed),
             "status": status,
@@ -245,7 +240,30 @@ class RegistryService:
             await record_change(conn, actor, "registry", "delete", registry.name)
 
     async def endpoint(self, registry: Registry) -> Endpoint:
-        """How to reach `registry`, its secret decrypted."""
+        """How to reach `registry`'s `/v2/`, its secret decrypted."""
+        configured = await self._configured(registry)
+        return adapters.adapter_for(registry.type).registry_endpoint(configured)
+
+    async def list_repositories(
+        self, registry_id: int, patterns: list[str]
+    ) -> list[str]:
+        """The repositories of `registry_id` a pull-based policy with these
+        name filters (`matches` patterns) may select, listed the way its
+        service allows; `RegistryInvalid` for a filter it cannot list,
+        `UpstreamError` when the service fails."""
+        registry = await self.get_registry(registry_id)
+        adapter = adapters.adapter_for(registry.type)
+        configured = await self._configured(registry)
+        client = RegistryClient(adapter.registry_endpoint(configured))
+        try:
+            return await adapter.list_repositories(configured, client, patterns)
+        except adapters.ListingUnsupported as exc:
+            raise RegistryInvalid(str(exc)) from exc
+        finally:
+            await client.aclose()
+
+    async def _configured(self, registry: Registry) -> Endpoint:
+        """The endpoint as the administrator set it, its secret decrypted."""
         fields = RegistryFields(
             name=registry.name,
             url=registry.url,
@@ -264,11 +282,12 @@ class RegistryService:
         `UpstreamError` if the endpoint does not answer as a registry."""
         fields = check_fields(fields)
         sealed = await self._sealed_secret(registry.id) if registry else None
-        await ping(self._endpoint(fields, sealed))
+        await ping(fields.type, self._endpoint(fields, sealed))
 
-    async def probe(self, endpoint: Endpoint) -> str:
+    async def probe(self, kind: str, endpoint: Endpoint) -> str:
+        """The health of a configured endpoint of type `kind`."""
         try:
-            await ping(endpoint)
+            await ping(kind, endpoint)
         except (UpstreamError, RegistryInvalid) as exc:
             log.warning("registry_unhealthy url=%s error=%s", endpoint.url, exc)
             return UNHEALTHY
@@ -324,10 +343,13 @@ class RegistryService:
         )
 
 
-async def ping(endpoint: Endpoint) -> None:
-    client = RegistryClient(endpoint)
+async def ping(kind: str, endpoint: Endpoint) -> None:
+    """Return if the configured endpoint is healthy the way its type
+    judges it; `UpstreamError` if not."""
+    adapter = adapters.adapter_for(kind)
+    client = RegistryClient(adapter.registry_endpoint(endpoint))
     try:
-        await client.ping()
+        await adapter.check_health(endpoint, client)
     finally:
         await client.aclose()
 

@@ -35,9 +35,12 @@ from dockyard.jobs.worker import TaskContext
 from dockyard.registry.blobs import BlobService
 from dockyard.registry.digest import is_digest
 from dockyard.registry.manifests import ManifestService
-from dockyard.replication.client import RegistryClient, UpstreamError
+from dockyard.replication.client import (
+    RegistryClient,
+    UpstreamError,
+    UpstreamNotFound,
+)
 from dockyard.replication.copier import ArtifactCopy
-from dockyard.replication.patterns import has_wildcards
 from dockyard.replication.policies import (
     EVENT_BASED,
     SCHEDULED,
@@ -45,8 +48,9 @@ from dockyard.replication.policies import (
     PolicyInvalid,
     PolicyNotFound,
     PolicyService,
+    matching_names,
 )
-from dockyard.replication.registries import RegistryService
+from dockyard.replication.registries import RegistryInvalid, RegistryService
 from dockyard.replication.sides import CopyFailed, LocalSide, RemoteSide
 from dockyard.state.locks import LockBusy, Locks, hold
 
@@ -202,22 +206,16 @@ class Replication:
     async def _remote_candidates(
         self, context: TaskContext, policy: Policy
     ) -> list[tuple[str, str]]:
-        client = await self._client(policy.fields.src_registry_id)
+        source_id = policy.fields.src_registry_id
+        client = await self._client(source_id)
         try:
-            names = [
-                str(f.value)
-                for f in policy.fields.filters
-                if f.type == "name" and f.decoration == "matches" and f.value
-            ]
-            if len(names) == 1 and not has_wildcards(names[0]):
-                found = names
-            else:
-                found = await client.list_repositories()
+            names = matching_names(policy.fields.filters)
+            found = await self._source_repositories(source_id or 0, names)
             chosen = []
             for repository in found:
                 if not policy.selects_repository(repository):
                     continue
-                for tag in await client.list_tags(repository):
+                for tag in await _source_tags(context, client, repository):
                     if policy.selects_tag(tag):
                         chosen.append((repository, tag))
                     else:
@@ -225,6 +223,16 @@ class Replication:
             return chosen
         finally:
             await client.aclose()
+
+    async def _source_repositories(
+        self, source_id: int, names: list[str]
+    ) -> list[str]:
+        """Listed by the source's adapter, as its service allows."""
+        try:
+            return await self.registries.list_repositories(source_id, names)
+        except RegistryInvalid as exc:
+            # A filter the service cannot list: no retry can help.
+            raise PolicyInvalid(str(exc)) from exc
 
     async def _run_once(self, context: TaskContext, policy: Policy) -> None:
         params = context.params
@@ -284,6 +292,18 @@ async def _with_retries(
         if attempt < ATTEMPTS:
             await asyncio.sleep(_FIRST_PAUSE_SECONDS * 2 ** (attempt - 1))
     raise CopyFailed(f"failed after {ATTEMPTS} attempts: {failures[-1]}")
+
+
+async def _source_tags(
+    context: TaskContext, client: RegistryClient, repository: str
+) -> list[str]:
+    """The source's tags of `repository`; none when it has no such
+    repository (a name filter may name one that does not exist)."""
+    try:
+        return await client.list_tags(repository)
+    except UpstreamNotFound:
+        context.log(f"{repository}: not found at the source")
+        return []
 
 
 def _plan(policy_id: int) -> dict[str, Any]:

@@ -19,9 +19,9 @@ from dockyard.api.errors import BadRequest, Conflict, NotFound, PreconditionFail
 from dockyard.api.query import apply_query
 from dockyard.api.routes.users import harbor_time
 from dockyard.db.schema import registries
+from dockyard.replication.adapters import ADAPTERS, AdapterInfo, adapter_for
 from dockyard.replication.client import UpstreamError
 from dockyard.replication.registries import (
-    ADAPTERS,
     Registry,
     RegistryExists,
     RegistryFields,
@@ -187,13 +187,14 @@ async def delete_registry(
 async def registry_info(
     registry_id: int, services: ServicesDep, admin: AdminDep
 ) -> dict[str, Any]:
-    """What the endpoint's adapter supports (replication filters, triggers)."""
+    """What the endpoint's adapter supports as a replication source."""
     stored = await _translate(services.registries.get_registry(registry_id))
+    info = adapter_for(stored.type).info
     return {
         "type": stored.type,
-        "description": ADAPTERS[stored.type],
+        "description": info.description,
         "supported_resource_filters": _SUPPORTED_FILTERS,
-        "supported_triggers": ["manual", "scheduled", "event_based"],
+        "supported_triggers": list(info.triggers),
     }
 
 
@@ -204,23 +205,21 @@ async def list_adapters(admin: AdminDep) -> list[str]:
 
 @router.get("/replication/adapterinfos")
 async def list_adapter_infos(admin: AdminDep) -> dict[str, Any]:
-    """Each adapter: its URL is typed in freely; it takes basic credentials."""
+    """Per type, Harbor's `RegistryProviderInfo`: how its URL is entered
+    (fixed for Docker Hub and ghcr.io, free with a default or none for the
+    others) and its credential pattern (null: user and password), plus
+    what it supports as a replication source."""
+    return {kind: _adapter_info(kind, a.info) for kind, a in ADAPTERS.items()}
+
+
+def _adapter_info(kind: str, info: AdapterInfo) -> dict[str, Any]:
     return {
-        kind: {
-            "type": kind,
-            "description": description,
-            "supported_resource_filters": _SUPPORTED_FILTERS,
-            "supported_triggers": ["manual", "scheduled", "event_based"],
-            "endpoint_pattern": {
-                "endpoint_type": "EndpointPatternTypeStandard",
-                "endpoints": [],
-            },
-            "credential_pattern": {
-                "access_key_type": "AccessKeyTypeStandard",
-                "access_secret_type": "AccessSecretTypeStandard",
-            },
-        }
-        for kind, description in ADAPTERS.items()
+        "type": kind,
+        "description": info.description,
+        "endpoint_pattern": info.endpoint_pattern(),
+        "credential_pattern": info.credential_pattern,
+        "supported_resource_filters": _SUPPORTED_FILTERS,
+        "supported_triggers": list(info.triggers),
     }
 
 
