@@ -20,6 +20,7 @@ from dockyard.api.query import apply_query
 from dockyard.api.routes.users import harbor_time
 from dockyard.db.schema import registries
 from dockyard.replication.client import UpstreamError
+from dockyard.replication.policies import LABELLED_SOURCE_TYPE
 from dockyard.replication.registries import (
     ADAPTERS,
     Registry,
@@ -49,6 +50,14 @@ _SUPPORTED_FILTERS = [
     {"type": "name", "style": "input"},
     {"type": "tag", "style": "input"},
 ]
+# Only Harbor's API (Harbor, Dockyard) shows labels to filter on.
+_LABEL_FILTER = {"type": "label", "style": "list"}
+
+
+def _filters_of(kind: str) -> list[dict[str, str]]:
+    if kind == LABELLED_SOURCE_TYPE:
+        return [*_SUPPORTED_FILTERS, _LABEL_FILTER]
+    return _SUPPORTED_FILTERS
 
 
 class RegistryCredential(BaseModel):
@@ -192,7 +201,7 @@ async def registry_info(
     return {
         "type": stored.type,
         "description": ADAPTERS[stored.type],
-        "supported_resource_filters": _SUPPORTED_FILTERS,
+        "supported_resource_filters": _filters_of(stored.type),
         "supported_triggers": ["manual", "scheduled", "event_based"],
     }
 
@@ -209,7 +218,7 @@ async def list_adapter_infos(admin: AdminDep) -> dict[str, Any]:
         kind: {
             "type": kind,
             "description": description,
-            "supported_resource_filters": _SUPPORTED_FILTERS,
+            "supported_resource_filters": _filters_of(kind),
             "supported_triggers": ["manual", "scheduled", "event_based"],
             "endpoint_pattern": {
                 "endpoint_type": "EndpointPatternTypeStandard",
