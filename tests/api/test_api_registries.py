@@ -179,7 +179,18 @@ def test_registry_info_names_filters_and_triggers(api, endpoint):
     info = api.get(f"/api/v2.0/registries/{endpoint['id']}/info").json()
 
     assert info["type"] == "harbor"
-    assert {f["type"] for f in info["supported_resource_filters"]} == {"name", "tag"}
+    filters = {f["type"] for f in info["supported_resource_filters"]}
+    assert filters == {"name", "tag", "label"}
+
+
+def test_adapter_infos_offer_label_filters_for_harbor_only(api):
+    infos = api.get("/api/v2.0/replication/adapterinfos").json()
+
+    def types(kind):
+        return {f["type"] for f in infos[kind]["supported_resource_filters"]}
+
+    assert "label" in types("harbor")
+    assert "label" not in types("docker-registry")
 
 
 def test_replication_adapters_list_the_supported_types(api):

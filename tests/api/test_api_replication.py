@@ -198,3 +198,77 @@ def test_list_executions_with_unknown_status_returns_bad_request(api):
     response = api.get("/api/v2.0/replication/executions", params={"status": "Meh"})
 
     assert response.status_code == 400
+
+
+@pytest.fixture
+def plain_endpoint(api, dockyard):
+    """A `docker-registry`-type endpoint: a registry without labels."""
+    response = api.post(
+        "/api/v2.0/registries",
+        json={
+            "name": f"plain-{secrets.token_hex(4)}",
+            "url": dockyard.url,
+            "type": "docker-registry",
+        },
+    )
+    assert response.status_code == 201, response.text
+    registry_id = int(response.headers["location"].rsplit("/", 1)[1])
+    yield registry_id
+    api.delete(f"/api/v2.0/registries/{registry_id}")
+
+
+def _pull_policy(source, filters):
+    return {
+        "name": f"policy-{secrets.token_hex(4)}",
+        "src_registry": {"id": source},
+        "dest_namespace": "mirror",
+        "filters": filters,
+    }
+
+
+def test_create_push_policy_with_label_filter_keeps_it(api, endpoint):
+    label = {"type": "label", "value": ["prod", "gold"], "decoration": "excludes"}
+    body = _policy(endpoint, filters=[label])
+
+    response = api.post("/api/v2.0/replication/policies", json=body)
+
+    assert response.status_code == 201, response.text
+    stored = api.get(response.headers["location"]).json()
+    api.delete(response.headers["location"])
+    assert stored["filters"] == [label]
+
+
+def test_create_pull_policy_with_label_filter_from_harbor_source_succeeds(
+    api, endpoint
+):
+    body = _pull_policy(endpoint, [{"type": "label", "value": ["prod"]}])
+
+    response = api.post("/api/v2.0/replication/policies", json=body)
+
+    assert response.status_code == 201, response.text
+    api.delete(response.headers["location"])
+
+
+def test_create_pull_policy_with_label_filter_from_plain_registry_is_refused(
+    api, plain_endpoint
+):
+    body = _pull_policy(plain_endpoint, [{"type": "label", "value": ["prod"]}])
+
+    response = api.post("/api/v2.0/replication/policies", json=body)
+
+    assert response.status_code == 400
+    assert "no labels" in response.json()["errors"][0]["message"]
+
+
+@pytest.mark.parametrize(
+    "value", ["prod", None, [""], [3]], ids=["string", "null", "empty-name", "number"]
+)
+def test_create_policy_with_bad_label_filter_value_returns_bad_request(
+    api, endpoint, value
+):
+    body = _policy(endpoint, filters=[{"type": "label", "value": value}])
+
+    response = api.post("/api/v2.0/replication/policies", json=body)
+
+    assert response.status_code == 400, response.text
+    assert error_code(response) == "BAD_REQUEST"

@@ -429,3 +429,282 @@ def test_unreachable_source_fails_the_plan_with_reason_after_bounded_retries(
         f"/replication/executions/{execution['id']}/tasks/{tasks[0]['id']}/log"
     ).text
     assert "attempt 3/3 failed: UpstreamUnavailable" in log
+
+
+# Label filters, and the events beyond push and artifact deletion ---------
+
+
+def _label(api, project_id=None) -> tuple[int, str]:
+    """A new label, global or (with `project_id`) of that project."""
+    name = f"label-{secrets.token_hex(4)}"
+    body = {"name": name, "scope": "g"}
+    if project_id is not None:
+        body = {"name": name, "scope": "p", "project_id": project_id}
+    return _created_id(api.post("/labels", json=body)), name
+
+
+def _attach(api, repository, reference, label_id):
+    project, _, name = repository.partition("/")
+    response = api.post(
+        f"/projects/{project}/repositories/{name}/artifacts/{reference}/labels",
+        json={"id": label_id},
+    )
+    assert response.status_code == 200, response.text
+
+
+def _add_tag(api, repository, reference, tag):
+    project, _, name = repository.partition("/")
+    response = api.post(
+        f"/projects/{project}/repositories/{name}/artifacts/{reference}/tags",
+        json={"name": tag},
+    )
+    assert response.status_code == 201, response.text
+
+
+def _go_tags(upstream, repository) -> list[str]:
+    response = httpx.get(f"http://{upstream.host}/v2/{repository}/tags/list")
+    return sorted(response.json().get("tags") or []) if response.is_success else []
+
+
+def _task_log(api, execution) -> str:
+    tasks = api.get(f"/replication/executions/{execution['id']}/tasks").json()
+    return "".join(
+        api.get(f"/replication/executions/{execution['id']}/tasks/{t['id']}/log").text
+        for t in tasks
+    )
+
+
+@pytest.fixture
+def two_images(dockyard, images):
+    """A fresh project whose busybox repository has `1.36` and `arm64`,
+    two artifacts with different digests."""
+    project = dockyard.new_project("labels")
+    push_image(dockyard, images, "busybox:1.36", f"{project}/busybox:1.36")
+    push_image(dockyard, images, "busybox:1.36-arm64", f"{project}/busybox:arm64")
+    return project
+
+
+@pytest.mark.parametrize(
+    ("decoration", "arrived"), [("matches", ["1.36"]), ("excludes", ["arm64"])]
+)
+def test_push_replication_with_label_filter_copies_by_label(
+    api, two_images, upstream, decoration, arrived
+):
+    label_id, label = _label(api)
+    _attach(api, f"{two_images}/busybox", "1.36", label_id)
+    registry_id = _endpoint(api, f"http://{upstream.host}")
+    policy_id = _policy(
+        api,
+        dest_registry={"id": registry_id},
+        filters=[
+            {"type": "name", "value": f"{two_images}/**"},
+            {"type": "label", "value": [label], "decoration": decoration},
+        ],
+    )
+
+    execution = _run(api, policy_id)
+
+    assert execution["status"] == "Succeed", execution
+    assert _go_tags(upstream, f"{two_images}/busybox") == arrived
+
+
+def test_pull_replication_from_second_dockyard_selects_by_label(
+    api, dockyard, start_dockyard, images
+):
+    peer = start_dockyard()
+    peer.create_project("shelf")
+    push_image(peer, images, "busybox:1.36", "shelf/busybox:1.36")
+    push_image(peer, images, "busybox:1.36-arm64", "shelf/busybox:arm64")
+    with httpx.Client(
+        base_url=f"{peer.url}/api/v2.0", auth=("admin", peer.admin_password)
+    ) as peer_api:
+        shelf_id = peer_api.get("/projects/shelf").json()["project_id"]
+        label_id, label = _label(peer_api, shelf_id)
+        _attach(peer_api, "shelf/busybox", "arm64", label_id)
+    project = dockyard.new_project("fromlabels")
+    registry_id = _endpoint(
+        api,
+        peer.url,
+        "harbor",
+        {"access_key": "admin", "access_secret": peer.admin_password},
+    )
+    policy_id = _policy(
+        api,
+        src_registry={"id": registry_id},
+        dest_namespace=project,
+        dest_namespace_replace_count=1,
+        filters=[
+            {"type": "name", "value": "shelf/busybox"},
+            {"type": "label", "value": [label]},
+        ],
+    )
+
+    execution = _run(api, policy_id)
+
+    assert execution["status"] == "Succeed", execution
+    listed = api.get(
+        f"/projects/{project}/repositories/busybox/artifacts",
+        params={"with_label": "true"},
+    ).json()
+    assert [[t["name"] for t in a["tags"]] for a in listed] == [["arm64"]]
+    # Labels select; they are not copied (as in Harbor).
+    assert listed[0]["labels"] == []
+
+
+def test_pull_policy_with_label_filter_from_go_registry_is_refused(api, upstream):
+    registry_id = _endpoint(api, f"http://{upstream.host}")
+
+    response = api.post(
+        "/replication/policies",
+        json={
+            "name": f"policy-{secrets.token_hex(4)}",
+            "src_registry": {"id": registry_id},
+            "filters": [{"type": "label", "value": ["prod"]}],
+        },
+    )
+
+    assert response.status_code == 400
+    assert "has no labels" in response.json()["errors"][0]["message"]
+
+
+def test_tag_deletion_reaches_second_dockyard_and_spares_the_other_tag(
+    api, dockyard, start_dockyard, images
+):
+    project = dockyard.new_project("untag")
+    repository = f"{project}/busybox"
+    push_image(dockyard, images, "busybox:1.36", f"{repository}:1.36")
+    _add_tag(api, repository, "1.36", "keep")
+    peer = start_dockyard()
+    peer.create_project(project)
+    registry_id = _endpoint(
+        api,
+        peer.url,
+        "harbor",
+        {"access_key": "admin", "access_secret": peer.admin_password},
+    )
+    policy_id = _policy(
+        api,
+        dest_registry={"id": registry_id},
+        filters=[{"type": "name", "value": f"{project}/**"}],
+        trigger={"type": "event_based"},
+        replicate_deletion=True,
+    )
+    assert _run(api, policy_id)["status"] == "Succeed"
+
+    deleted = api.delete(
+        f"/projects/{project}/repositories/busybox/artifacts/1.36/tags/1.36"
+    )
+    ended = _wait(lambda: _ended_executions(api, policy_id, 2))
+
+    assert deleted.status_code == 200
+    assert [e["status"] for e in ended] == ["Succeed", "Succeed"]
+    at_peer = f"{peer.url}/v2/{repository}/manifests"
+    auth = ("admin", peer.admin_password)
+    gone = httpx.get(f"{at_peer}/1.36", headers={"accept": _ACCEPT}, auth=auth)
+    kept = httpx.get(f"{at_peer}/keep", headers={"accept": _ACCEPT}, auth=auth)
+    assert gone.status_code == 404
+    assert kept.headers["docker-content-digest"] == images.digest("busybox:1.36")
+
+
+def test_tag_deletion_refused_by_go_registry_fails_and_keeps_the_manifest(
+    api, dockyard, upstream, images
+):
+    project = dockyard.new_project("gountag")
+    repository = f"{project}/busybox"
+    push_image(dockyard, images, "busybox:1.36", f"{repository}:1.36")
+    _add_tag(api, repository, "1.36", "keep")
+    registry_id = _endpoint(api, f"http://{upstream.host}")
+    policy_id = _policy(
+        api,
+        dest_registry={"id": registry_id},
+        filters=[{"type": "name", "value": f"{project}/**"}],
+        trigger={"type": "event_based"},
+        replicate_deletion=True,
+    )
+    assert _run(api, policy_id)["status"] == "Succeed"
+
+    # OCI tag deletion at the source (Dockyard removes the tag alone).
+    deleted = httpx.delete(
+        f"{dockyard.url}/v2/{repository}/manifests/1.36",
+        auth=("admin", dockyard.admin_password),
+    )
+    ended = _wait(lambda: _ended_executions(api, policy_id, 2))
+
+    assert deleted.status_code == 202
+    failed = [e for e in ended if e["trigger"] == "event_based"]
+    assert [e["status"] for e in failed] == ["Failed"]
+    log = _task_log(api, failed[0])
+    # distribution 2.8 reads the tag as a digest and answers 400.
+    assert "refused to delete the tag alone" in log
+    assert "DIGEST_INVALID" in log
+    assert _go_tags(upstream, repository) == ["1.36", "keep"]
+
+
+def test_tag_added_through_api_fires_an_event_copy(api, dockyard, upstream, images):
+    project = dockyard.new_project("tagadd")
+    repository = f"{project}/busybox"
+    push_image(dockyard, images, "busybox:1.36", f"{repository}:1.36")
+    registry_id = _endpoint(api, f"http://{upstream.host}")
+    policy_id = _policy(
+        api,
+        dest_registry={"id": registry_id},
+        filters=[{"type": "name", "value": f"{project}/**"}],
+        trigger={"type": "event_based"},
+    )
+
+    _add_tag(api, repository, "1.36", "stable")
+    ended = _wait(lambda: _ended_executions(api, policy_id, 1))
+
+    assert [(e["trigger"], e["status"]) for e in ended] == [("event_based", "Succeed")]
+    assert _go_tags(upstream, repository) == ["stable"]
+
+
+def test_artifact_copied_through_api_fires_an_event_copy(
+    api, dockyard, upstream, images
+):
+    project = dockyard.new_project("copyin")
+    source = f"{dockyard.new_project('copyfrom')}/busybox"
+    push_image(dockyard, images, "busybox:1.36", f"{source}:1.36")
+    registry_id = _endpoint(api, f"http://{upstream.host}")
+    policy_id = _policy(
+        api,
+        dest_registry={"id": registry_id},
+        filters=[{"type": "name", "value": f"{project}/**"}],
+        trigger={"type": "event_based"},
+    )
+
+    copied = api.post(
+        f"/projects/{project}/repositories/busybox/artifacts",
+        params={"from": f"{source}:1.36"},
+    )
+    ended = _wait(lambda: _ended_executions(api, policy_id, 1))
+
+    assert copied.status_code == 201, copied.text
+    assert [e["status"] for e in ended] == ["Succeed"]
+    assert _go_tags(upstream, f"{project}/busybox") == ["1.36"]
+
+
+def test_repository_deleted_through_api_deletes_its_artifacts_at_destination(
+    api, two_images, upstream, images
+):
+    registry_id = _endpoint(api, f"http://{upstream.host}")
+    policy_id = _policy(
+        api,
+        dest_registry={"id": registry_id},
+        filters=[{"type": "name", "value": f"{two_images}/**"}],
+        trigger={"type": "event_based"},
+        replicate_deletion=True,
+    )
+    assert _run(api, policy_id)["status"] == "Succeed"
+
+    deleted = api.delete(f"/projects/{two_images}/repositories/busybox")
+    ended = _wait(lambda: _ended_executions(api, policy_id, 2))
+
+    assert deleted.status_code == 200
+    assert [e["status"] for e in ended] == ["Succeed", "Succeed"]
+    manifests = f"http://{upstream.host}/v2/{two_images}/busybox/manifests"
+    for ref in ("busybox:1.36", "busybox:1.36-arm64"):
+        head = httpx.head(
+            f"{manifests}/{images.digest(ref)}", headers={"accept": _ACCEPT}
+        )
+        assert head.status_code == 404, ref

@@ -379,6 +379,16 @@ class RegistryClient:
         response = await self._request("DELETE", path, f"repository:{repository}:*")
         _raise_for_status(response, path)
 
+    async def delete_tag(self, repository: str, tag: str) -> None:
+        """Delete the tag alone (`DELETE /v2/<name>/manifests/<tag>`, OCI
+        1.1). A registry that cannot answers 400 or 405; the error then
+        names the codes it gave, and nothing else is deleted here."""
+        path = f"/v2/{repository}/manifests/{tag}"
+        response = await self._request("DELETE", path, f"repository:{repository}:*")
+        if response.status_code >= 300:
+            path += _error_codes(response)
+        _raise_for_status(response, path)
+
     def _location(self, response: httpx.Response, what: str) -> str:
         location = response.headers.get("location")
         if not location:
@@ -556,8 +566,18 @@ async def _rechunked(chunks: AsyncIterator[bytes], size: int) -> AsyncIterator[b
 
 
 def raise_for_status(response: httpx.Response, what: str) -> None:
-    """The `UpstreamError` an answer of 300 or more stands for."""
+    """The `UpstreamError` that `response`'s status means, if it failed."""
     _raise_for_status(response, what)
+
+
+def _error_codes(response: httpx.Response) -> str:
+    """` (CODE: message, ...)` from an OCI error body; empty if none."""
+    try:
+        errors = response.json().get("errors") or []
+        found = [f"{e.get('code')}: {e.get('message', '')}" for e in errors]
+    except (ValueError, AttributeError):
+        return ""
+    return f" ({'; '.join(found)[:300]})" if found else ""
 
 
 def _raise_for_status(response: httpx.Response, what: str) -> None:

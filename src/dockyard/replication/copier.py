@@ -99,6 +99,12 @@ class ArtifactCopy:
         self.log(f"deleted {dst_repository}@{digest}" if gone else "nothing to delete")
         return gone
 
+    async def delete_tag(self, dst_repository: str, tag: str) -> bool:
+        """Delete `tag` alone at the destination; False if it was not there."""
+        gone = await self.destination.delete_tag(dst_repository, tag)
+        self.log(f"deleted tag {dst_repository}:{tag}" if gone else "no tag to delete")
+        return gone
+
     async def _copy_tree(
         self, src: str, dst: str, manifest: Manifest, seen: set[str]
     ) -> bool | None:

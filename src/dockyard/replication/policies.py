@@ -3,8 +3,15 @@
 A policy is push-based (Dockyard -> `dest_registry_id`) or pull-based
 (`src_registry_id` -> Dockyard); exactly one of the two is set. Filters
 pick the artifacts (`name` on `project/repository`, `tag`, both doublestar
-patterns, `matches` or `excludes`); the trigger says when it runs (by hand,
-on a cron schedule, or on each push and delete in Dockyard).
+patterns, `matches` or `excludes`; `label`, a list of label names the
+artifact carries); the trigger says when it runs (by hand, on a cron
+schedule, or on each push, tag and delete in Dockyard).
+
+A label filter with `matches` selects an artifact that carries every label
+it lists; with `excludes` it selects every other artifact, so an artifact
+is left out only when it carries all of them (Harbor's rule). Labels live
+in Dockyard and Harbor only: a pull-based policy with a label filter needs
+a `harbor`-type source.
 
 Destination names follow Harbor's flattening: with a `dest_namespace`, the
 first `dest_namespace_replace_count` path components of the source name are
@@ -15,6 +22,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -26,6 +34,7 @@ from dockyard.audit import record_change
 from dockyard.db.database import Database
 from dockyard.db.schema import registries, replication_policies
 from dockyard.jobs.schedules import check_cron
+from dockyard.labels import NAME_MAX as LABEL_NAME_MAX
 from dockyard.replication.adapters import AdapterError, adapter_for
 from dockyard.replication.patterns import PatternInvalid, check_pattern, matches
 
@@ -39,6 +48,8 @@ FILTER_TYPES = ("name", "tag", "label", "resource")
 DECORATIONS = ("matches", "excludes")
 # Resource types a `resource` filter may name; Dockyard copies artifacts.
 RESOURCE_TYPES = ("image", "artifact")
+# The registry type whose API shows labels (Harbor, and Dockyard itself).
+LABELLED_SOURCE_TYPE = "harbor"
 
 
 class PolicyError(Exception):
@@ -110,6 +121,21 @@ class Policy:
 
     def selects_tag(self, tag: str) -> bool:
         return _passes(self.fields.filters, "tag", tag)
+
+    @property
+    def has_label_filter(self) -> bool:
+        return any(f.type == "label" and f.value for f in self.fields.filters)
+
+    def selects_labels(self, names: Collection[str]) -> bool:
+        """Whether an artifact carrying the labels `names` passes the label
+        filters (see the module docstring)."""
+        for item in self.fields.filters:
+            if item.type != "label" or not item.value:
+                continue
+            carries_all = all(name in names for name in item.value)
+            if carries_all != (item.decoration == "matches"):
+                return False
+        return True
 
     def destination_name(self, repository: str) -> str:
         """Where `repository` lands; `PolicyInvalid` if the flattening asks
@@ -193,10 +219,21 @@ def _check_filter(item: Filter) -> None:
             raise PolicyInvalid(str(exc)) from exc
     elif item.type == "resource" and item.value not in RESOURCE_TYPES:
         raise PolicyInvalid(f"resource filter value must be one of {RESOURCE_TYPES}")
-    elif item.type == "label" and item.value:
-        # Label filters would need the remote's labels; refused rather than
-        # silently ignored until labels are copied with artifacts.
-        raise PolicyInvalid("label filters are not supported yet")
+    elif item.type == "label":
+        _check_label_names(item.value)
+
+
+def _check_label_names(value: Any) -> None:
+    # Harbor takes a JSON array of strings only (a lone string is refused);
+    # an empty array selects everything. Empty names are refused here too:
+    # no label can have one, so such a filter could never match.
+    if not isinstance(value, list):
+        raise PolicyInvalid("a label filter's value is a list of label names")
+    for name in value:
+        if not isinstance(name, str) or not name.strip():
+            raise PolicyInvalid("a label filter's names are non-empty strings")
+        if len(name) > LABEL_NAME_MAX:
+            raise PolicyInvalid(f"label name longer than {LABEL_NAME_MAX} characters")
 
 
 class PolicyService:
@@ -327,6 +364,7 @@ async def _check_registries(conn: Any, fields: PolicyFields) -> None:
             raise PolicyInvalid(f"registry {registry_id} not found")
         if registry_id == fields.src_registry_id:
             _check_listable(fields, found.type, bool(found.access_secret))
+            _check_labelled_source(fields, found.type)
 
 
 def _check_listable(fields: PolicyFields, kind: str, has_credentials: bool) -> None:
@@ -338,6 +376,16 @@ def _check_listable(fields: PolicyFields, kind: str, has_credentials: bool) -> N
         )
     except AdapterError as exc:
         raise PolicyInvalid(str(exc)) from exc
+
+
+def _check_labelled_source(fields: PolicyFields, source_type: str) -> None:
+    """A label filter reads the source's labels; only Harbor's API has them."""
+    wants_labels = any(f.type == "label" and f.value for f in fields.filters)
+    if wants_labels and source_type != LABELLED_SOURCE_TYPE:
+        raise PolicyInvalid(
+            f"a {source_type} registry has no labels: label filters need a "
+            f"{LABELLED_SOURCE_TYPE}-type source registry"
+        )
 
 
 def matching_names(filters: tuple[Filter, ...]) -> list[str]:

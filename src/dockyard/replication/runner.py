@@ -1,19 +1,28 @@
 """Running replication policies as jobs (job type `REPLICATION`).
 
-    manual start / cron tick         push or delete in Dockyard (event)
+    manual start / cron tick         event in Dockyard (see below)
            |                                   |
     execution, one "plan" task        execution with the copy or delete
-           |                          task itself (no plan)
+           |                          tasks themselves (no plan)
     plan: list what the filters
     select, add one "copy" task
     per tag to the same execution
            |
-    copy / delete: ArtifactCopy, up to three attempts with a growing pause;
-    each attempt's failure is written to the task log
+    copy / delete / delete_tag: ArtifactCopy, up to three attempts with a
+    growing pause; each attempt's failure is written to the task log
+
+Events, as Harbor has them: a push (OCI manifest PUT), a tag added through
+the API and an artifact copied in through the API (`?from=`, each of its
+tags) fire copies; with `replicate_deletion`, an artifact deleted (OCI or
+API), a tag deleted (OCI DELETE by tag, or the API) and a repository
+deleted through the API (each artifact it listed) fire deletions. Filters
+are tested against the artifact's tags and labels: read when the event is
+handled for a copy, snapshot before the deletion for a deletion. Adding or
+removing a label fires nothing (as in Harbor).
 
 An execution belongs to its policy through `job_executions.owner`. Events
-are only enqueued on the push path (a task the event loop runs later), so
-a push never waits for a replication.
+are only enqueued on the request path (a task the event loop runs later),
+so a push never waits for a replication.
 """
 
 from __future__ import annotations
@@ -23,6 +32,7 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select
@@ -41,8 +51,16 @@ from dockyard.replication.client import (
     UpstreamNotFound,
 )
 from dockyard.replication.copier import ArtifactCopy
+from dockyard.replication.facts import (
+    ArtifactFacts,
+    artifact_facts,
+    label_names,
+    repository_facts,
+)
+from dockyard.replication.harbor_api import HarborApi
 from dockyard.replication.policies import (
     EVENT_BASED,
+    LABELLED_SOURCE_TYPE,
     SCHEDULED,
     Policy,
     PolicyInvalid,
@@ -57,7 +75,7 @@ from dockyard.state.locks import LockBusy, Locks, hold
 log = logging.getLogger(__name__)
 
 REPLICATION = "REPLICATION"
-PLAN, COPY, DELETE = "plan", "copy", "delete"
+PLAN, COPY, DELETE, DELETE_TAG = "plan", "copy", "delete", "delete_tag"
 ATTEMPTS = 3
 _FIRST_PAUSE_SECONDS = 1.0
 _CHUNK_BYTES = 8 * 1024 * 1024
@@ -113,9 +131,44 @@ class Replication:
         """Enqueue the event-based replications a push calls for."""
         self._spawn(self._pushed(repository, reference, subject))
 
-    def on_deleted(self, repository: str, digest: str) -> None:
-        """Enqueue the deletions a manifest deletion calls for."""
-        self._spawn(self._deleted(repository, digest))
+    def on_tag_added(self, repository: str, tag: str) -> None:
+        """A tag added through the API: copied as a push of it would be."""
+        self._spawn(self._copy_events(repository, tag, every_tag=False))
+
+    def on_copied(self, repository: str, digest: str) -> None:
+        """An artifact copied in through the API: each tag it has here is
+        copied as a push of it would be (by digest if it has none)."""
+        self._spawn(self._copy_events(repository, digest, every_tag=True))
+
+    async def snapshot(self, repository: str, reference: str) -> ArtifactFacts | None:
+        """What the filters ask of the artifact `reference` names; take it
+        before deleting the artifact or a tag of it."""
+        return await artifact_facts(self.db, repository, reference)
+
+    async def snapshot_repository(self, repository: str) -> list[ArtifactFacts]:
+        """The same for every artifact of a repository about to be deleted."""
+        return await repository_facts(self.db, repository)
+
+    def on_deleted(self, repository: str, artifact: ArtifactFacts) -> None:
+        """Enqueue the deletions an artifact deletion calls for."""
+        self._spawn(self._submit_events([_deletion(repository, artifact)]))
+
+    def on_tag_deleted(
+        self, repository: str, tag: str, artifact: ArtifactFacts | None
+    ) -> None:
+        """Enqueue the tag deletions a tag deletion calls for; `artifact`
+        is the snapshot of what the tag was on."""
+        labels = artifact.labels if artifact else frozenset()
+        event = _Event(DELETE_TAG, repository, tag, (tag,), labels)
+        self._spawn(self._submit_events([event]))
+
+    def on_repository_deleted(
+        self, repository: str, artifacts: list[ArtifactFacts]
+    ) -> None:
+        """Enqueue the deletions of every artifact the repository had."""
+        events = [_deletion(repository, artifact) for artifact in artifacts]
+        if events:
+            self._spawn(self._submit_events(events))
 
     async def drain_events(self) -> None:
         """Wait for the events enqueued so far to be submitted (shutdown)."""
@@ -123,7 +176,7 @@ class Replication:
             await asyncio.gather(*self._events, return_exceptions=True)
 
     def _spawn(self, work: Awaitable[None]) -> None:
-        task = asyncio.ensure_future(work)
+        task = asyncio.ensure_future(_logged(work))
         self._events.add(task)
         task.add_done_callback(self._events.discard)
 
@@ -138,31 +191,48 @@ class Replication:
             if subject is None:
                 return
             reference = subject
-        await self._submit_events(repository, reference, COPY)
+        await self._copy_events(repository, reference, every_tag=False)
 
-    async def _deleted(self, repository: str, digest: str) -> None:
-        await self._submit_events(repository, digest, DELETE)
+    async def _copy_events(
+        self, repository: str, reference: str, every_tag: bool
+    ) -> None:
+        # Labels are read now, as Harbor reads them when it handles the
+        # event: a fresh push carries none yet.
+        found = await artifact_facts(self.db, repository, reference)
+        if found is None:  # deleted again before the event was handled
+            return
+        chosen = (found.tags or (reference,)) if every_tag else (reference,)
+        await self._submit_events(
+            [_Event(COPY, repository, ref, _tags(ref), found.labels) for ref in chosen]
+        )
 
-    async def _submit_events(self, repository: str, reference: str, step: str) -> None:
-        try:
-            for policy in await self.policies.enabled_policies(EVENT_BASED):
-                if step == DELETE and not policy.fields.replicate_deletion:
-                    continue
-                if not _selects(policy, repository, reference):
-                    continue
-                task = _task(policy, step, repository, reference)
-                execution_id = await self.jobs.submit(
-                    REPLICATION, task, trigger=EVENT, owner=policy.owner
+    async def _submit_events(self, events: list[_Event]) -> None:
+        """One execution per policy the events concern, one task per event."""
+        for policy in await self.policies.enabled_policies(EVENT_BASED):
+            try:
+                tasks = [
+                    _task(policy, e.step, e.repository, e.reference)
+                    for e in events
+                    if _takes(policy, e)
+                ]
+            except PolicyInvalid as exc:  # a name it cannot flatten
+                log.warning(
+                    "replication_event_skipped policy_id=%d: %s", policy.id, exc
                 )
-                log.info(
-                    "replication_event_submitted policy_id=%d execution_id=%d "
-                    "repository=%s",
-                    policy.id,
-                    execution_id,
-                    repository,
-                )
-        except Exception:  # an event must never break the push that made it
-            log.exception("replication_event_failed repository=%s", repository)
+                continue
+            if not tasks:
+                continue
+            execution_id = await self.jobs.submit(
+                REPLICATION, tasks=tasks, trigger=EVENT, owner=policy.owner
+            )
+            log.info(
+                "replication_event_submitted policy_id=%d execution_id=%d "
+                "repository=%s tasks=%d",
+                policy.id,
+                execution_id,
+                events[0].repository,
+                len(tasks),
+            )
 
     # Running ----------------------------------------------------------
 
@@ -195,19 +265,36 @@ class Replication:
 
     async def _local_candidates(self, policy: Policy) -> list[tuple[str, str]]:
         query = (
-            select(repositories.c.name, tags.c.name)
+            select(repositories.c.name, tags.c.name, tags.c.manifest_id)
             .join(tags, tags.c.repository_id == repositories.c.id)
             .order_by(repositories.c.name, tags.c.name)
         )
         async with self.db.read() as conn:
-            rows = (await conn.execute(query)).all()
-        return [(r, t) for r, t in rows if _selects(policy, r, t)]
+            rows = [
+                r
+                for r in (await conn.execute(query)).all()
+                if _selects(policy, r[0], r[1])
+            ]
+            labels: dict[int, frozenset[str]] = {}
+            if policy.has_label_filter:
+                labels = await label_names(conn, [r[2] for r in rows])
+        return [
+            (r, t)
+            for r, t, artifact in rows
+            if policy.selects_labels(labels.get(artifact, frozenset()))
+        ]
 
     async def _remote_candidates(
         self, context: TaskContext, policy: Policy
     ) -> list[tuple[str, str]]:
         source_id = policy.fields.src_registry_id
         client = await self._client(source_id)
+        harbor = None
+        if policy.has_label_filter:
+            harbor = await self._harbor_api(source_id)
+            if harbor is None:
+                await client.aclose()
+                raise PolicyInvalid("label filters need a harbor-type source")
         try:
             names = matching_names(policy.fields.filters)
             found = await self._source_repositories(source_id or 0, names)
@@ -215,14 +302,18 @@ class Replication:
             for repository in found:
                 if not policy.selects_repository(repository):
                     continue
+                labels = await _remote_labels(harbor, repository)
                 for tag in await _source_tags(context, client, repository):
-                    if policy.selects_tag(tag):
+                    carried = labels.get(tag, frozenset())
+                    if policy.selects_tag(tag) and policy.selects_labels(carried):
                         chosen.append((repository, tag))
                     else:
                         context.log(f"filtered out {repository}:{tag}")
             return chosen
         finally:
             await client.aclose()
+            if harbor is not None:
+                await harbor.aclose()
 
     async def _source_repositories(
         self, source_id: int, names: list[str]
@@ -238,8 +329,11 @@ class Replication:
         params = context.params
         registry_id = policy.fields.dest_registry_id or policy.fields.src_registry_id
         client = await self._client(registry_id)
+        harbor = None
+        if params["step"] == DELETE_TAG:
+            harbor = await self._harbor_api(registry_id)
         remote = RemoteSide(
-            client, _CHUNK_BYTES if policy.fields.copy_by_chunk else None
+            client, _CHUNK_BYTES if policy.fields.copy_by_chunk else None, harbor
         )
         source, destination = (
             (self.local, remote) if policy.is_push else (remote, self.local)
@@ -255,6 +349,8 @@ class Replication:
         try:
             if params["step"] == DELETE:
                 await copy.delete(params["dst"], params["reference"])
+            elif params["step"] == DELETE_TAG:
+                await copy.delete_tag(params["dst"], params["reference"])
             else:
                 outcome = await copy.copy_tag(
                     params["src"],
@@ -265,12 +361,23 @@ class Replication:
                 context.log(f"{outcome}: {params['src']}:{params['reference']}")
         finally:
             await client.aclose()
+            if harbor is not None:
+                await harbor.aclose()
 
     async def _client(self, registry_id: int | None) -> RegistryClient:
         if registry_id is None:
             raise PolicyInvalid("the policy names no registry")
         registry = await self.registries.get_registry(registry_id)
         return RegistryClient(await self.registries.endpoint(registry))
+
+    async def _harbor_api(self, registry_id: int | None) -> HarborApi | None:
+        """Harbor's API on the registry, if it is a `harbor`-type one."""
+        if registry_id is None:
+            raise PolicyInvalid("the policy names no registry")
+        registry = await self.registries.get_registry(registry_id)
+        if registry.type != LABELLED_SOURCE_TYPE:
+            return None
+        return HarborApi(await self.registries.endpoint(registry))
 
 
 async def _with_retries(
@@ -320,13 +427,63 @@ def _task(policy: Policy, step: str, repository: str, reference: str) -> dict[st
     }
 
 
+@dataclass(frozen=True, slots=True)
+class _Event:
+    """One thing an event asks of each policy: `step` on `reference`
+    (a tag or digest) of `repository`; `tags` and `labels` are what the
+    filters test (no tags: an untagged artifact, or a push by digest)."""
+
+    step: str
+    repository: str
+    reference: str
+    tags: tuple[str, ...]
+    labels: frozenset[str]
+
+
+def _deletion(repository: str, artifact: ArtifactFacts) -> _Event:
+    # Harbor tests a deleted artifact's tags as they were: the deletion
+    # goes through if any of them passes the tag filters.
+    return _Event(DELETE, repository, artifact.digest, artifact.tags, artifact.labels)
+
+
+def _tags(reference: str) -> tuple[str, ...]:
+    return () if is_digest(reference) else (reference,)
+
+
+def _takes(policy: Policy, event: _Event) -> bool:
+    """Whether `policy` replicates `event`."""
+    if event.step != COPY and not policy.fields.replicate_deletion:
+        return False
+    if not policy.selects_repository(event.repository):
+        return False
+    return _selects_tags(policy, event.tags) and policy.selects_labels(event.labels)
+
+
 def _selects(policy: Policy, repository: str, reference: str) -> bool:
     if not policy.selects_repository(repository):
         return False
-    if is_digest(reference):
+    return _selects_tags(policy, _tags(reference))
+
+
+def _selects_tags(policy: Policy, names: tuple[str, ...]) -> bool:
+    if not names:
         # No tag to test: only policies without tag filters take it.
         return not any(f.type == "tag" and f.value for f in policy.fields.filters)
-    return policy.selects_tag(reference)
+    return any(policy.selects_tag(name) for name in names)
+
+
+async def _remote_labels(
+    harbor: HarborApi | None, repository: str
+) -> dict[str, frozenset[str]]:
+    """Each tag's label names at the source (nothing without `harbor`)."""
+    return {} if harbor is None else await harbor.labels_by_tag(repository)
+
+
+async def _logged(work: Awaitable[None]) -> None:
+    try:
+        await work
+    except Exception:  # an event must never break the request that made it
+        log.exception("replication_event_failed")
 
 
 @contextlib.asynccontextmanager

@@ -26,6 +26,7 @@ from dockyard.replication.client import (
     UpstreamInvalid,
     UpstreamNotFound,
 )
+from dockyard.replication.harbor_api import HarborApi
 
 ACTOR = "replication"
 
@@ -70,6 +71,11 @@ class Side(Protocol):
 
     async def delete_manifest(self, repository: str, digest: str) -> bool:
         """Delete by digest; False if it was not there."""
+        ...
+
+    async def delete_tag(self, repository: str, tag: str) -> bool:
+        """Delete the tag and nothing else; False if it was not there.
+        `CopyFailed` when this side cannot delete a tag alone."""
         ...
 
 
@@ -163,13 +169,24 @@ class LocalSide:
             return False
         return True
 
+    async def delete_tag(self, repository: str, tag: str) -> bool:
+        # By tag, the manifest service removes the tag alone.
+        return await self.delete_manifest(repository, tag)
+
 
 class RemoteSide:
-    """A remote registry through `RegistryClient`."""
+    """A remote registry through `RegistryClient`; with `harbor` (a
+    `harbor`-type endpoint) tags are deleted through Harbor's API."""
 
-    def __init__(self, client: RegistryClient, chunk_size: int | None = None) -> None:
+    def __init__(
+        self,
+        client: RegistryClient,
+        chunk_size: int | None = None,
+        harbor: HarborApi | None = None,
+    ) -> None:
         self.client = client
         self.chunk_size = chunk_size
+        self.harbor = harbor
 
     async def get_manifest(self, repository: str, reference: str) -> Manifest | None:
         try:
@@ -222,6 +239,22 @@ class RemoteSide:
             await self.client.delete_manifest(repository, digest)
         except UpstreamNotFound:
             return False
+        return True
+
+    async def delete_tag(self, repository: str, tag: str) -> bool:
+        if self.harbor is not None:
+            return await self.harbor.delete_tag(repository, tag)
+        try:
+            await self.client.delete_tag(repository, tag)
+        except UpstreamNotFound:
+            return False
+        except UpstreamInvalid as exc:
+            # Never fall back to deleting the manifest by digest: other
+            # tags there may share it.
+            raise CopyFailed(
+                f"{repository}:{tag}: the registry refused to delete the tag "
+                f"alone ({exc}); its manifest is left in place"
+            ) from exc
         return True
 
 

@@ -51,6 +51,7 @@ from dockyard.registry.artifacts import (
 )
 from dockyard.registry.digest import is_digest
 from dockyard.registry.reference import is_valid_name, is_valid_tag
+from dockyard.replication.facts import ArtifactFacts
 from dockyard.services import Services
 
 router = APIRouter(tags=["artifact"])
@@ -146,11 +147,12 @@ async def copy_artifact(
     await require_in_repository(services, caller, source, "repository", "pull")
 
     try:
-        await translate(
+        digest = await translate(
             services.artifacts.copy_artifact(source, reference, name, caller.username)
         )
     except AccessoryNotCopyable as exc:
         raise Forbidden(str(exc)) from exc
+    services.replication.on_copied(name, digest)
 
     location = f"{request.url.path.rstrip('/')}/{reference}"
     return Response(status_code=201, headers={"location": location})
@@ -175,10 +177,11 @@ async def delete_artifact(
     services: ServicesDep,
     caller: CallerDep,
 ) -> Response:
+    artifact = await services.replication.snapshot(name, reference)
     digest = await translate(
         services.artifacts.delete_artifact(name, reference, caller.username)
     )
-    services.replication.on_deleted(name, digest)
+    services.replication.on_deleted(name, artifact or ArtifactFacts(digest))
     return Response(status_code=200)
 
 
@@ -269,6 +272,7 @@ async def create_tag(
         )
     except TagExists as exc:
         raise Conflict(str(exc)) from exc
+    services.replication.on_tag_added(name, body.name)
     return Response(status_code=201)
 
 
@@ -280,9 +284,11 @@ async def delete_tag(
     services: ServicesDep,
     caller: CallerDep,
 ) -> Response:
+    artifact = await services.replication.snapshot(name, reference)
     await translate(
         services.artifacts.delete_tag(name, reference, tag_name, caller.username)
     )
+    services.replication.on_tag_deleted(name, tag_name, artifact)
     return Response(status_code=200)
 
 

@@ -21,6 +21,7 @@ from dockyard.api.routes.users import harbor_time
 from dockyard.db.schema import registries
 from dockyard.replication.adapters import ADAPTERS, AdapterInfo, adapter_for
 from dockyard.replication.client import UpstreamError
+from dockyard.replication.policies import LABELLED_SOURCE_TYPE
 from dockyard.replication.registries import (
     Registry,
     RegistryExists,
@@ -49,6 +50,14 @@ _SUPPORTED_FILTERS = [
     {"type": "name", "style": "input"},
     {"type": "tag", "style": "input"},
 ]
+# Only Harbor's API (Harbor, Dockyard) shows labels to filter on.
+_LABEL_FILTER = {"type": "label", "style": "list"}
+
+
+def _filters_of(kind: str) -> list[dict[str, str]]:
+    if kind == LABELLED_SOURCE_TYPE:
+        return [*_SUPPORTED_FILTERS, _LABEL_FILTER]
+    return _SUPPORTED_FILTERS
 
 
 class RegistryCredential(BaseModel):
@@ -193,7 +202,7 @@ async def registry_info(
     return {
         "type": stored.type,
         "description": info.description,
-        "supported_resource_filters": _SUPPORTED_FILTERS,
+        "supported_resource_filters": _filters_of(stored.type),
         "supported_triggers": list(info.triggers),
     }
 
@@ -218,7 +227,7 @@ def _adapter_info(kind: str, info: AdapterInfo) -> dict[str, Any]:
         "description": info.description,
         "endpoint_pattern": info.endpoint_pattern(),
         "credential_pattern": info.credential_pattern,
-        "supported_resource_filters": _SUPPORTED_FILTERS,
+        "supported_resource_filters": _filters_of(kind),
         "supported_triggers": list(info.triggers),
     }
 

@@ -339,7 +339,7 @@ def task_resp(task: Any) -> dict[str, Any]:
         "resource_type": "artifact" if step != "plan" else "plan",
         "src_resource": _resource(params.get("src"), reference),
         "dst_resource": _resource(params.get("dst"), reference),
-        "operation": {"copy": "copy", "delete": "deletion"}.get(step, step),
+        "operation": _OPERATIONS.get(step, step),
         "job_id": str(task.id),
         "status": TASK_STATUS[task.status],
         "status_text": task.status_message or "",
@@ -347,6 +347,10 @@ def task_resp(task: Any) -> dict[str, Any]:
         "start_time": _time(task.started_at or task.created_at),
         "end_time": _time(task.ended_at),
     }
+
+
+# Task steps as Harbor names the operations.
+_OPERATIONS = {"copy": "copy", "delete": "deletion", "delete_tag": "tag deletion"}
 
 
 def _resource(repository: str | None, reference: str) -> str:

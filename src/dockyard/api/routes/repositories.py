@@ -146,7 +146,9 @@ async def update_repository(
 async def delete_repository(
     name: RepositoryDeleter, services: ServicesDep, caller: CallerDep
 ) -> Response:
+    artifacts = await services.replication.snapshot_repository(name)
     await translate(services.artifacts.delete_repository(name, caller.username))
+    services.replication.on_repository_deleted(name, artifacts)
     return Response(status_code=200)
 
 

@@ -13,6 +13,7 @@ from dockyard.registry.errors import ManifestTooLarge, ManifestUnknown
 from dockyard.registry.manifests import artifact_resource
 from dockyard.registry.reference import project_of
 from dockyard.registry.routes.common import repository_name, services
+from dockyard.replication.facts import ArtifactFacts
 
 
 async def get_manifest(request: Request) -> Response:
@@ -74,10 +75,13 @@ async def delete_manifest(request: Request) -> Response:
     credentials = await svc.guard.authorize(request, name, DELETE)
 
     reference = request.path_params["reference"]
+    artifact = await svc.replication.snapshot(name, reference)
     await svc.manifests.delete_manifest(name, reference, credentials.actor)
     if is_digest(reference):
-        # A tag deletion leaves the artifact; only artifacts are replicated.
-        svc.replication.on_deleted(name, reference)
+        svc.replication.on_deleted(name, artifact or ArtifactFacts(reference))
+    else:
+        # By tag only the tag goes, and only the tag is deleted elsewhere.
+        svc.replication.on_tag_deleted(name, reference, artifact)
 
     return Response(status_code=202)
 
