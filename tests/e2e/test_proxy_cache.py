@@ -383,3 +383,34 @@ def test_containerd_with_dockyard_as_mirror_pulls_through_the_proxy_project(
 
     cached = _cached_manifests(dockyard, f"{proxy}/library/busybox")
     assert images.digest("busybox:1.36") in cached
+
+
+def test_mirror_requests_go_to_the_proxy_project_of_their_own_upstream(
+    dockyard, upstream, faulty_upstream, make_proxy, images
+):
+    # Two endpoints, two hosts: the Go registry itself and a proxy before it.
+    upstream.push(images, "busybox:1.36", "library/busybox:1.36")
+    direct = make_proxy(upstream)
+    fronted = make_proxy(faulty_upstream)
+
+    _manifest_digest(dockyard, "library/busybox", "1.36", ns=faulty_upstream.host)
+
+    digest = images.digest("busybox:1.36")
+    assert digest in _cached_manifests(dockyard, f"{fronted}/library/busybox")
+    assert digest not in _cached_manifests(dockyard, f"{direct}/library/busybox")
+
+
+def test_mirror_blob_request_with_ns_is_served_through_the_proxy_project(
+    dockyard, upstream, make_proxy
+):
+    layer = secrets.token_bytes(100_000)
+    digest = push_blob(upstream.host, "library/mirrored", layer)
+    make_proxy(upstream)
+
+    response = httpx.get(
+        f"{dockyard.url}/v2/library/mirrored/blobs/{digest}",
+        params={"ns": upstream.host},
+        auth=("admin", dockyard.admin_password),
+    )
+
+    assert response.status_code == 200 and response.content == layer
