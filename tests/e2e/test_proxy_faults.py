@@ -18,7 +18,7 @@ import threading
 import httpx
 import pytest
 
-from tests.conftest import DockyardServer
+from tests.conftest import TEST_STORAGE, DockyardServer
 from tests.e2e.conftest import create_proxy_project, push_blob, skopeo
 from tests.e2e.faulty_proxy import Fault, rate_limited
 
@@ -168,6 +168,21 @@ def test_proxy_uncached_manifest_while_upstream_fails_is_an_oci_error(
     assert response.json()["errors"][0]["code"] == code
 
 
+@pytest.mark.parametrize("fault", sorted(FAULTS))
+def test_proxy_uncached_blob_while_upstream_fails_is_an_oci_error(
+    server, upstream, faulty_upstream, client, fault
+):
+    _, digest = _layer(upstream.host, "library/failing", 4096)
+    proxy, _ = _proxy_of(server, faulty_upstream)
+    make, status, code = FAULTS[fault]
+    faulty_upstream.fault = make()
+
+    response = client.get(f"/v2/{proxy}/library/failing/blobs/{digest}")
+
+    assert response.status_code == status
+    assert response.json()["errors"][0]["code"] == code
+
+
 def test_proxy_uncached_blob_while_rate_limited_passes_retry_after_on(
     server, upstream, faulty_upstream, client
 ):
@@ -220,6 +235,21 @@ def test_proxy_blob_fill_cut_mid_stream_leaves_nothing_cached(
 
     # Had any of the first megabyte become a blob, it would be served now.
     assert status == 503
+
+
+def test_proxy_blob_fill_cut_mid_stream_leaves_no_upload_behind(
+    server, upstream, faulty_upstream
+):
+    if TEST_STORAGE != "filesystem":
+        pytest.skip("looks at the uploads directory of filesystem storage")
+    _, digest = _layer(upstream.host, "library/cut")
+    proxy, _ = _proxy_of(server, faulty_upstream)
+    faulty_upstream.fault = Fault("cut", BLOBS, after_bytes=1024 * 1024)
+
+    _fetch(server, f"{proxy}/library/cut", digest)
+
+    uploads = server.data_dir / "storage" / "uploads"
+    assert not [p.name for p in uploads.iterdir() if p.name.startswith("proxy-")]
 
 
 def test_proxy_blob_pulled_after_a_cut_fill_and_recovery_is_whole(
@@ -439,3 +469,18 @@ def _concurrently(count, call):
     for thread in threads:
         thread.join(120)
     return [thread.result for thread in threads]
+
+
+def test_proxy_head_with_range_of_uncached_blob_is_206_with_its_length(
+    server, upstream, faulty_upstream, client
+):
+    layer, digest = _layer(upstream.host, "library/ranged", 5000)
+    proxy, _ = _proxy_of(server, faulty_upstream)
+
+    response = client.head(
+        f"/v2/{proxy}/library/ranged/blobs/{digest}",
+        headers={"range": "bytes=100-199"},
+    )
+
+    assert response.status_code == 206
+    assert response.headers["content-range"] == f"bytes 100-199/{len(layer)}"

@@ -153,9 +153,10 @@ class ProxyCache:
         self._fills: set[asyncio.Task[None]] = set()
 
     async def close(self) -> None:
-        for task in self._fills:
+        fills = list(self._fills)
+        for task in fills:
             task.cancel()
-        await asyncio.gather(*self._fills, return_exceptions=True)
+        await asyncio.gather(*fills, return_exceptions=True)
         for _, client in self._clients.values():
             await client.aclose()
         self._clients.clear()
