@@ -47,6 +47,8 @@ PRODUCTION_TESTS = (
     "tests/e2e/test_skopeo.py",
     "tests/e2e/test_private_project.py",
     "tests/e2e/test_oras.py",
+    # Fills of proxy-cache blobs: storage commits, locks in Redis.
+    "tests/e2e/test_proxy_faults.py",
 )
 # Tests that run once, in the embedded pass: those that bring their own
 # databases of both kinds, those that bring their own shared stores

@@ -121,6 +121,9 @@ class Settings(BaseSettings):
     # Build absolute URLs from X-Forwarded-* only behind a proxy we trust.
     trust_forwarded_headers: bool = False
     max_manifest_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
+    # How long a proxy-cache project waits for its upstream (to connect, and
+    # between two reads) before it serves what it has cached.
+    proxy_timeout_seconds: float = Field(default=30.0, gt=0, le=600)
     # Uploads untouched this long are discarded (clients never came back).
     upload_expiry_seconds: int = Field(default=24 * 3600, ge=60)
     token: TokenSettings = TokenSettings()

@@ -163,7 +163,14 @@ def build_services(settings: Settings) -> Services:
     policy = AccessPolicy(projects)
     manifests = ManifestService(db, settings.max_manifest_bytes)
     registries = RegistryService(db, load_credential_box(settings.key_directory))
-    proxycache = ProxyCache(db, storage, registries, manifests)
+    proxycache = ProxyCache(
+        db,
+        storage,
+        registries,
+        manifests,
+        shared.locks,
+        settings.proxy_timeout_seconds,
+    )
     blob_service = BlobService(db, storage, redirect=settings.storage_redirect)
     jobs = JobService(db, shared.queue)
     return Services(

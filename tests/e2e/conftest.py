@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import secrets
 import subprocess
@@ -20,6 +21,7 @@ from tests.conftest import (
     require_tools,
     stop_process,
 )
+from tests.e2e.faulty_proxy import FaultyProxy
 
 pytestmark = pytest.mark.e2e
 
@@ -181,3 +183,72 @@ def _answers_with(host, marker):
     except httpx.HTTPError:
         return False
     return response.headers.get("x-upstream-marker") == marker
+
+
+def push_blob(host: str, repository: str, data: bytes) -> str:
+    """Upload `data` as a blob of `repository` on the registry at `host`
+    (plain HTTP, no authentication); its digest."""
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    response = httpx.post(
+        f"http://{host}/v2/{repository}/blobs/uploads/?digest={digest}",
+        content=data,
+        headers={"content-type": "application/octet-stream"},
+    )
+    if response.status_code == 202:  # monolithic POST not taken: finish with PUT
+        location = response.headers["location"]
+        if location.startswith("/"):
+            location = f"http://{host}{location}"
+        separator = "&" if "?" in location else "?"
+        response = httpx.put(f"{location}{separator}digest={digest}", content=data)
+    assert response.status_code == 201, response.text
+    return digest
+
+
+def create_proxy_project(
+    server: DockyardServer,
+    upstream_host: str,
+    revalidate_seconds: int = 3600,
+    kind: str = "docker-registry",
+) -> tuple[str, int]:
+    """A proxy-cache project on `server` bound to a new registry endpoint
+    for `upstream_host`: (project name, registry id)."""
+    with httpx.Client(
+        base_url=f"{server.url}/api/v2.0",
+        auth=("admin", server.admin_password),
+        timeout=60,
+    ) as api:
+        created = api.post(
+            "/registries",
+            json={
+                "name": f"upstream-{secrets.token_hex(4)}",
+                "url": f"http://{upstream_host}",
+                "type": kind,
+            },
+        )
+        assert created.status_code == 201, created.text
+        registry_id = int(created.headers["location"].rsplit("/", 1)[1])
+        name = f"proxy-{secrets.token_hex(4)}"
+        project = api.post(
+            "/projects",
+            json={
+                "project_name": name,
+                "registry_id": registry_id,
+                "metadata": {
+                    "public": "false",
+                    "proxy_revalidate_seconds": str(revalidate_seconds),
+                },
+            },
+        )
+        assert project.status_code == 201, project.text
+    return name, registry_id
+
+
+@pytest.fixture
+def faulty_upstream(upstream):
+    """A `FaultyProxy` in front of `upstream`: hand its `host` to Dockyard
+    and switch its `fault` to make the upstream misbehave."""
+    proxy = FaultyProxy(upstream.host).start()
+    try:
+        yield proxy
+    finally:
+        proxy.stop()

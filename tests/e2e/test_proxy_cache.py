@@ -14,7 +14,13 @@ import time
 import httpx
 import pytest
 
-from tests.e2e.conftest import layout_digest, run, skopeo
+from tests.e2e.conftest import (
+    create_proxy_project,
+    layout_digest,
+    push_blob,
+    run,
+    skopeo,
+)
 from tests.e2e.test_containerd import containerd  # noqa: F401 - a fixture
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -27,40 +33,14 @@ ACCEPT = (
 @pytest.fixture
 def make_proxy(dockyard):
     """Create a proxy-cache project bound to an upstream; returns its name."""
-    api = httpx.Client(
-        base_url=f"{dockyard.url}/api/v2.0",
-        auth=("admin", dockyard.admin_password),
-        timeout=60,
-    )
 
     def make(upstream, revalidate_seconds=3600, kind="docker-registry"):
-        created = api.post(
-            "/registries",
-            json={
-                "name": f"upstream-{secrets.token_hex(4)}",
-                "url": f"http://{upstream.host}",
-                "type": kind,
-            },
+        name, _ = create_proxy_project(
+            dockyard, upstream.host, revalidate_seconds, kind
         )
-        assert created.status_code == 201, created.text
-        registry_id = int(created.headers["location"].rsplit("/", 1)[1])
-        name = f"proxy-{secrets.token_hex(4)}"
-        project = api.post(
-            "/projects",
-            json={
-                "project_name": name,
-                "registry_id": registry_id,
-                "metadata": {
-                    "public": "false",
-                    "proxy_revalidate_seconds": str(revalidate_seconds),
-                },
-            },
-        )
-        assert project.status_code == 201, project.text
         return name
 
-    yield make
-    api.close()
+    return make
 
 
 def _pull(dockyard, source, tmp_path, tag="1"):
@@ -199,7 +179,7 @@ def test_proxy_blob_not_matching_its_digest_is_never_stored(
 ):
     layer = secrets.token_bytes(3 * 1024 * 1024 + 17)
     digest = "sha256:" + hashlib.sha256(layer).hexdigest()
-    _push_blob(upstream, "library/corrupt", layer)
+    push_blob(upstream.host, "library/corrupt", layer)
     corrupted = bytearray(layer)
     corrupted[-1] ^= 0xFF
     upstream.blob_file(digest).write_bytes(bytes(corrupted))
@@ -225,7 +205,7 @@ def test_proxy_blob_fetched_once_is_served_with_upstream_stopped(
 ):
     layer = secrets.token_bytes(2 * 1024 * 1024 + 5)
     digest = "sha256:" + hashlib.sha256(layer).hexdigest()
-    _push_blob(upstream, "library/plain", layer)
+    push_blob(upstream.host, "library/plain", layer)
     proxy = make_proxy(upstream)
     _fetch_blob(dockyard, f"{proxy}/library/plain", digest)
     upstream.stop()
@@ -236,22 +216,6 @@ def test_proxy_blob_fetched_once_is_served_with_upstream_stopped(
     )
 
     assert later.status_code == 200 and later.content == layer
-
-
-def _push_blob(upstream, repository, data):
-    digest = "sha256:" + hashlib.sha256(data).hexdigest()
-    response = httpx.post(
-        f"http://{upstream.host}/v2/{repository}/blobs/uploads/?digest={digest}",
-        content=data,
-        headers={"content-type": "application/octet-stream"},
-    )
-    if response.status_code == 202:  # monolithic POST not taken: finish with PUT
-        location = response.headers["location"]
-        if location.startswith("/"):
-            location = f"http://{upstream.host}{location}"
-        separator = "&" if "?" in location else "?"
-        response = httpx.put(f"{location}{separator}digest={digest}", content=data)
-    assert response.status_code == 201, response.text
 
 
 def _fetch_blob(dockyard, repository, digest):
@@ -419,3 +383,34 @@ def test_containerd_with_dockyard_as_mirror_pulls_through_the_proxy_project(
 
     cached = _cached_manifests(dockyard, f"{proxy}/library/busybox")
     assert images.digest("busybox:1.36") in cached
+
+
+def test_mirror_requests_go_to_the_proxy_project_of_their_own_upstream(
+    dockyard, upstream, faulty_upstream, make_proxy, images
+):
+    # Two endpoints, two hosts: the Go registry itself and a proxy before it.
+    upstream.push(images, "busybox:1.36", "library/busybox:1.36")
+    direct = make_proxy(upstream)
+    fronted = make_proxy(faulty_upstream)
+
+    _manifest_digest(dockyard, "library/busybox", "1.36", ns=faulty_upstream.host)
+
+    digest = images.digest("busybox:1.36")
+    assert digest in _cached_manifests(dockyard, f"{fronted}/library/busybox")
+    assert digest not in _cached_manifests(dockyard, f"{direct}/library/busybox")
+
+
+def test_mirror_blob_request_with_ns_is_served_through_the_proxy_project(
+    dockyard, upstream, make_proxy
+):
+    layer = secrets.token_bytes(100_000)
+    digest = push_blob(upstream.host, "library/mirrored", layer)
+    make_proxy(upstream)
+
+    response = httpx.get(
+        f"{dockyard.url}/v2/library/mirrored/blobs/{digest}",
+        params={"ns": upstream.host},
+        auth=("admin", dockyard.admin_password),
+    )
+
+    assert response.status_code == 200 and response.content == layer

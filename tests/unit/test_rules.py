@@ -9,8 +9,8 @@ from dockyard.config import ConfigError, load_settings
 from dockyard.registry.digest import parse_digest
 from dockyard.registry.errors import DigestInvalid, NameInvalid, RangeNotSatisfiable
 from dockyard.registry.mediatypes import accepts
+from dockyard.registry.ranges import parse_range
 from dockyard.registry.reference import validate_name
-from dockyard.registry.routes.responses import parse_range
 
 
 @pytest.mark.parametrize(

@@ -9,17 +9,25 @@ single name). What a client pulls is stored as in any project:
   (one HEAD) at most every `proxy_revalidate_seconds` (project metadata,
   default `DEFAULT_REVALIDATE_SECONDS`); a moved tag is fetched again;
 - blobs missing here are streamed from the upstream to the client while
-  they are written to storage; the digest is checked as the bytes pass, the
-  last piece is held back until it matched, and only then is the blob
-  committed and the last piece sent. On a mismatch nothing is stored and
-  the client's transfer is cut short, so it never holds a complete wrong
-  blob;
+  they are written to storage, one fill per digest at a time; the digest is
+  checked as the bytes pass, the last piece is held back until it matched,
+  and only then is the blob committed and the last piece sent. On a
+  mismatch nothing is stored and the client's transfer is cut short, so it
+  never holds a complete wrong blob (details in `dockyard.proxycache.fills`);
+- a ranged request for a blob missing here is passed to the upstream (or
+  cut here from the whole blob, if the upstream ignores ranges) and answered
+  206; the whole blob is then fetched in the background, so that a client
+  resuming with ranges (containerd) still fills the cache;
 - referrers are asked of the upstream (referrers API, else the
   `sha256-<hex>` tag fallback), the referring manifests cached, and the
   cached list served.
 
-When the upstream cannot be reached, rate-limits (429), fails (5xx) or
-refuses our credentials, cached content is served as it is.
+When the upstream cannot be reached, times out, rate-limits (429), fails
+(5xx) or refuses our credentials, cached content is served as it is, the
+registry endpoint is marked unhealthy (healthy again on the next answer),
+and a tag is not revalidated again before the next interval. What is not
+cached then fails with `TOOMANYREQUESTS` (after a 429) or `UNAVAILABLE`,
+carrying the upstream's `Retry-After` when it sent one.
 """
 
 from __future__ import annotations
@@ -30,13 +38,13 @@ import hashlib
 import json
 import logging
 import time
-import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
+import httpx
 from sqlalchemy import select
 
 from dockyard.db.database import Database, insert_or_update
@@ -47,6 +55,7 @@ from dockyard.db.schema import (
     proxy_projects,
     registries,
 )
+from dockyard.proxycache.fills import BlobMismatch, ProxiedBlob, RangedBlob, cut
 from dockyard.registry.blobs import link_blob
 from dockyard.registry.digest import is_digest, parse_digest
 from dockyard.registry.errors import (
@@ -54,10 +63,13 @@ from dockyard.registry.errors import (
     Denied,
     ManifestUnknown,
     NameUnknown,
+    RangeNotSatisfiable,
     RegistryError,
+    TooManyRequests,
     Unavailable,
 )
 from dockyard.registry.manifests import ManifestService, StoredManifest
+from dockyard.registry.ranges import parse_content_range, parse_range
 from dockyard.registry.reference import project_of
 from dockyard.registry.repositories import ensure_repository, repository_id
 from dockyard.replication.client import (
@@ -66,6 +78,7 @@ from dockyard.replication.client import (
     UpstreamError,
     UpstreamInvalid,
     UpstreamNotFound,
+    UpstreamRangeNotSatisfiable,
 )
 from dockyard.replication.registries import (
     DOCKER_HUB,
@@ -75,23 +88,26 @@ from dockyard.replication.registries import (
     Registry,
     RegistryService,
 )
+from dockyard.state.locks import LockBusy, Locks, hold
+from dockyard.state.store import StateUnavailable
 from dockyard.storage.base import BlobStorage, StorageError
 
 log = logging.getLogger(__name__)
 
 REVALIDATE_KEY = "proxy_revalidate_seconds"
 DEFAULT_REVALIDATE_SECONDS = 300
+DEFAULT_TIMEOUT_SECONDS = 30.0
 # The actor the audit log names for what the cache stores.
 CACHE_ACTOR = "proxy-cache"
 # Referrers fetched per request at most: a subject with thousands of
 # referrers must not turn one request into thousands.
 _MAX_REFERRERS = 100
-# Pieces of an upstream blob waiting for the storage writer.
-_QUEUED_PIECES = 8
-
-
-class BlobMismatch(Exception):
-    """The upstream's bytes do not match the digest they were asked for."""
+# Fills of whole blobs started in the background (after a ranged request)
+# that may run at once in one process; more are skipped, not queued.
+_MAX_BACKGROUND_FILLS = 4
+# A fill's lock lives this long unless renewed (`hold` renews it while the
+# fill runs); a process that dies holding it frees it after this.
+_FILL_LOCK_SECONDS = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,15 +137,26 @@ class ProxyCache:
         storage: BlobStorage,
         registries: RegistryService,
         manifests: ManifestService,
+        locks: Locks,
+        timeout: float = DEFAULT_TIMEOUT_SECONDS,
     ) -> None:
+        """`timeout`: seconds to wait for an upstream to connect, and for
+        each read, before giving up on it."""
         self.db = db
         self.storage = storage
         self.registries = registries
         self.manifests = manifests
+        self.locks = locks
+        self.timeout = timeout
         # registry id -> (its update time, client): tokens live as long.
         self._clients: dict[int, tuple[datetime, RegistryClient]] = {}
+        self._fills: set[asyncio.Task[None]] = set()
 
     async def close(self) -> None:
+        fills = list(self._fills)
+        for task in fills:
+            task.cancel()
+        await asyncio.gather(*fills, return_exceptions=True)
         for _, client in self._clients.values():
             await client.aclose()
         self._clients.clear()
@@ -240,18 +267,17 @@ class ProxyCache:
         upstream cannot say."""
         client = await self._client(binding.registry)
         upstream = binding.upstream_name(repository)
+        if local is None:
+            return await self._fetch_manifest(binding, repository, tag, tag)
         try:
-            if local is None:
-                return await self._fetch_manifest(binding, repository, tag, tag)
             head = await client.head_manifest(upstream, tag)
         except UpstreamNotFound as exc:
             raise ManifestUnknown(reference=tag) from exc
         except UpstreamError as exc:
             await self._unhealthy(binding, exc)
-            if local is None:
-                raise Unavailable(
-                    "not cached, and the upstream is unavailable"
-                ) from exc
+            # Served from the cache, and not asked again for an interval: a
+            # rate-limited or failing upstream is not hit on every pull.
+            await self._mark_checked(repository, tag)
             return local
         await self._healthy(binding)
         if head.digest == local.digest:
@@ -274,11 +300,9 @@ class ProxyCache:
             fetched = await client.get_manifest(
                 binding.upstream_name(repository), reference
             )
-        except UpstreamNotFound as exc:
-            raise ManifestUnknown(reference=reference) from exc
         except UpstreamError as exc:
-            await self._unhealthy(binding, exc)
-            raise Unavailable("not cached, and the upstream is unavailable") from exc
+            unknown = ManifestUnknown(reference=reference)
+            raise await self._failed(binding, exc, unknown) from exc
         await self._healthy(binding)
         stored = await self.manifests.put_manifest(
             repository,
@@ -338,34 +362,162 @@ class ProxyCache:
         client = await self._client(binding.registry)
         try:
             size = await client.head_blob(binding.upstream_name(repository), digest)
-        except UpstreamNotFound as exc:
-            raise BlobUnknown(digest=digest) from exc
         except UpstreamError as exc:
-            await self._unhealthy(binding, exc)
-            raise Unavailable("not cached, upstream unavailable") from exc
+            raise await self._failed(binding, exc, BlobUnknown(digest=digest)) from exc
+        await self._healthy(binding)
         return size
 
     async def open_blob(
         self, binding: Binding, repository: str, digest: str
     ) -> ProxiedBlob:
-        """Start fetching a blob not cached here; the caller sends its
-        `chunks()` to the client and must `aclose()` it in any case."""
+        """Start fetching a blob not cached here: stored on the way unless
+        another request fills it already (see `dockyard.proxycache.fills`).
+        The caller sends its `chunks()` and must `aclose()` it in any case."""
+        async with contextlib.AsyncExitStack() as stack:
+            store = await self._hold_fill(stack, digest)
+            # A fill that ended just before we took its lock stored it.
+            store = store and not await self._link_if_stored(repository, digest)
+            stream = await self._open_upstream(binding, repository, digest, stack)
+            return ProxiedBlob(
+                self,
+                binding,
+                repository,
+                stream,
+                stack.pop_all(),
+                digest=digest,
+                store=store,
+            )
+
+    async def open_range(
+        self, binding: Binding, repository: str, digest: str, byte_range: str
+    ) -> RangedBlob:
+        """One range (a single-range `Range` value) of a blob not cached
+        here: asked of the upstream, or cut here from the whole blob when
+        the upstream ignores ranges. `RangeNotSatisfiable` beyond the blob.
+        The whole blob is then fetched in the background, so that the next
+        pull is a hit. The caller sends `chunks` and must `aclose()` it."""
+        try:
+            async with contextlib.AsyncExitStack() as stack:
+                stream = await self._open_upstream(
+                    binding, repository, digest, stack, byte_range
+                )
+                first, last, size = _range_of(stream, byte_range)
+                kept = stack.pop_all()
+        except UpstreamRangeNotSatisfiable as exc:
+            size = _unsatisfied_size(exc.content_range)
+            if size is None:
+                size = await self.blob_size(binding, repository, digest)
+            raise RangeNotSatisfiable(size=size) from exc
+        except UpstreamError as exc:  # a ranged answer that breaks the rules
+            raise await self._failed(binding, exc, BlobUnknown(digest=digest)) from exc
+        self.fill_in_background(binding, repository, digest)
+        skip = 0 if stream.content_range else first
+        chunks = cut(self.watched(binding, stream.chunks), skip, last - first + 1)
+        return RangedBlob(first, last, size, chunks, kept)
+
+    def fill_in_background(
+        self, binding: Binding, repository: str, digest: str
+    ) -> None:
+        """Start caching a whole blob without a client waiting for it."""
+        if len(self._fills) >= _MAX_BACKGROUND_FILLS:
+            log.warning(
+                "proxy_fill_skipped repository=%s digest=%s reason=busy",
+                repository,
+                digest,
+            )
+            return
+        task = asyncio.create_task(self._fill(binding, repository, digest))
+        self._fills.add(task)
+        task.add_done_callback(self._fills.discard)
+
+    async def _fill(self, binding: Binding, repository: str, digest: str) -> None:
+        """Store the blob, unless a fill of it runs already or it is stored."""
+        try:
+            async with contextlib.AsyncExitStack() as stack:
+                if not await self._hold_fill(stack, digest):
+                    return
+                if await self._link_if_stored(repository, digest):
+                    return
+                stream = await self._open_upstream(binding, repository, digest, stack)
+                blob = ProxiedBlob(
+                    self,
+                    binding,
+                    repository,
+                    stream,
+                    contextlib.AsyncExitStack(),
+                    digest=digest,
+                    store=True,
+                )
+                async for _ in blob.chunks():
+                    pass
+        except (RegistryError, UpstreamError, BlobMismatch, StorageError) as exc:
+            log.warning(
+                "proxy_fill_failed repository=%s digest=%s error=%s",
+                repository,
+                digest,
+                exc,
+            )
+
+    async def _link_if_stored(self, repository: str, digest: str) -> bool:
+        """Whether storage has the blob (committed, so verified) already;
+        then it is linked to `repository` too."""
+        size = await self.storage.blob_size(digest)
+        if size is None:
+            return False
+        await self.record_blob(repository, digest, size)
+        return True
+
+    async def _hold_fill(self, stack: contextlib.AsyncExitStack, digest: str) -> bool:
+        """Take the fill lock of `digest` for as long as `stack` is open;
+        False when another request (in any process) holds it."""
+        try:
+            await stack.enter_async_context(
+                hold(self.locks, f"proxy-fill:{digest}", _FILL_LOCK_SECONDS)
+            )
+        except LockBusy:
+            return False
+        except StateUnavailable as exc:
+            # Without the shared locks two fills may run at once: they
+            # commit the same verified bytes, which is harmless.
+            log.warning("proxy_fill_unlocked digest=%s error=%s", digest, exc)
+        return True
+
+    async def _open_upstream(
+        self,
+        binding: Binding,
+        repository: str,
+        digest: str,
+        stack: contextlib.AsyncExitStack,
+        byte_range: str | None = None,
+    ) -> BlobStream:
+        """The upstream's answer for the blob, open while `stack` is."""
         client = await self._client(binding.registry)
-        stack = contextlib.AsyncExitStack()
+        upstream = binding.upstream_name(repository)
         try:
             stream = await stack.enter_async_context(
-                client.open_blob(binding.upstream_name(repository), digest)
+                client.open_blob(upstream, digest, byte_range)
             )
-        except UpstreamNotFound as exc:
-            await stack.aclose()
-            raise BlobUnknown(digest=digest) from exc
+        except UpstreamRangeNotSatisfiable:
+            raise
         except UpstreamError as exc:
-            await stack.aclose()
-            await self._unhealthy(binding, exc)
-            raise Unavailable("not cached, upstream unavailable") from exc
-        return ProxiedBlob(self, repository, digest, stream, stack)
+            raise await self._failed(binding, exc, BlobUnknown(digest=digest)) from exc
+        await self._healthy(binding)
+        return stream
 
-    async def _store_blob(self, repository: str, digest: str, size: int) -> None:
+    async def watched(
+        self, binding: Binding, pieces: AsyncIterator[bytes]
+    ) -> AsyncIterator[bytes]:
+        """`pieces` of an upstream answer; an upstream that breaks off
+        mid-stream is recorded as unhealthy (and the error raised on)."""
+        try:
+            async for piece in pieces:
+                yield piece
+        except UpstreamError as exc:
+            await self._unhealthy(binding, exc)
+            raise
+
+    async def record_blob(self, repository: str, digest: str, size: int) -> None:
+        """Link a blob that is in storage to `repository`."""
         async with self.db.write() as conn:
             await link_blob(
                 conn, await ensure_repository(conn, repository), digest, size
@@ -435,11 +587,34 @@ class ProxyCache:
         held = self._clients.get(registry.id)
         if held is not None and held[0] == registry.updated_at:
             return held[1]
-        client = RegistryClient(await self.registries.endpoint(registry))
+        client = RegistryClient(
+            await self.registries.endpoint(registry),
+            httpx.Timeout(self.timeout, connect=min(self.timeout, 10.0)),
+        )
         self._clients[registry.id] = (registry.updated_at, client)
         if held is not None:
             await held[1].aclose()
         return client
+
+    async def _failed(
+        self, binding: Binding, error: UpstreamError, unknown: RegistryError
+    ) -> RegistryError:
+        """What the client is told when the upstream could not give what
+        was not cached: `unknown` when it has no such thing; else the
+        upstream is recorded unhealthy and the client asked to come back
+        (with the upstream's `Retry-After`, when it gave one)."""
+        if isinstance(error, UpstreamNotFound):
+            return unknown
+        await self._unhealthy(binding, error)
+        if error.status == 429:
+            return TooManyRequests(
+                "not cached, and the upstream is rate-limiting us",
+                retry_after=error.retry_after,
+            )
+        return Unavailable(
+            "not cached, and the upstream is unavailable",
+            retry_after=error.retry_after,
+        )
 
     async def _unhealthy(self, binding: Binding, error: Exception) -> None:
         log.warning(
@@ -456,111 +631,25 @@ class ProxyCache:
             await self.registries.record_status(binding.registry.id, HEALTHY)
 
 
-class ProxiedBlob:
-    """A blob on its way from the upstream to a client and to storage."""
-
-    def __init__(
-        self,
-        cache: ProxyCache,
-        repository: str,
-        digest: str,
-        stream: BlobStream,
-        stack: contextlib.AsyncExitStack,
-    ) -> None:
-        self.cache = cache
-        self.repository = repository
-        self.digest = digest
-        self.size = stream.size
-        self._stream = stream
-        self._stack = stack
-
-    async def aclose(self) -> None:
-        await self._stack.aclose()
-
-    async def chunks(self) -> AsyncIterator[bytes]:
-        """The blob's bytes, written to storage as they pass. The last piece
-        comes only after the digest matched and the blob was committed;
-        `BlobMismatch` instead when it did not (nothing is then stored)."""
-        storage = self.cache.storage
-        upload_id = f"proxy-{uuid.uuid4()}"
-        await storage.create_upload(upload_id)
-        hasher = hashlib.new(parse_digest(self.digest).algorithm)
-        # The storage side reads from this queue while the client side is
-        # served; bounded, so a slow store slows the upstream read too.
-        queue: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=_QUEUED_PIECES)
-        committed = False
-        try:
-            async with storage.open_upload(upload_id) as upload:
-                writer = asyncio.create_task(
-                    upload.append(_drained(queue), start=0, hasher=hasher)
-                )
-                try:
-                    received = 0
-                    held: bytes | None = None
-                    async for piece in self._stream.chunks:
-                        received += len(piece)
-                        await _feed(queue, piece, writer)
-                        if received > self.size:
-                            break
-                        if held:
-                            yield held
-                        held = piece
-                    await _feed(queue, None, writer)
-                    await writer
-                finally:
-                    if not writer.done():
-                        writer.cancel()
-                        with contextlib.suppress(asyncio.CancelledError):
-                            await writer
-                self._verify(received, hasher)
-                await upload.commit(self.digest, verified=True)
-                committed = True
-            await self.cache._store_blob(self.repository, self.digest, self.size)
-            log.info(
-                "proxy_blob_cached repository=%s digest=%s size=%d",
-                self.repository,
-                self.digest,
-                self.size,
-            )
-            if held:
-                yield held
-        finally:
-            if not committed:
-                await storage.delete_upload(upload_id)
-
-    def _verify(self, received: int, hasher: Any) -> None:
-        actual = f"{hasher.name}:{hasher.hexdigest()}"
-        if received != self.size or actual != self.digest:
-            log.warning(
-                "proxy_blob_mismatch repository=%s digest=%s actual=%s size=%d "
-                "received=%d",
-                self.repository,
-                self.digest,
-                actual,
-                self.size,
-                received,
-            )
-            raise BlobMismatch(f"upstream sent {actual} for {self.digest}")
+def _range_of(stream: BlobStream, byte_range: str) -> tuple[int, int, int]:
+    """(first, last, blob size) of what the client gets from `stream`, the
+    upstream's answer to `byte_range`; `RangeNotSatisfiable` when it sent
+    the whole blob and the range lies beyond it."""
+    if stream.content_range is None:  # the whole blob came
+        wanted = parse_range(byte_range, stream.size)
+        if wanted is None:
+            raise UpstreamInvalid(f"not a single byte range: {byte_range!r}")
+        return (*wanted, stream.size)
+    served = parse_content_range(stream.content_range)
+    if served is None or served[1] - served[0] + 1 != stream.size:
+        raise UpstreamInvalid(f"bad Content-Range {stream.content_range[:80]!r}")
+    return served
 
 
-async def _drained(queue: asyncio.Queue[bytes | None]) -> AsyncIterator[bytes]:
-    """The pieces put on `queue`, up to the None that ends them."""
-    while (piece := await queue.get()) is not None:
-        yield piece
-
-
-async def _feed(
-    queue: asyncio.Queue[bytes | None], piece: bytes | None, writer: asyncio.Task
-) -> None:
-    """Put `piece` on `queue`, unless the storage writer ended first (then
-    its error, or `StorageError`, is raised rather than waiting forever)."""
-    put = asyncio.ensure_future(queue.put(piece))
-    await asyncio.wait({put, writer}, return_when=asyncio.FIRST_COMPLETED)
-    if put.done():
-        return
-    put.cancel()
-    writer.result()
-    raise StorageError("the blob's storage writer stopped early")
+def _unsatisfied_size(content_range: str | None) -> int | None:
+    """The size in a 416's `Content-Range: bytes */<size>`, if given."""
+    prefix, _, size = (content_range or "").strip().partition("*/")
+    return int(size) if prefix.strip() == "bytes" and size.isdigit() else None
 
 
 def _is_digest(text: str) -> bool:

@@ -10,8 +10,9 @@ exceptions below with the facts of the failure; one handler in
       BlobUnknown, BlobUploadInvalid, BlobUploadUnknown, DigestInvalid,
       ManifestBlobUnknown, ManifestInvalid, ManifestUnknown, NameInvalid,
       NameUnknown, SizeInvalid, Unauthorized, Denied, Unsupported,
-      TooManyRequests, ChunkOutOfOrder, RangeNotSatisfiable, ManifestTooLarge,
-      StillReferenced, Unavailable
+      ChunkOutOfOrder, RangeNotSatisfiable, ManifestTooLarge, StillReferenced
+      RetryLater          may carry Retry-After
+        TooManyRequests, Unavailable
 """
 
 from __future__ import annotations
@@ -67,6 +68,11 @@ class RegistryError(Exception):
     @property
     def status(self) -> int:
         return STATUS_OVERRIDES.get(type(self).__name__, ERROR_CODES[self.code][0])
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """Headers the answer carries besides the body."""
+        return {}
 
     def to_body(self) -> dict[str, Any]:
         error: dict[str, Any] = {"code": self.code, "message": self.message}
@@ -127,7 +133,26 @@ class Unsupported(RegistryError):
     code = "UNSUPPORTED"
 
 
-class TooManyRequests(RegistryError):
+class RetryLater(RegistryError):
+    """A failure that may pass: `retry_after` (seconds or an HTTP date, as
+    RFC 9110 section 10.2.3 has it) is sent as `Retry-After` when known."""
+
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        retry_after: str | None = None,
+        **detail: Any,
+    ) -> None:
+        super().__init__(message, **detail)
+        self.retry_after = retry_after
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"retry-after": self.retry_after} if self.retry_after else {}
+
+
+class TooManyRequests(RetryLater):
     code = "TOOMANYREQUESTS"
 
 
@@ -155,7 +180,7 @@ class ManifestTooLarge(RegistryError):
     code = "MANIFEST_INVALID"
 
 
-class Unavailable(RegistryError):
+class Unavailable(RetryLater):
     """What was asked is not here and its source (a proxy cache's upstream)
     cannot be reached now."""
 

@@ -17,11 +17,13 @@ retried once after a challenge. Failures are `UpstreamError`s:
       UpstreamDenied        401/403 after authenticating
       UpstreamNotFound      404: the upstream has no such thing
       UpstreamInvalid       the answer breaks the protocol (wrong digest, ...)
+        UpstreamRangeNotSatisfiable   416 to a ranged blob request
 """
 
 from __future__ import annotations
 
 import base64
+import email.utils
 import hashlib
 import logging
 import re
@@ -51,13 +53,10 @@ _MANIFEST_ACCEPT = ", ".join(sorted(mediatypes.MANIFEST_MEDIA_TYPES))
 
 class UpstreamError(Exception):
     """Talking to the remote registry failed; `status` is its HTTP status,
-    `retry_after` the seconds a rate-limited upstream asked us to wait."""
+    `retry_after` its `Retry-After` (seconds or a date) when it sent one."""
 
     def __init__(
-        self,
-        message: str,
-        status: int | None = None,
-        retry_after: float | None = None,
+        self, message: str, status: int | None = None, retry_after: str | None = None
     ) -> None:
         super().__init__(message)
         self.status = status
@@ -78,6 +77,15 @@ class UpstreamNotFound(UpstreamError):
 
 class UpstreamInvalid(UpstreamError):
     pass
+
+
+class UpstreamRangeNotSatisfiable(UpstreamInvalid):
+    """The blob has no such range; `content_range` is what the upstream
+    said (`bytes */<size>`) if anything."""
+
+    def __init__(self, message: str, content_range: str | None) -> None:
+        super().__init__(message, 416)
+        self.content_range = content_range
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,10 +123,13 @@ class FetchedManifest:
 
 @dataclass(frozen=True, slots=True)
 class BlobStream:
-    """An open blob download: `size` bytes to come from `chunks`."""
+    """An open blob download: `size` bytes to come from `chunks`. For a
+    ranged request the upstream served (206), `content_range` is its
+    `Content-Range`; None when the whole blob comes."""
 
     size: int
     chunks: AsyncIterator[bytes]
+    content_range: str | None = None
 
 
 def transport_verify(endpoint: Endpoint) -> ssl.SSLContext | bool:
@@ -212,19 +223,27 @@ class RegistryClient:
 
     @asynccontextmanager
     async def open_blob(
-        self, repository: str, digest: str
+        self, repository: str, digest: str, byte_range: str | None = None
     ) -> AsyncIterator[BlobStream]:
-        """Stream a blob; the caller must verify the bytes against `digest`."""
+        """Stream a blob; the caller must verify the bytes against `digest`.
+        With `byte_range` (a `Range` value) the upstream may send that range
+        only (then `content_range` is set) or ignore it and send it all."""
         path = f"/v2/{repository}/blobs/{digest}"
-        response = await self._request("GET", path, _pull(repository), stream=True)
+        headers = {"range": byte_range} if byte_range else None
+        response = await self._request(
+            "GET", path, _pull(repository), headers, stream=True
+        )
         try:
             if response.status_code >= 300:
-                await response.aread()
-                _raise_for_status(response, path)
+                # The body is not read: the Go registry declares the blob's
+                # length on a 416 and sends a line, so reading would wait.
+                _raise_for_blob_status(response, path)
             size = response.headers.get("content-length")
             if size is None or not size.isdigit():
                 raise UpstreamInvalid(f"{path}: no Content-Length")
-            yield BlobStream(int(size), _chunks(response, path))
+            ranged = response.headers.get("content-range")
+            content_range = ranged if response.status_code == 206 else None
+            yield BlobStream(int(size), _chunks(response, path), content_range)
         finally:
             await response.aclose()
 
@@ -580,16 +599,26 @@ def _error_codes(response: httpx.Response) -> str:
     return f" ({'; '.join(found)[:300]})" if found else ""
 
 
+def _raise_for_blob_status(response: httpx.Response, what: str) -> None:
+    if response.status_code == 416:
+        raise UpstreamRangeNotSatisfiable(
+            f"{what}: range not satisfiable", response.headers.get("content-range")
+        )
+    _raise_for_status(response, what)
+
+
 def _raise_for_status(response: httpx.Response, what: str) -> None:
     status = response.status_code
     if status < 300:
         return
     message = f"{what}: upstream answered {status}"
     if status == 429:
-        limit, retry_after = _rate_limit(response.headers)
-        raise UpstreamUnavailable(f"{message} (rate limited{limit})", 429, retry_after)
+        said = _rate_limit(response.headers)
+        raise UpstreamUnavailable(
+            f"{message} (rate limited{said})", 429, _retry_after(response)
+        )
     if status >= 500:
-        raise UpstreamUnavailable(message, status)
+        raise UpstreamUnavailable(message, status, _retry_after(response))
     if status in (401, 403):
         raise UpstreamDenied(message, status)
     if status == 404:
@@ -597,22 +626,37 @@ def _raise_for_status(response: httpx.Response, what: str) -> None:
     raise UpstreamInvalid(message, status)
 
 
-def _rate_limit(headers: httpx.Headers) -> tuple[str, float | None]:
+def _rate_limit(headers: httpx.Headers) -> str:
     """What a 429 says about the limit, for the message (Docker Hub sends
     `RateLimit-Limit: 100;w=21600` and `RateLimit-Remaining`; others
-    `RateLimit-Reset` or `Retry-After` seconds), and the seconds to wait."""
+    `RateLimit-Reset` or `Retry-After` seconds)."""
     said = []
     for name in ("ratelimit-limit", "ratelimit-remaining"):
         if name in headers:
             said.append(f"{name.split('-', 1)[1]} {headers[name][:40]}")
-    wait = None
     for name in ("retry-after", "ratelimit-reset"):
-        value = headers.get(name, "").strip()
+        value = headers.get(name, "").split(";", 1)[0].strip()
         if value.isdigit():
-            wait = float(value)
             said.append(f"resets in {value}s")
             break
-    return ("; " + ", ".join(said)) if said else "", wait
+    return ("; " + ", ".join(said)) if said else ""
+
+
+def _retry_after(response: httpx.Response) -> str | None:
+    """When to ask again: `Retry-After`, else the seconds until the quota
+    resets from the RateLimit headers (`RateLimit-Reset`), if any."""
+    value = response.headers.get("retry-after", "").strip()
+    if value.isdigit() or _is_http_date(value):
+        return value
+    reset = response.headers.get("ratelimit-reset", "").split(";", 1)[0].strip()
+    return reset if reset.isdigit() else None
+
+
+def _is_http_date(text: str) -> bool:
+    try:
+        return email.utils.parsedate_to_datetime(text) is not None
+    except (TypeError, ValueError):
+        return False
 
 
 def _media_type(response: httpx.Response) -> str:

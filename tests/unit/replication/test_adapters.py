@@ -174,4 +174,4 @@ def test_rate_limited_answer_names_limit_and_reset():
     assert "limit 100;w=21600, remaining 0;w=21600, resets in 120s" in str(
         raised.value
     )
-    assert raised.value.retry_after == 120
+    assert raised.value.retry_after == "120"

@@ -61,13 +61,11 @@ ROUTES = [
 
 async def handle_registry_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RegistryError)
-    headers = None
+    headers = dict(exc.headers)
     if isinstance(exc, Challenge):
-        headers = {
-            "www-authenticate": request.app.state.services.guard.challenge_header(
-                request, exc
-            )
-        }
+        headers["www-authenticate"] = (
+            request.app.state.services.guard.challenge_header(request, exc)
+        )
     if isinstance(exc, RangeNotSatisfiable):
-        headers = {"content-range": f"bytes */{exc.detail['size']}"}
+        headers["content-range"] = f"bytes */{exc.detail['size']}"
     return error_response(exc, headers)

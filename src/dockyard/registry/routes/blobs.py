@@ -8,9 +8,10 @@ from starlette.responses import RedirectResponse, Response
 from dockyard.auth.roles import DELETE, PULL
 from dockyard.registry.digest import parse_digest
 from dockyard.registry.errors import BlobUnknown
+from dockyard.registry.ranges import parse_range
 from dockyard.registry.routes.common import repository_name, services
 from dockyard.registry.routes.proxied import proxied_blob
-from dockyard.registry.routes.responses import BlobResponse, parse_range
+from dockyard.registry.routes.responses import BlobResponse
 
 
 async def get_blob(request: Request) -> Response:

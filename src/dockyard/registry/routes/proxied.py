@@ -1,32 +1,36 @@
 """Blobs of proxy-cache projects that are not cached yet: sent to the client
 as they arrive from the upstream (and stored on the way, see
-`dockyard.proxycache.service`)."""
+`dockyard.proxycache.fills`)."""
 
 from __future__ import annotations
-
-import logging
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from dockyard.proxycache.service import Binding, ProxiedBlob
+from dockyard.proxycache.fills import ProxiedBlob, RangedBlob
+from dockyard.proxycache.service import Binding
+from dockyard.registry.ranges import parse_range, single_range
 from dockyard.registry.routes.common import services
-
-log = logging.getLogger(__name__)
+from dockyard.registry.routes.responses import BlobResponse
 
 
 async def proxied_blob(
     request: Request, binding: Binding, repository: str, digest: str
 ) -> Response:
-    """HEAD: the upstream's size; GET: the bytes, streamed and cached.
-    A `Range` is ignored on a miss (the whole blob comes, as RFC 9110 allows)."""
+    """HEAD: the upstream's size; GET: the bytes, streamed and cached. A
+    single byte range is answered 206 as for cached blobs (several ranges
+    get the whole blob, as RFC 9110 allows)."""
     cache = services(request).proxycache
     headers = {"docker-content-digest": digest, "etag": f'"{digest}"'}
+    byte_range = single_range(request.headers.get("range"))
+
     if request.method == "HEAD":
         size = await cache.blob_size(binding, repository, digest)
-        headers["content-length"] = str(size)
-        return Response(b"", media_type="application/octet-stream", headers=headers)
+        return BlobResponse(size, headers, parse_range(byte_range, size))
+    if byte_range is not None:
+        ranged = await cache.open_range(binding, repository, digest, byte_range)
+        return RangedBlobResponse(ranged, headers)
     return ProxiedBlobResponse(
         await cache.open_blob(binding, repository, digest), headers
     )
@@ -42,7 +46,9 @@ class ProxiedBlobResponse(Response):
         self.status_code = 200
         self.background = None
         self.media_type = "application/octet-stream"
-        self.init_headers({**headers, "content-length": str(blob.size)})
+        self.init_headers(
+            {**headers, "content-length": str(blob.size), "accept-ranges": "bytes"}
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
@@ -58,5 +64,23 @@ class ProxiedBlobResponse(Response):
                     {"type": "http.response.body", "body": chunk, "more_body": True}
                 )
             await send({"type": "http.response.body", "body": b""})
+        finally:
+            await self.blob.aclose()
+
+
+class RangedBlobResponse(BlobResponse):
+    """206 with the bytes of a `RangedBlob`; the upstream's answer is closed
+    at the end whatever happened. A short upstream answer raises, so the
+    connection is cut rather than the range looking complete."""
+
+    def __init__(self, blob: RangedBlob, headers: dict[str, str]) -> None:
+        super().__init__(
+            blob.size, headers, (blob.first, blob.last), body=blob.chunks
+        )
+        self.blob = blob
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
         finally:
             await self.blob.aclose()

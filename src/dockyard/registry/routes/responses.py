@@ -4,43 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 
-from dockyard.registry.errors import RangeNotSatisfiable, RegistryError
+from dockyard.registry.errors import RegistryError
 
 # Bytes read per step when a range of a blob goes through Python.
 _RANGE_READ_SIZE = 1024 * 1024
-_RANGE_RE = re.compile(r"bytes=(\d*)-(\d*)")
 
 
 def error_response(
     error: RegistryError, headers: dict[str, str] | None = None
 ) -> Response:
     return JSONResponse(error.to_body(), status_code=error.status, headers=headers)
-
-
-def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
-    """The inclusive byte range a `Range` header asks of `size` bytes.
-
-    None when the header is absent or not a single byte range (the whole blob
-    is then sent, as RFC 9110 allows); `RangeNotSatisfiable` when unsatisfiable.
-    """
-    match = _RANGE_RE.fullmatch(header.strip()) if header else None
-    if match is None or match.group(1) == match.group(2) == "":
-        return None
-    first, last = match.groups()
-    if first == "":
-        start, end = max(size - int(last), 0), size - 1
-    else:
-        start, end = int(first), min(int(last), size - 1) if last else size - 1
-    if start >= size or start > end:
-        raise RangeNotSatisfiable(size=size)
-    return start, end
 
 
 class BlobResponse(Response):
