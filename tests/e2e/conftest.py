@@ -116,9 +116,16 @@ class Upstream:
     host: str
     storage: Path
     process: object
+    log_path: Path
 
     def stop(self):
         stop_process(self.process)
+
+    def requests(self, method, fragment):
+        """How many `method` requests whose path holds `fragment` (as sent,
+        percent-encoded) it has answered, from its access log."""
+        lines = self.log_path.read_text(errors="replace").splitlines()
+        return sum(1 for line in lines if f'"{method} ' in line and fragment in line)
 
     def push(self, images, ref, target):
         """Copy fixture `ref` to `target` ("library/busybox:1.36") here."""
@@ -145,14 +152,15 @@ class Upstream:
 
 @pytest.fixture
 def upstream(tmp_path):
-    """A docker-registry without authentication, stopped by PID at the end."""
+    """A docker-registry without authentication, stopped by PID at the end;
+    it logs every request (`Upstream.requests` counts them)."""
     require_tools("docker-registry")
     host = f"127.0.0.1:{free_port()}"
     marker = secrets.token_hex(8)
     config = tmp_path / "upstream.yml"
     config.write_text(
         f"""version: 0.1
-log: {{level: warn}}
+log: {{level: info}}
 storage:
   filesystem: {{rootdirectory: {tmp_path / "upstream"}}}
   delete: {{enabled: true}}
@@ -169,7 +177,7 @@ http:
         "docker-registry",
     )
     try:
-        yield Upstream(host, tmp_path / "upstream", process)
+        yield Upstream(host, tmp_path / "upstream", process, tmp_path / "upstream.log")
     finally:
         stop_process(process)
 
