@@ -121,11 +121,15 @@ class Upstream:
     def stop(self):
         stop_process(self.process)
 
-    def requests(self, method, fragment):
-        """How many `method` requests whose path holds `fragment` (as sent,
-        percent-encoded) it has answered, from its access log."""
-        lines = self.log_path.read_text(errors="replace").splitlines()
-        return sum(1 for line in lines if f'"{method} ' in line and fragment in line)
+    def requests(self, method, fragment, status=None):
+        """How many `method` requests whose path holds `fragment` (as sent)
+        it has answered (with `status`, if given), from its access log."""
+        answered = f'" {status} ' if status else '" '
+        return sum(
+            1
+            for line in self.log_path.read_text(errors="replace").splitlines()
+            if f'"{method} ' in line and fragment in line and answered in line
+        )
 
     def push(self, images, ref, target):
         """Copy fixture `ref` to `target` ("library/busybox:1.36") here."""

@@ -641,6 +641,41 @@ def test_push_mounts_a_layer_an_earlier_run_sent_to_go_registry(
     )
 
 
+def test_push_cancels_the_upload_of_a_refused_mount_and_sends_the_blob(
+    api, dockyard, upstream, images, tmp_path
+):
+    project = dockyard.new_project("refused")
+    # Both repositories hold the layer here; only `shown` is replicated, so
+    # the mount from `hidden` at the destination is refused (202).
+    push_image(dockyard, images, "busybox:1.36", f"{project}/hidden:1.36")
+    push_image(dockyard, images, "busybox:1.36", f"{project}/shown:1.36")
+    policy_id = _policy(
+        api,
+        dest_registry={"id": _endpoint(api, f"http://{upstream.host}")},
+        filters=[{"type": "name", "value": f"{project}/shown"}],
+    )
+
+    execution = _run(api, policy_id)
+
+    assert execution["status"] == "Succeed", _task_logs(api, execution)
+    layer = _shared_layer(images)
+    assert f"blob {layer} sent" in _task_logs(api, execution)
+    assert upstream.requests("POST", f"mount={layer}&from={project}/hidden") == 1
+    # Other tests' repositories here hold the blobs too: their mounts are
+    # tried (and refused) as well. Every refused mount's upload is cancelled.
+    uploads = f"/v2/{project}/shown/blobs/uploads/"
+    refused = upstream.requests("POST", f"{uploads}?mount=", status=202)
+    cancelled = upstream.requests("DELETE", uploads, status=204)
+    assert refused == cancelled >= 2  # at least the layer's and the config's
+    skopeo(
+        "copy",
+        "--preserve-digests",
+        "--src-tls-verify=false",
+        f"docker://{upstream.host}/{project}/shown:1.36",
+        f"oci:{tmp_path / 'back'}:1.36",
+    )
+
+
 def test_push_mounts_a_layer_an_earlier_run_sent_to_second_dockyard(
     api, dockyard, start_dockyard, images, tmp_path
 ):
