@@ -36,7 +36,7 @@ http {{
     }}
     server {{
         listen 127.0.0.1:{port};
-        client_max_body_size 0;
+        client_max_body_size {max_body_size};
         proxy_request_buffering off;
         proxy_buffering off;
         proxy_http_version 1.1;
@@ -54,9 +54,14 @@ http {{
 class Balancer:
     """nginx balancing requests across `backends` ("host:port" each)."""
 
-    def __init__(self, root: Path, backends: list[str]) -> None:
+    def __init__(
+        self, root: Path, backends: list[str], max_body_size: str = "0"
+    ) -> None:
+        """`max_body_size`: nginx's `client_max_body_size` (0: no limit);
+        a larger request body is answered 413."""
         self.root = root
         self.backends = backends
+        self.max_body_size = max_body_size
         self.port = free_port()
         self.host = f"127.0.0.1:{self.port}"
         self.url = f"http://{self.host}"
@@ -70,7 +75,12 @@ class Balancer:
         servers = "\n".join(f"        server {b};" for b in self.backends)
         config = self.root / "nginx.conf"
         config.write_text(
-            _CONFIG.format(root=self.root, servers=servers, port=self.port)
+            _CONFIG.format(
+                root=self.root,
+                servers=servers,
+                port=self.port,
+                max_body_size=self.max_body_size,
+            )
         )
         self._process = subprocess.Popen(
             [NGINX, "-p", str(self.root), "-c", str(config), "-g", "daemon off;"],
@@ -89,8 +99,9 @@ class Balancer:
         raise RuntimeError(f"nginx did not answer:\n{self.error_log()}")
 
     def _answers(self) -> bool:
-        # Any Dockyard answer to /v2/ carries this header; nothing else on the
-        # port (had another process taken it) would.
+        # Any registry's answer to /v2/ (Dockyard's, the Go registry's) carries
+        # this header; nothing else on the port (had another process taken
+        # it) would.
         try:
             response = httpx.get(f"{self.url}/v2/", timeout=2)
         except httpx.HTTPError:

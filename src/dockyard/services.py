@@ -218,6 +218,7 @@ def build_services(settings: Settings) -> Services:
             manifests,
             blob_service,
             shared.locks,
+            projects,
         ),
         redis=shared.redis,
     )

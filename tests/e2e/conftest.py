@@ -118,9 +118,20 @@ class Upstream:
     host: str
     storage: Path
     process: object
+    log_path: Path
 
     def stop(self):
         stop_process(self.process)
+
+    def requests(self, method, fragment, status=None):
+        """How many `method` requests whose path holds `fragment` (as sent)
+        it has answered (with `status`, if given), from its access log."""
+        answered = f'" {status} ' if status else '" '
+        return sum(
+            1
+            for line in self.log_path.read_text(errors="replace").splitlines()
+            if f'"{method} ' in line and fragment in line and answered in line
+        )
 
     def push(self, images, ref, target):
         """Copy fixture `ref` to `target` ("library/busybox:1.36") here."""
@@ -147,14 +158,15 @@ class Upstream:
 
 @pytest.fixture
 def upstream(tmp_path):
-    """A docker-registry without authentication, stopped by PID at the end."""
+    """A docker-registry without authentication, stopped by PID at the end;
+    it logs every request (`Upstream.requests` counts them)."""
     require_tools("docker-registry")
     host = f"127.0.0.1:{free_port()}"
     marker = secrets.token_hex(8)
     config = tmp_path / "upstream.yml"
     config.write_text(
         f"""version: 0.1
-log: {{level: warn}}
+log: {{level: info}}
 storage:
   filesystem: {{rootdirectory: {tmp_path / "upstream"}}}
   delete: {{enabled: true}}
@@ -171,7 +183,7 @@ http:
         "docker-registry",
     )
     try:
-        yield Upstream(host, tmp_path / "upstream", process)
+        yield Upstream(host, tmp_path / "upstream", process, tmp_path / "upstream.log")
     finally:
         stop_process(process)
 

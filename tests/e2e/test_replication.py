@@ -13,6 +13,7 @@ import time
 import httpx
 import pytest
 
+from tests.balancer import Balancer
 from tests.conftest import free_port
 from tests.e2e.conftest import push_image, skopeo
 
@@ -708,3 +709,371 @@ def test_repository_deleted_through_api_deletes_its_artifacts_at_destination(
             f"{manifests}/{images.digest(ref)}", headers={"accept": _ACCEPT}
         )
         assert head.status_code == 404, ref
+
+
+# Destination projects, mounts across tasks, failures a retry cannot mend.
+
+
+def _task_logs(api, execution) -> str:
+    """Every task log of `execution`, one after the other."""
+    tasks = api.get(f"/replication/executions/{execution['id']}/tasks").json()
+    return "".join(
+        api.get(f"/replication/executions/{execution['id']}/tasks/{t['id']}/log").text
+        for t in tasks
+    )
+
+
+def _peer_api(peer):
+    return httpx.Client(
+        base_url=f"{peer.url}/api/v2.0", auth=("admin", peer.admin_password)
+    )
+
+
+def _harbor_endpoint(api, peer, user="admin", password=None) -> int:
+    return _endpoint(
+        api,
+        peer.url,
+        "harbor",
+        {"access_key": user, "access_secret": password or peer.admin_password},
+    )
+
+
+def _shared_layer(images) -> str:
+    """The busybox layer, which debian-pkgs:1 has as well."""
+    layer = images.entry("busybox:1.36")["layers"][0]["digest"]
+    assert layer in [d["digest"] for d in images.entry("debian-pkgs:1")["layers"]]
+    return layer
+
+
+def test_push_to_dockyard_creates_missing_projects_carrying_public_flag(
+    api, dockyard, start_dockyard, images
+):
+    shown = dockyard.new_project("shown")
+    hidden = dockyard.new_project("hidden", private=True)
+    push_image(dockyard, images, "busybox:1.36", f"{shown}/busybox:1.36")
+    push_image(dockyard, images, "busybox:1.36", f"{hidden}/busybox:1.36")
+    peer = start_dockyard()
+    policy_id = _policy(
+        api,
+        dest_registry={"id": _harbor_endpoint(api, peer)},
+        filters=[{"type": "name", "value": "{" + f"{shown},{hidden}" + "}/**"}],
+    )
+
+    execution = _run(api, policy_id)
+
+    assert execution["status"] == "Succeed", _task_logs(api, execution)
+    with _peer_api(peer) as there:
+        public = {
+            name: there.get(f"/projects/{name}").json()["metadata"]["public"]
+            for name in (shown, hidden)
+        }
+    assert public == {shown: "true", hidden: "false"}
+    assert _raw(
+        f"docker://{peer.host}/{hidden}/busybox:1.36", f"admin:{peer.admin_password}"
+    ) == images.manifest_bytes("busybox:1.36")
+
+
+def test_push_with_credentials_that_may_not_create_projects_fails_saying_so(
+    api, dockyard, start_dockyard, images
+):
+    project = dockyard.new_project("nocreate")
+    push_image(dockyard, images, "busybox:1.36", f"{project}/busybox:1.36")
+    peer = start_dockyard()
+    user = peer.new_user("pusher")
+    with _peer_api(peer) as there:
+        restricted = there.put(
+            "/configurations", json={"project_creation_restriction": "adminonly"}
+        )
+    assert restricted.status_code == 200, restricted.text
+    policy_id = _policy(
+        api,
+        dest_registry={"id": _harbor_endpoint(api, peer, user.name, user.password)},
+        filters=[{"type": "name", "value": f"{project}/**"}],
+    )
+
+    execution = _run(api, policy_id)
+
+    assert execution["status"] == "Failed"
+    log = _task_logs(api, execution)
+    assert f"creating project {project} at the destination: it answered 403" in log
+    assert "not retried" in log
+    assert "attempt 2/3" not in log
+
+
+def test_push_with_bad_password_fails_without_retrying(
+    api, dockyard, start_dockyard, images
+):
+    project = dockyard.new_project("badpw")
+    push_image(dockyard, images, "busybox:1.36", f"{project}/busybox:1.36")
+    peer = start_dockyard()
+    peer.create_project(project)
+    # A docker-registry endpoint: no project step, the refusal comes on /v2.
+    registry_id = _endpoint(
+        api, peer.url, credential={"access_key": "admin", "access_secret": "wrong"}
+    )
+    policy_id = _policy(
+        api,
+        dest_registry={"id": registry_id},
+        filters=[{"type": "name", "value": f"{project}/**"}],
+    )
+
+    execution = _run(api, policy_id)
+
+    assert execution["status"] == "Failed"
+    log = _task_logs(api, execution)
+    assert "attempt 1/3 failed: UpstreamDenied" in log
+    assert "not retried: the registry refused these credentials" in log
+    assert "attempt 2/3" not in log
+
+
+def test_push_to_harbor_endpoint_with_bad_password_fails_at_the_project_step(
+    api, dockyard, start_dockyard, images
+):
+    project = dockyard.new_project("badpwapi")
+    push_image(dockyard, images, "busybox:1.36", f"{project}/busybox:1.36")
+    peer = start_dockyard()
+    policy_id = _policy(
+        api,
+        dest_registry={"id": _harbor_endpoint(api, peer, password="wrong")},
+        filters=[{"type": "name", "value": f"{project}/**"}],
+    )
+
+    execution = _run(api, policy_id)
+
+    assert execution["status"] == "Failed"
+    log = _task_logs(api, execution)
+    assert f"looking up project {project} at the destination: it answered 401" in log
+    assert "attempt 2/3" not in log
+
+
+def test_pull_into_missing_project_creates_it_private_audited_as_replication(
+    api, dockyard, upstream, images
+):
+    upstream.push(images, "busybox:1.36", "library/busybox:1.36")
+    project = f"made-{secrets.token_hex(4)}"
+    policy_id = _policy(
+        api,
+        src_registry={"id": _endpoint(api, f"http://{upstream.host}")},
+        dest_namespace=project,
+        filters=[{"type": "name", "value": "library/busybox"}],
+    )
+
+    execution = _run(api, policy_id)
+
+    assert execution["status"] == "Succeed", _task_logs(api, execution)
+    made = api.get(f"/projects/{project}").json()
+    assert made["metadata"]["public"] == "false"
+    audit = api.get(
+        "/audit-logs", params={"q": f"resource={project},resource_type=project"}
+    ).json()
+    assert [(a["username"], a["operation"]) for a in audit] == [
+        ("replication", "create")
+    ]
+
+
+def test_pull_from_dockyard_creates_project_public_like_its_source(
+    api, dockyard, start_dockyard, images
+):
+    peer = start_dockyard()
+    project = f"open-{secrets.token_hex(4)}"
+    peer.create_project(project)
+    push_image(peer, images, "busybox:1.36", f"{project}/busybox:1.36")
+    policy_id = _policy(
+        api,
+        src_registry={"id": _harbor_endpoint(api, peer)},
+        filters=[{"type": "name", "value": f"{project}/busybox"}],
+    )
+
+    execution = _run(api, policy_id)
+
+    assert execution["status"] == "Succeed", _task_logs(api, execution)
+    assert api.get(f"/projects/{project}").json()["metadata"]["public"] == "true"
+
+
+def test_push_mounts_a_layer_an_earlier_run_sent_to_go_registry(
+    api, dockyard, upstream, images, tmp_path
+):
+    project = dockyard.new_project("mount")
+    push_image(dockyard, images, "busybox:1.36", f"{project}/busybox:1.36")
+    policy_id = _policy(
+        api,
+        dest_registry={"id": _endpoint(api, f"http://{upstream.host}")},
+        filters=[{"type": "name", "value": f"{project}/**"}],
+    )
+    first = _run(api, policy_id)
+    push_image(dockyard, images, "debian-pkgs:1", f"{project}/debian:1")
+
+    second = _run(api, policy_id)
+
+    assert (first["status"], second["status"]) == ("Succeed", "Succeed")
+    layer = _shared_layer(images)
+    log = _task_logs(api, second)
+    assert f"blob {layer} mounted from {project}/busybox" in log
+    # Its hex is only in the digest parameter of the upload that sent it.
+    assert upstream.requests("PUT", layer.partition(":")[2]) == 1
+    skopeo(
+        "copy",
+        "--preserve-digests",
+        "--src-tls-verify=false",
+        f"docker://{upstream.host}/{project}/debian:1",
+        f"oci:{tmp_path / 'back'}:1",
+    )
+
+
+def test_push_cancels_the_upload_of_a_refused_mount_and_sends_the_blob(
+    api, dockyard, upstream, images, tmp_path
+):
+    project = dockyard.new_project("refused")
+    # Both repositories hold the layer here; only `shown` is replicated, so
+    # the mount from `hidden` at the destination is refused (202).
+    push_image(dockyard, images, "busybox:1.36", f"{project}/hidden:1.36")
+    push_image(dockyard, images, "busybox:1.36", f"{project}/shown:1.36")
+    policy_id = _policy(
+        api,
+        dest_registry={"id": _endpoint(api, f"http://{upstream.host}")},
+        filters=[{"type": "name", "value": f"{project}/shown"}],
+    )
+
+    execution = _run(api, policy_id)
+
+    assert execution["status"] == "Succeed", _task_logs(api, execution)
+    layer = _shared_layer(images)
+    assert f"blob {layer} sent" in _task_logs(api, execution)
+    assert upstream.requests("POST", f"mount={layer}&from={project}/hidden") == 1
+    # Other tests' repositories here hold the blobs too: their mounts are
+    # tried (and refused) as well. Every refused mount's upload is cancelled.
+    uploads = f"/v2/{project}/shown/blobs/uploads/"
+    refused = upstream.requests("POST", f"{uploads}?mount=", status=202)
+    cancelled = upstream.requests("DELETE", uploads, status=204)
+    assert refused == cancelled >= 2  # at least the layer's and the config's
+    skopeo(
+        "copy",
+        "--preserve-digests",
+        "--src-tls-verify=false",
+        f"docker://{upstream.host}/{project}/shown:1.36",
+        f"oci:{tmp_path / 'back'}:1.36",
+    )
+
+
+def test_push_mounts_a_layer_an_earlier_run_sent_to_second_dockyard(
+    api, dockyard, start_dockyard, images, tmp_path
+):
+    project = dockyard.new_project("mountdy")
+    push_image(dockyard, images, "busybox:1.36", f"{project}/busybox:1.36")
+    peer = start_dockyard()
+    policy_id = _policy(
+        api,
+        dest_registry={"id": _harbor_endpoint(api, peer)},
+        filters=[{"type": "name", "value": f"{project}/**"}],
+    )
+    first = _run(api, policy_id)
+    push_image(dockyard, images, "debian-pkgs:1", f"{project}/debian:1")
+    mark = peer.log_size()
+
+    second = _run(api, policy_id)
+
+    assert (first["status"], second["status"]) == ("Succeed", "Succeed")
+    layer = _shared_layer(images)
+    assert f"blob {layer} mounted from {project}/busybox" in _task_logs(api, second)
+    # debian-pkgs:1 has three blobs: its config and own layer were sent.
+    uploads = f"method=PUT path=/v2/{project}/debian/blobs/uploads/"
+    sent = [line for line in peer.log_since(mark).splitlines() if uploads in line]
+    assert len(sent) == 2, sent
+    skopeo(
+        "copy",
+        "--preserve-digests",
+        "--src-tls-verify=false",
+        "--src-creds",
+        f"admin:{peer.admin_password}",
+        f"docker://{peer.host}/{project}/debian:1",
+        f"oci:{tmp_path / 'back'}:1",
+    )
+
+
+def test_pull_links_a_layer_stored_here_without_fetching_it(
+    api, dockyard, upstream, images
+):
+    project = dockyard.new_project("linked")
+    upstream.push(images, "busybox:1.36", "library/busybox:1.36")
+    upstream.push(images, "debian-pkgs:1", "library/debian:1")
+    registry_id = _endpoint(api, f"http://{upstream.host}")
+    first = _run(
+        api,
+        _policy(
+            api,
+            src_registry={"id": registry_id},
+            dest_namespace=project,
+            filters=[{"type": "name", "value": "library/busybox"}],
+        ),
+    )
+    layer = _shared_layer(images)
+    fetched = upstream.requests("GET", f"/blobs/{layer}")
+
+    second = _run(
+        api,
+        _policy(
+            api,
+            src_registry={"id": registry_id},
+            dest_namespace=project,
+            filters=[{"type": "name", "value": "library/debian"}],
+        ),
+    )
+
+    assert (first["status"], second["status"]) == ("Succeed", "Succeed")
+    assert f"blob {layer} mounted from {project}/busybox" in _task_logs(api, second)
+    assert upstream.requests("GET", f"/blobs/{layer}") == fetched
+    assert _raw(
+        f"docker://{dockyard.host}/{project}/debian:1",
+        f"admin:{dockyard.admin_password}",
+    ) == images.manifest_bytes("debian-pkgs:1")
+
+
+def test_destination_answering_5xx_on_upload_fails_after_bounded_retries(
+    api, dockyard, upstream, images
+):
+    project = dockyard.new_project("broken")
+    push_image(dockyard, images, "busybox:1.36", f"{project}/busybox:1.36")
+    # The registry's disk fault: its upload directory for that repository
+    # cannot be created (a file is in the way), so each upload answers 500.
+    uploads = upstream.storage / "docker/registry/v2/repositories" / project
+    (uploads / "busybox").mkdir(parents=True)
+    (uploads / "busybox" / "_uploads").write_text("in the way")
+    policy_id = _policy(
+        api,
+        dest_registry={"id": _endpoint(api, f"http://{upstream.host}")},
+        filters=[{"type": "name", "value": f"{project}/**"}],
+    )
+
+    execution = _run(api, policy_id)
+
+    assert execution["status"] == "Failed"
+    log = _task_logs(api, execution)
+    assert "attempt 3/3 failed: UpstreamUnavailable" in log
+    assert "upstream answered 500" in log
+    assert "attempt 4" not in log
+
+
+def test_destination_answering_413_fails_without_retrying(
+    api, dockyard, upstream, images, tmp_path
+):
+    project = dockyard.new_project("large")
+    push_image(dockyard, images, "busybox:1.36", f"{project}/busybox:1.36")
+    # nginx in front of the Go registry takes bodies up to 64 KiB: the
+    # config passes, the megabyte layer is answered 413.
+    balancer = Balancer(tmp_path / "nginx", [upstream.host], "64k").start()
+    try:
+        policy_id = _policy(
+            api,
+            dest_registry={"id": _endpoint(api, balancer.url)},
+            filters=[{"type": "name", "value": f"{project}/**"}],
+        )
+
+        execution = _run(api, policy_id)
+    finally:
+        balancer.stop()
+
+    assert execution["status"] == "Failed"
+    log = _task_logs(api, execution)
+    assert "upstream answered 413" in log
+    assert "not retried: the registry refuses something this large" in log
+    assert "attempt 2/3" not in log

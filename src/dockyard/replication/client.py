@@ -318,8 +318,19 @@ class RegistryClient:
         _raise_for_status(response, path)
         location = response.headers.get("location")
         if location:
-            await self._request("DELETE", self._path(location), _push(repository))
+            await self._cancel_upload(repository, self._path(location))
         return False
+
+    async def _cancel_upload(self, repository: str, location: str) -> None:
+        """DELETE an upload we will not use, so that it does not linger until
+        the registry's own cleanup; a refusal is logged, nothing more."""
+        response = await self._request("DELETE", location, _push(repository))
+        if response.status_code >= 300 and response.status_code != 404:
+            log.warning(
+                "upload_cancel_refused repository=%s status=%d",
+                repository,
+                response.status_code,
+            )
 
     async def upload_blob(
         self,

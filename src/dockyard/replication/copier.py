@@ -10,8 +10,9 @@
         `sha256-<hex>` tag fallback index as well
       finally the tag
 
-A blob the destination has is not sent; one it has in another repository
-this copy wrote to is mounted; others are streamed, never held whole.
+A blob the destination has is not sent; one it probably has in another
+repository (this copy wrote it there, or `mount_sources` says an earlier
+task did) is mounted; others are streamed, never held whole.
 """
 
 from __future__ import annotations
@@ -38,21 +39,32 @@ from dockyard.replication.sides import (
 log = logging.getLogger(__name__)
 
 _STOP_CHECK_SECONDS = 1.0
+# Mounts tried for one blob before it is sent: each refused one costs a
+# round trip (and the upload it opened, cancelled).
+MOUNT_ATTEMPTS = 3
 
 Log = Callable[[str], None]
 StopCheck = Callable[[], Awaitable[None]]
 Serializer = Callable[[str], AbstractAsyncContextManager[Any]]
+# (source repository, destination repository, digest) -> repositories of
+# the destination that probably hold the blob already.
+MountSources = Callable[[str, str, str], Awaitable[list[str]]]
 
 
 def _unserialized(name: str) -> AbstractAsyncContextManager[Any]:
     return contextlib.nullcontext()
 
 
+async def _nowhere(src: str, dst: str, digest: str) -> list[str]:
+    return []
+
+
 class ArtifactCopy:
     """Copies from `source` to `destination`; `log` gets one line per step,
     `check_stop` raises when the execution was stopped. `serialize(name)`
     holds a lock of that name: a fallback index is read, merged and written
-    under it, so two copies adding referrers to one subject keep both."""
+    under it, so two copies adding referrers to one subject keep both.
+    `mount_sources` names where the destination probably holds a blob."""
 
     def __init__(
         self,
@@ -62,8 +74,10 @@ class ArtifactCopy:
         check_stop: StopCheck,
         speed_kbps: int = -1,
         serialize: Serializer = _unserialized,
+        mount_sources: MountSources = _nowhere,
     ) -> None:
         self.serialize = serialize
+        self.mount_sources = mount_sources
         self.source = source
         self.destination = destination
         self.log = log
@@ -200,18 +214,36 @@ class ArtifactCopy:
         if await self.destination.has_blob(dst, digest):
             self._blobs_at.setdefault(digest, dst)
             return
-        other = self._blobs_at.get(digest)
-        if (
-            other
-            and other != dst
-            and await self.destination.mount_blob(dst, other, digest)
-        ):
-            self.log(f"blob {digest} mounted from {other}")
+        if await self._mount(src, dst, digest):
+            self._blobs_at.setdefault(digest, dst)
             return
         async with self.source.open_blob(src, digest) as (size, chunks):
             await self.destination.put_blob(dst, digest, size, self._metered(chunks))
         self._blobs_at[digest] = dst
         self.log(f"blob {digest} sent ({size} bytes)")
+
+    async def _mount(self, src: str, dst: str, digest: str) -> bool:
+        """Mount the blob from a repository of the destination that probably
+        has it: first one this copy wrote it to, then those `mount_sources`
+        names; at most `MOUNT_ATTEMPTS` tries (a refused one costs a round
+        trip)."""
+        for other in await self._mount_candidates(src, dst, digest):
+            await self.check_stop()
+            if await self.destination.mount_blob(dst, other, digest):
+                self.log(f"blob {digest} mounted from {other}")
+                return True
+        return False
+
+    async def _mount_candidates(self, src: str, dst: str, digest: str) -> list[str]:
+        found = [
+            self._blobs_at.get(digest),
+            *await self.mount_sources(src, dst, digest),
+        ]
+        candidates: list[str] = []
+        for name in found:
+            if name and name != dst and name not in candidates:
+                candidates.append(name)
+        return candidates[:MOUNT_ATTEMPTS]
 
     async def _metered(self, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
         """`chunks`, paced to `speed_kbps` when it is set; a stop is noticed

@@ -5,11 +5,14 @@
     execution, one "plan" task        execution with the copy or delete
            |                          tasks themselves (no plan)
     plan: list what the filters
-    select, add one "copy" task
+    select, make the destination
+    projects, add one "copy" task
     per tag to the same execution
            |
-    copy / delete / delete_tag: ArtifactCopy, up to three attempts with a
-    growing pause; each attempt's failure is written to the task log
+    copy / delete / delete_tag: the destination projects made first where
+    missing (DestinationProjects, copies only), then ArtifactCopy; up to
+    three attempts with a growing pause, each failure written to the task
+    log; refused credentials (401/403) and 413 end the task at once
 
 Events, as Harbor has them: a push (OCI manifest PUT), a tag added through
 the API and an artifact copied in through the API (`?from=`, each of its
@@ -42,15 +45,18 @@ from dockyard.db.schema import repositories, tags
 from dockyard.jobs.records import EVENT, MANUAL, JobService, TaskStopped
 from dockyard.jobs.schedules import Schedule
 from dockyard.jobs.worker import TaskContext
+from dockyard.projects import ProjectService
 from dockyard.registry.blobs import BlobService
 from dockyard.registry.digest import is_digest
 from dockyard.registry.manifests import ManifestService
 from dockyard.replication.client import (
     RegistryClient,
+    UpstreamDenied,
     UpstreamError,
     UpstreamNotFound,
 )
 from dockyard.replication.copier import ArtifactCopy
+from dockyard.replication.destinations import DestinationProjects, mount_sources
 from dockyard.replication.facts import (
     ArtifactFacts,
     artifact_facts,
@@ -95,6 +101,7 @@ class Replication:
         manifests: ManifestService,
         blobs: BlobService,
         locks: Locks,
+        projects: ProjectService,
     ) -> None:
         self.locks = locks
         self.db = db
@@ -102,6 +109,7 @@ class Replication:
         self.policies = policies
         self.registries = registries
         self.local = LocalSide(manifests, blobs)
+        self.destinations = DestinationProjects(projects, registries)
         self._events: set[asyncio.Task[None]] = set()
 
     async def start(self, policy: Policy) -> int:
@@ -261,6 +269,9 @@ class Replication:
             candidates = await self._remote_candidates(context, policy)
         tasks = [_task(policy, COPY, repository, tag) for repository, tag in candidates]
         context.log(f"{len(tasks)} artifact(s) to copy")
+        await self.destinations.prepare(
+            policy, [repository for repository, _ in candidates], context.log
+        )
         await self.jobs.add_tasks(execution_id, tasks)
 
     async def _local_candidates(self, policy: Policy) -> list[tuple[str, str]]:
@@ -345,6 +356,7 @@ class Replication:
             _stop_check(self.jobs, context.task.execution_id),
             policy.fields.speed,
             lambda name: _waiting_lock(self.locks, f"replication:{registry_id}:{name}"),
+            mount_sources(policy, self.local),
         )
         try:
             if params["step"] == DELETE:
@@ -352,6 +364,8 @@ class Replication:
             elif params["step"] == DELETE_TAG:
                 await copy.delete_tag(params["dst"], params["reference"])
             else:
+                # Also for a copy no plan prepared (an event's).
+                await self.destinations.prepare(policy, [params["src"]], context.log)
                 outcome = await copy.copy_tag(
                     params["src"],
                     params["reference"],
@@ -384,7 +398,8 @@ async def _with_retries(
     context: TaskContext, attempt_once: Callable[[], Awaitable[None]]
 ) -> None:
     """Run `attempt_once` up to `ATTEMPTS` times, pausing one, then two
-    seconds; each failure goes to the task log, the last one is raised."""
+    seconds; each failure goes to the task log, the last one is raised. A
+    failure no retry can mend ends the task at once, saying so."""
     failures = []
     for attempt in range(1, ATTEMPTS + 1):
         try:
@@ -394,8 +409,12 @@ async def _with_retries(
             raise
         except (UpstreamError, CopyFailed, OSError) as exc:
             reason = f"{type(exc).__name__}: {exc}"
+            hopeless = _not_retried_because(exc)
         failures.append(reason)
         context.log(f"attempt {attempt}/{ATTEMPTS} failed: {reason}")
+        if hopeless:
+            context.log(f"not retried: {hopeless}")
+            raise CopyFailed(f"{reason} ({hopeless})")
         if attempt < ATTEMPTS:
             await asyncio.sleep(_FIRST_PAUSE_SECONDS * 2 ** (attempt - 1))
     raise CopyFailed(f"failed after {ATTEMPTS} attempts: {failures[-1]}")
@@ -411,6 +430,18 @@ async def _source_tags(
     except UpstreamNotFound:
         context.log(f"{repository}: not found at the source")
         return []
+
+
+def _not_retried_because(exc: Exception) -> str | None:
+    """Why retrying after `exc` cannot help; None when it may."""
+    if isinstance(exc, UpstreamDenied):
+        return (
+            "the registry refused these credentials or what they may do; "
+            "a retry cannot help: fix the endpoint's credentials or permissions"
+        )
+    if isinstance(exc, UpstreamError) and exc.status == 413:
+        return "the registry refuses something this large; a retry cannot help"
+    return None
 
 
 def _plan(policy_id: int) -> dict[str, Any]:

@@ -15,20 +15,28 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from sqlalchemy import case, select
+
+from dockyard.db.schema import manifest_references, repositories
+from dockyard.db.schema import manifests as manifest_rows
 from dockyard.registry import mediatypes
 from dockyard.registry.blobs import BlobService, link_blob
 from dockyard.registry.digest import parse_digest
 from dockyard.registry.errors import BlobUnknown, ManifestUnknown, NameUnknown
 from dockyard.registry.manifests import ManifestService, parse_manifest
+from dockyard.registry.reference import project_of
 from dockyard.registry.repositories import ensure_repository
 from dockyard.replication.client import (
     RegistryClient,
+    UpstreamDenied,
     UpstreamInvalid,
     UpstreamNotFound,
 )
 from dockyard.replication.harbor_api import HarborApi
 
 ACTOR = "replication"
+# Enough repositories to find a few the destination has; not every one.
+_HOLDERS_LISTED = 20
 
 
 class CopyFailed(Exception):
@@ -100,6 +108,28 @@ class LocalSide:
         except BlobUnknown:
             return False
         return True
+
+    async def holders(self, digest: str, near: str) -> list[str]:
+        """Some repositories here with a manifest that references the blob:
+        those of the project of repository `near` first, then the oldest;
+        at most `_HOLDERS_LISTED`."""
+        same_project = repositories.c.name.startswith(
+            f"{project_of(near)}/", autoescape=True
+        )
+        query = (
+            select(repositories.c.name)
+            .join(manifest_rows, manifest_rows.c.repository_id == repositories.c.id)
+            .join(
+                manifest_references,
+                manifest_references.c.manifest_id == manifest_rows.c.id,
+            )
+            .where(manifest_references.c.digest == digest)
+            .group_by(repositories.c.id, repositories.c.name)
+            .order_by(case((same_project, 0), else_=1), repositories.c.id)
+            .limit(_HOLDERS_LISTED)
+        )
+        async with self.blobs.db.read() as conn:
+            return list((await conn.scalars(query)).all())
 
     async def mount_blob(self, repository: str, source: str, digest: str) -> bool:
         # Any stored blob can be linked: the storage is shared by every
@@ -203,7 +233,12 @@ class RemoteSide:
         return await self.client.has_blob(repository, digest)
 
     async def mount_blob(self, repository: str, source: str, digest: str) -> bool:
-        return await self.client.mount_blob(repository, source, digest)
+        try:
+            return await self.client.mount_blob(repository, source, digest)
+        except (UpstreamDenied, UpstreamNotFound, UpstreamInvalid):
+            # A mount is only a shortcut: a registry that refuses it, or
+            # the source repository, may still take the upload.
+            return False
 
     @asynccontextmanager
     async def open_blob(
