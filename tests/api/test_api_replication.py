@@ -5,6 +5,7 @@ tested end to end in tests/e2e/test_replication.py.
 """
 
 import secrets
+import time
 
 import httpx
 import pytest
@@ -272,3 +273,32 @@ def test_create_policy_with_bad_label_filter_value_returns_bad_request(
 
     assert response.status_code == 400, response.text
     assert error_code(response) == "BAD_REQUEST"
+
+
+def _ended_execution(api, execution_id):
+    for _ in range(300):
+        execution = api.get(f"/api/v2.0/replication/executions/{execution_id}").json()
+        if execution["status"] != "InProgress":
+            return execution
+        time.sleep(0.1)
+    raise AssertionError(f"execution {execution_id} did not end: {execution}")
+
+
+def test_delete_policy_deletes_its_executions(api, endpoint):
+    # SQLite gives a deleted last id to the next policy: runs left behind
+    # would be listed as that new policy's.
+    created = api.post(
+        "/api/v2.0/replication/policies",
+        json=_policy(endpoint, filters=[{"type": "name", "value": "none-here/x"}]),
+    )
+    policy_id = int(created.headers["location"].rsplit("/", 1)[1])
+    started = api.post(
+        "/api/v2.0/replication/executions", json={"policy_id": policy_id}
+    )
+    execution_id = int(started.headers["location"].rsplit("/", 1)[1])
+    _ended_execution(api, execution_id)
+
+    api.delete(f"/api/v2.0/replication/policies/{policy_id}")
+
+    response = api.get(f"/api/v2.0/replication/executions/{execution_id}")
+    assert response.status_code == 404

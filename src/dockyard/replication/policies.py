@@ -32,7 +32,12 @@ from sqlalchemy.exc import IntegrityError
 
 from dockyard.audit import record_change
 from dockyard.db.database import Database
-from dockyard.db.schema import registries, replication_policies
+from dockyard.db.schema import (
+    job_executions,
+    job_tasks,
+    registries,
+    replication_policies,
+)
 from dockyard.jobs.schedules import check_cron
 from dockyard.labels import NAME_MAX as LABEL_NAME_MAX
 from dockyard.replication.adapters import AdapterError, adapter_for
@@ -312,7 +317,20 @@ class PolicyService:
         return await self.get_policy(policy.id)
 
     async def delete_policy(self, policy: Policy, actor: str) -> None:
+        """Delete the policy and its executions with their tasks, as Harbor
+        does. The caller makes sure none is still running."""
         async with self.db.write() as conn:
+            # SQLite hands out a deleted last id again: executions left
+            # behind would show up as the runs of the next policy created.
+            runs = select(job_executions.c.id).where(
+                job_executions.c.owner == policy.owner
+            )
+            await conn.execute(
+                delete(job_tasks).where(job_tasks.c.execution_id.in_(runs))
+            )
+            await conn.execute(
+                delete(job_executions).where(job_executions.c.owner == policy.owner)
+            )
             await conn.execute(
                 delete(replication_policies).where(
                     replication_policies.c.id == policy.id
