@@ -162,6 +162,12 @@ def test_delete_registry_used_by_a_policy_returns_precondition(api, policy, endp
     assert response.status_code == 412
 
 
+def test_delete_registry_used_by_a_policy_names_the_policy(api, policy, endpoint):
+    response = api.delete(f"/api/v2.0/registries/{endpoint}")
+
+    assert policy["name"] in response.json()["errors"][0]["message"]
+
+
 def test_get_unknown_policy_returns_not_found(api):
     response = api.get("/api/v2.0/replication/policies/999999")
 
