@@ -92,6 +92,20 @@ def test_list_policies_by_name_finds_the_policy(api, policy):
     assert response.headers["x-total-count"] == "1"
 
 
+def test_list_policies_with_q_on_name_finds_the_policy(api, policy):
+    response = api.get(
+        "/api/v2.0/replication/policies", params={"q": f"name={policy['name']}"}
+    )
+
+    assert [p["id"] for p in response.json()] == [policy["id"]]
+
+
+def test_list_policies_with_q_on_unknown_key_returns_bad_request(api, policy):
+    response = api.get("/api/v2.0/replication/policies", params={"q": "color=red"})
+
+    assert response.status_code == 400
+
+
 def test_create_policy_with_taken_name_returns_conflict(api, policy, endpoint):
     response = api.post(
         "/api/v2.0/replication/policies", json=_policy(endpoint, name=policy["name"])

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import delete, func, insert, or_, select, update
+from sqlalchemy import Select, delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from dockyard.audit import record_change
@@ -246,24 +246,14 @@ class PolicyService:
         self.db = db
 
     async def list_policies(
-        self, name: str | None, offset: int, limit: int
+        self, query: Select, offset: int, limit: int
     ) -> tuple[list[Policy], int]:
-        query = select(replication_policies)
-        if name:
-            query = query.where(
-                replication_policies.c.name.contains(name, autoescape=True)
-            )
+        """One page of `query` over `replication_policies`, and the total."""
         async with self.db.read() as conn:
             total = await conn.scalar(
-                select(func.count()).select_from(query.subquery())
+                select(func.count()).select_from(query.order_by(None).subquery())
             )
-            rows = (
-                await conn.execute(
-                    query.order_by(replication_policies.c.id)
-                    .offset(offset)
-                    .limit(limit)
-                )
-            ).all()
+            rows = (await conn.execute(query.offset(offset).limit(limit))).all()
         return [_policy(row) for row in rows], int(total or 0)
 
     async def get_policy(self, policy_id: int) -> Policy:
