@@ -92,11 +92,14 @@ def test_list_policies_by_name_finds_the_policy(api, policy):
     assert response.headers["x-total-count"] == "1"
 
 
-def test_list_policies_with_q_on_name_finds_the_policy(api, policy):
+def test_list_policies_with_q_on_name_finds_the_policy(api, policy, endpoint):
+    other = api.post("/api/v2.0/replication/policies", json=_policy(endpoint))
+
     response = api.get(
         "/api/v2.0/replication/policies", params={"q": f"name={policy['name']}"}
     )
 
+    api.delete(other.headers["location"])
     assert [p["id"] for p in response.json()] == [policy["id"]]
 
 
