@@ -227,7 +227,7 @@ class RegistryService:
             if users:
                 raise RegistryInUse(
                     f"registry {registry.id} is used by {users}: delete them "
-                    "or point them at another registry first"
+                    "first (or move the policies to another registry)"
                 )
             await conn.execute(delete(registries).where(registries.c.id == registry.id))
             await record_change(conn, actor, "registry", "delete", registry.name)
