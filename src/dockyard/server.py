@@ -98,6 +98,9 @@ def refuse_taken_address(listen: str, host: str, port: int, hint: str = "") -> N
     a second server share the port silently."""
     family = socket.AF_INET6 if ":" in host.strip("[]") else socket.AF_INET
     probe = socket.socket(family, socket.SOCK_STREAM)
+    # Connections a stopped server closed linger in TIME_WAIT for a minute;
+    # with SO_REUSEADDR (as granian binds) only a live listener refuses us.
+    probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         probe.bind((host.strip("[]"), port))
     except OSError as exc:

@@ -118,6 +118,26 @@ def test_ping_registry_with_wrong_password_is_bad_request(api, dockyard):
     assert error_code(response) == "BAD_REQUEST"
 
 
+def test_ping_registry_with_nested_wrong_credential_is_bad_request(api, dockyard):
+    # The create body's shape: its credential must be checked, not ignored.
+    body = _body(dockyard)
+    response = api.post(
+        "/api/v2.0/registries/ping",
+        json={
+            "type": "harbor",
+            "url": body["url"],
+            "credential": {
+                "type": "basic",
+                "access_key": "admin",
+                "access_secret": "Wrong-passw0rd",
+            },
+        },
+    )
+
+    assert response.status_code == 400
+    assert error_code(response) == "BAD_REQUEST"
+
+
 def test_create_registry_unreachable_is_stored_unhealthy(api):
     body = {
         "name": f"gone-{secrets.token_hex(4)}",

@@ -5,6 +5,7 @@ tested end to end in tests/e2e/test_replication.py.
 """
 
 import secrets
+import time
 
 import httpx
 import pytest
@@ -91,6 +92,23 @@ def test_list_policies_by_name_finds_the_policy(api, policy):
     assert response.headers["x-total-count"] == "1"
 
 
+def test_list_policies_with_q_on_name_finds_the_policy(api, policy, endpoint):
+    other = api.post("/api/v2.0/replication/policies", json=_policy(endpoint))
+
+    response = api.get(
+        "/api/v2.0/replication/policies", params={"q": f"name={policy['name']}"}
+    )
+
+    api.delete(other.headers["location"])
+    assert [p["id"] for p in response.json()] == [policy["id"]]
+
+
+def test_list_policies_with_q_on_unknown_key_returns_bad_request(api, policy):
+    response = api.get("/api/v2.0/replication/policies", params={"q": "color=red"})
+
+    assert response.status_code == 400
+
+
 def test_create_policy_with_taken_name_returns_conflict(api, policy, endpoint):
     response = api.post(
         "/api/v2.0/replication/policies", json=_policy(endpoint, name=policy["name"])
@@ -159,6 +177,12 @@ def test_delete_registry_used_by_a_policy_returns_precondition(api, policy, endp
     response = api.delete(f"/api/v2.0/registries/{endpoint}")
 
     assert response.status_code == 412
+
+
+def test_delete_registry_used_by_a_policy_names_the_policy(api, policy, endpoint):
+    response = api.delete(f"/api/v2.0/registries/{endpoint}")
+
+    assert policy["name"] in response.json()["errors"][0]["message"]
 
 
 def test_get_unknown_policy_returns_not_found(api):
@@ -272,3 +296,32 @@ def test_create_policy_with_bad_label_filter_value_returns_bad_request(
 
     assert response.status_code == 400, response.text
     assert error_code(response) == "BAD_REQUEST"
+
+
+def _ended_execution(api, execution_id):
+    for _ in range(300):
+        execution = api.get(f"/api/v2.0/replication/executions/{execution_id}").json()
+        if execution["status"] != "InProgress":
+            return execution
+        time.sleep(0.1)
+    raise AssertionError(f"execution {execution_id} did not end: {execution}")
+
+
+def test_delete_policy_deletes_its_executions(api, endpoint):
+    # SQLite gives a deleted last id to the next policy: runs left behind
+    # would be listed as that new policy's.
+    created = api.post(
+        "/api/v2.0/replication/policies",
+        json=_policy(endpoint, filters=[{"type": "name", "value": "none-here/x"}]),
+    )
+    policy_id = int(created.headers["location"].rsplit("/", 1)[1])
+    started = api.post(
+        "/api/v2.0/replication/executions", json={"policy_id": policy_id}
+    )
+    execution_id = int(started.headers["location"].rsplit("/", 1)[1])
+    _ended_execution(api, execution_id)
+
+    api.delete(f"/api/v2.0/replication/policies/{policy_id}")
+
+    response = api.get(f"/api/v2.0/replication/executions/{execution_id}")
+    assert response.status_code == 404

@@ -354,6 +354,35 @@ def test_stopped_execution_ends_stopped_mid_blob(
     assert len(ended) == 1
 
 
+def test_run_started_while_the_previous_is_active_says_it_skipped(
+    api,
+    dockyard,
+    upstream,
+    images,
+):
+    project = dockyard.new_project("skip")
+    push_image(dockyard, images, "busybox:1.36", f"{project}/busybox:1.36")
+    registry_id = _endpoint(api, f"http://{upstream.host}")
+    # At 1 KB/s the first run is still copying when the second starts.
+    policy_id = _policy(
+        api,
+        dest_registry={"id": registry_id},
+        filters=[{"type": "name", "value": f"{project}/**"}],
+        speed=1,
+    )
+    first = _created_id(
+        api.post("/replication/executions", json={"policy_id": policy_id})
+    )
+    tasks_url = f"/replication/executions/{first}/tasks"
+    _wait(lambda: [t for t in api.get(tasks_url).json() if t["status"] == "InProgress"])
+
+    second = _run(api, policy_id)
+
+    api.put(f"/replication/executions/{first}")
+    assert (second["status"], second["total"]) == ("Succeed", 0)
+    assert "previous run of this policy is still active" in second["status_text"]
+
+
 def test_override_off_skips_a_tag_the_destination_has_with_another_digest(
     api,
     dockyard,

@@ -318,6 +318,16 @@ class JobService:
             )
         return True
 
+    async def note_execution(self, execution_id: int, message: str) -> None:
+        """Set the execution's status message: why it did what it did, for
+        the caller who sees no task (e.g. a run skipped as a whole)."""
+        async with self.db.write() as conn:
+            await conn.execute(
+                update(job_executions)
+                .where(job_executions.c.id == execution_id)
+                .values(status_message=message[:1000])
+            )
+
     async def is_stopped(self, execution_id: int) -> bool:
         """Whether the execution was stopped (handlers check between steps)."""
         async with self.db.read() as conn:

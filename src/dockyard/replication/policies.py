@@ -27,12 +27,17 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import delete, func, insert, or_, select, update
+from sqlalchemy import Select, delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from dockyard.audit import record_change
 from dockyard.db.database import Database
-from dockyard.db.schema import registries, replication_policies
+from dockyard.db.schema import (
+    job_executions,
+    job_tasks,
+    registries,
+    replication_policies,
+)
 from dockyard.jobs.schedules import check_cron
 from dockyard.labels import NAME_MAX as LABEL_NAME_MAX
 from dockyard.replication.adapters import AdapterError, adapter_for
@@ -241,24 +246,14 @@ class PolicyService:
         self.db = db
 
     async def list_policies(
-        self, name: str | None, offset: int, limit: int
+        self, query: Select, offset: int, limit: int
     ) -> tuple[list[Policy], int]:
-        query = select(replication_policies)
-        if name:
-            query = query.where(
-                replication_policies.c.name.contains(name, autoescape=True)
-            )
+        """One page of `query` over `replication_policies`, and the total."""
         async with self.db.read() as conn:
             total = await conn.scalar(
-                select(func.count()).select_from(query.subquery())
+                select(func.count()).select_from(query.order_by(None).subquery())
             )
-            rows = (
-                await conn.execute(
-                    query.order_by(replication_policies.c.id)
-                    .offset(offset)
-                    .limit(limit)
-                )
-            ).all()
+            rows = (await conn.execute(query.offset(offset).limit(limit))).all()
         return [_policy(row) for row in rows], int(total or 0)
 
     async def get_policy(self, policy_id: int) -> Policy:
@@ -312,7 +307,20 @@ class PolicyService:
         return await self.get_policy(policy.id)
 
     async def delete_policy(self, policy: Policy, actor: str) -> None:
+        """Delete the policy and its executions with their tasks, as Harbor
+        does. The caller makes sure none is still running."""
         async with self.db.write() as conn:
+            # SQLite hands out a deleted last id again: executions left
+            # behind would show up as the runs of the next policy created.
+            runs = select(job_executions.c.id).where(
+                job_executions.c.owner == policy.owner
+            )
+            await conn.execute(
+                delete(job_tasks).where(job_tasks.c.execution_id.in_(runs))
+            )
+            await conn.execute(
+                delete(job_executions).where(job_executions.c.owner == policy.owner)
+            )
             await conn.execute(
                 delete(replication_policies).where(
                     replication_policies.c.id == policy.id

@@ -21,7 +21,12 @@ from sqlalchemy.exc import IntegrityError
 
 from dockyard.audit import record_change
 from dockyard.db.database import Database
-from dockyard.db.schema import proxy_projects, registries, replication_policies
+from dockyard.db.schema import (
+    projects,
+    proxy_projects,
+    registries,
+    replication_policies,
+)
 from dockyard.replication import adapters
 from dockyard.replication.client import (
     Endpoint,
@@ -216,25 +221,13 @@ class RegistryService:
 
     async def delete_registry(self, registry: Registry, actor: str) -> None:
         """Delete an endpoint no proxy-cache project or replication policy uses
-        (`RegistryInUse`)."""
+        (`RegistryInUse`, naming them)."""
         async with self.db.write() as conn:
-            used = await conn.scalar(
-                select(func.count()).where(proxy_projects.c.registry_id == registry.id)
-            )
-            if used:
+            users = await _users_of(conn, registry.id)
+            if users:
                 raise RegistryInUse(
-                    f"registry {registry.id} is used by {used} proxy-cache project(s)"
-                )
-            copying = await conn.scalar(
-                select(func.count()).where(
-                    (replication_policies.c.src_registry_id == registry.id)
-                    | (replication_policies.c.dest_registry_id == registry.id)
-                )
-            )
-            if copying:
-                raise RegistryInUse(
-                    f"registry {registry.id} is used by {copying} replication "
-                    "policy(ies)"
+                    f"registry {registry.id} is used by {users}: delete them "
+                    "first (or move the policies to another registry)"
                 )
             await conn.execute(delete(registries).where(registries.c.id == registry.id))
             await record_change(conn, actor, "registry", "delete", registry.name)
@@ -341,6 +334,34 @@ class RegistryService:
             insecure=fields.insecure,
             ca_certificate=fields.ca_certificate,
         )
+
+
+async def _users_of(conn: Any, registry_id: int) -> str:
+    """The proxy-cache projects and replication policies that use the
+    endpoint, in words ("" for none)."""
+    projects_using = await conn.scalars(
+        select(projects.c.name)
+        .join(proxy_projects, proxy_projects.c.project_id == projects.c.id)
+        .where(proxy_projects.c.registry_id == registry_id)
+        .order_by(projects.c.name)
+    )
+    policies_using = await conn.scalars(
+        select(replication_policies.c.name)
+        .where(
+            (replication_policies.c.src_registry_id == registry_id)
+            | (replication_policies.c.dest_registry_id == registry_id)
+        )
+        .order_by(replication_policies.c.name)
+    )
+    named = [
+        f"{kind} {', '.join(names)}"
+        for kind, names in (
+            ("proxy-cache project(s)", projects_using.all()),
+            ("replication policy(ies)", policies_using.all()),
+        )
+        if names
+    ]
+    return " and ".join(named)
 
 
 async def ping(kind: str, endpoint: Endpoint) -> None:

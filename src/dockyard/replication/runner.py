@@ -260,7 +260,11 @@ class Replication:
     async def _plan(self, context: TaskContext, policy: Policy) -> None:
         execution_id = context.task.execution_id
         if await self.jobs.has_unfinished(policy.owner, other_than=execution_id):
-            context.log("skipped: the previous run of this policy is still active")
+            # The plan task is hidden when it succeeds: the execution itself
+            # must say why it copied nothing.
+            skipped = "skipped: the previous run of this policy is still active"
+            context.log(skipped)
+            await self.jobs.note_execution(execution_id, skipped)
             return
         context.log(f"planning policy {policy.id} ({policy.fields.name})")
         if policy.is_push:

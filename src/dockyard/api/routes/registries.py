@@ -11,7 +11,7 @@ from collections.abc import Awaitable
 from typing import Any, TypeVar
 
 from fastapi import APIRouter, Request, Response
-from pydantic import BaseModel, Field, StrictBool
+from pydantic import BaseModel, Field, StrictBool, model_validator
 from sqlalchemy import select
 
 from dockyard.api.deps import AdminDep, PageDep, ServicesDep, paginated
@@ -92,10 +92,24 @@ class RegistryUpdateReq(BaseModel):
 
 
 class RegistryPingReq(RegistryUpdateReq):
-    """Harbor's `RegistryPing`: a stored endpoint (`id`), settings, or both."""
+    """Harbor's `RegistryPing`: a stored endpoint (`id`), settings, or both.
+    Also takes the create body's nested `credential`, so that pinging what
+    one is about to create checks its credential rather than ignoring it
+    (an anonymous ping of a registry that challenges passes)."""
 
     id: int | None = None
     type: str | None = Field(default=None, max_length=64)
+    credential: RegistryCredential | None = None
+
+    @model_validator(mode="after")
+    def _flatten_credential(self) -> RegistryPingReq:
+        if self.credential is not None:
+            self.credential_type = _pick(self.credential_type, self.credential.type)
+            self.access_key = _pick(self.access_key, self.credential.access_key)
+            self.access_secret = _pick(
+                self.access_secret, self.credential.access_secret
+            )
+        return self
 
 
 @router.get("/registries")

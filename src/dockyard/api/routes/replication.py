@@ -11,9 +11,12 @@ from typing import Any, TypeVar
 
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, Field
+from sqlalchemy import select
 
 from dockyard.api.deps import AdminDep, PageDep, ServicesDep, paginated
 from dockyard.api.errors import BadRequest, Conflict, NotFound, PreconditionFailed
+from dockyard.api.query import apply_query
+from dockyard.db.schema import replication_policies
 from dockyard.api.routes.registries import registry_resp
 from dockyard.replication.executions import (
     EXECUTION_STATUS,
@@ -36,6 +39,13 @@ from dockyard.replication.registries import RegistryNotFound
 from dockyard.replication.runner import REPLICATION
 
 T = TypeVar("T")
+
+_POLICY_COLUMNS = {
+    "id": replication_policies.c.id,
+    "name": replication_policies.c.name,
+    "creation_time": replication_policies.c.created_at,
+    "update_time": replication_policies.c.updated_at,
+}
 
 router = APIRouter(tags=["replication"])
 
@@ -87,10 +97,20 @@ async def list_policies(
     services: ServicesDep,
     admin: AdminDep,
     page: PageDep,
+    q: str | None = None,
+    sort: str | None = None,
     name: str | None = None,
 ) -> Response:
+    query = select(replication_policies)
+    if name:
+        query = query.where(
+            replication_policies.c.name.contains(name, autoescape=True)
+        )
+    query = apply_query(
+        query, q, sort, _POLICY_COLUMNS, [replication_policies.c.id]
+    )
     policies = services.replication.policies
-    found, total = await policies.list_policies(name, page.offset, page.size)
+    found, total = await policies.list_policies(query, page.offset, page.size)
     items = [await _policy_resp(services, p) for p in found]
     return paginated(request, items, total, page)
 
