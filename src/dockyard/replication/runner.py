@@ -63,7 +63,7 @@ from dockyard.replication.facts import (
     label_names,
     repository_facts,
 )
-from dockyard.replication.harbor_api import HarborApi
+from dockyard.replication.adapters.harbor import HarborApi
 from dockyard.replication.policies import (
     EVENT_BASED,
     LABELLED_SOURCE_TYPE,

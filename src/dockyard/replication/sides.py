@@ -32,7 +32,7 @@ from dockyard.replication.client import (
     UpstreamInvalid,
     UpstreamNotFound,
 )
-from dockyard.replication.harbor_api import HarborApi
+from dockyard.replication.adapters.harbor import HarborApi
 
 ACTOR = "replication"
 # Enough repositories to find a few the destination has; not every one.
