@@ -289,6 +289,33 @@ def test_unreachable_destination_fails_with_reason_after_bounded_retries(
     assert "attempt 4" not in log
 
 
+def test_expected_failure_logs_one_line_and_a_warning_without_traceback(
+    api, dockyard, images
+):
+    project = dockyard.new_project("quiet")
+    push_image(dockyard, images, "busybox:1.36", f"{project}/busybox:1.36")
+    registry_id = _endpoint(api, f"http://127.0.0.1:{free_port()}")
+    policy_id = _policy(
+        api,
+        dest_registry={"id": registry_id},
+        filters=[{"type": "name", "value": f"{project}/**"}],
+    )
+    mark = dockyard.log_size()
+
+    execution = _run(api, policy_id)
+
+    task_log = _task_logs(api, execution)
+    assert "Traceback" not in task_log
+    last = task_log.splitlines()[-1]
+    assert " failed: CopyFailed: failed after 3 attempts: UpstreamUnavailable" in last
+    served = dockyard.log_since(mark).splitlines()
+    assert any(
+        " WARNING dockyard.jobs.worker " in line and "job_task_failure" in line
+        for line in served
+    )
+    assert not [line for line in served if "job_task_error" in line]
+
+
 def test_scheduled_policy_runs_on_its_cron_without_a_manual_start(
     api,
     dockyard,
@@ -467,14 +494,6 @@ def _go_tags(upstream, repository) -> list[str]:
     return sorted(response.json().get("tags") or []) if response.is_success else []
 
 
-def _task_log(api, execution) -> str:
-    tasks = api.get(f"/replication/executions/{execution['id']}/tasks").json()
-    return "".join(
-        api.get(f"/replication/executions/{execution['id']}/tasks/{t['id']}/log").text
-        for t in tasks
-    )
-
-
 @pytest.fixture
 def two_images(dockyard, images):
     """A fresh project whose busybox repository has `1.36` and `arm64`,
@@ -634,11 +653,46 @@ def test_tag_deletion_refused_by_go_registry_fails_and_keeps_the_manifest(
     assert deleted.status_code == 202
     failed = [e for e in ended if e["trigger"] == "event_based"]
     assert [e["status"] for e in failed] == ["Failed"]
-    log = _task_log(api, failed[0])
-    # distribution 2.8 reads the tag as a digest and answers 400.
+    log = _task_logs(api, failed[0])
+    # distribution 2.8 reads the tag as a digest and answers 400: final.
     assert "refused to delete the tag alone" in log
     assert "DIGEST_INVALID" in log
+    assert "not retried: the registry refuses this deletion" in log
+    assert "attempt 2/3" not in log
     assert _go_tags(upstream, repository) == ["1.36", "keep"]
+
+
+def test_deletion_refused_by_go_registry_without_deletes_fails_at_once(
+    api, dockyard, undeleting_upstream, images
+):
+    project = dockyard.new_project("nodelete")
+    repository = f"{project}/busybox"
+    push_image(dockyard, images, "busybox:1.36", f"{repository}:1.36")
+    registry_id = _endpoint(api, f"http://{undeleting_upstream.host}")
+    policy_id = _policy(
+        api,
+        dest_registry={"id": registry_id},
+        filters=[{"type": "name", "value": f"{project}/**"}],
+        trigger={"type": "event_based"},
+        replicate_deletion=True,
+    )
+    assert _run(api, policy_id)["status"] == "Succeed"
+    digest = images.digest("busybox:1.36")
+
+    deleted = httpx.delete(
+        f"{dockyard.url}/v2/{repository}/manifests/{digest}",
+        auth=("admin", dockyard.admin_password),
+    )
+    ended = _wait(lambda: _ended_executions(api, policy_id, 2))
+
+    assert deleted.status_code == 202
+    failed = [e for e in ended if e["trigger"] == "event_based"]
+    assert [e["status"] for e in failed] == ["Failed"]
+    log = _task_logs(api, failed[0])
+    assert "UNSUPPORTED" in log
+    assert "not retried: the registry refuses this deletion" in log
+    assert "attempt 2/3" not in log
+    assert _go_tags(undeleting_upstream, repository) == ["1.36"]
 
 
 def test_tag_added_through_api_fires_an_event_copy(api, dockyard, upstream, images):

@@ -12,7 +12,9 @@
     copy / delete / delete_tag: the destination projects made first where
     missing (DestinationProjects, copies only), then ArtifactCopy; up to
     three attempts with a growing pause, each failure written to the task
-    log; refused credentials (401/403) and 413 end the task at once
+    log; refused credentials (401/403), 413 and a deletion the registry
+    refuses (400/405) end the task at once. A failure replication expects
+    ends the task with one line in its log (`TaskFailed`), no traceback
 
 Events, as Harbor has them: a push (OCI manifest PUT), a tag added through
 the API and an artifact copied in through the API (`?from=`, each of its
@@ -42,7 +44,7 @@ from sqlalchemy import select
 
 from dockyard.db.database import Database
 from dockyard.db.schema import repositories, tags
-from dockyard.jobs.records import EVENT, MANUAL, JobService, TaskStopped
+from dockyard.jobs.records import EVENT, MANUAL, JobService, TaskFailed, TaskStopped
 from dockyard.jobs.schedules import Schedule
 from dockyard.jobs.worker import TaskContext
 from dockyard.projects import ProjectService
@@ -69,13 +71,23 @@ from dockyard.replication.policies import (
     LABELLED_SOURCE_TYPE,
     SCHEDULED,
     Policy,
+    PolicyError,
     PolicyInvalid,
     PolicyNotFound,
     PolicyService,
     matching_names,
 )
-from dockyard.replication.registries import RegistryInvalid, RegistryService
-from dockyard.replication.sides import CopyFailed, LocalSide, RemoteSide
+from dockyard.replication.registries import (
+    RegistryError,
+    RegistryInvalid,
+    RegistryService,
+)
+from dockyard.replication.sides import (
+    CopyFailed,
+    DeletionRefused,
+    LocalSide,
+    RemoteSide,
+)
 from dockyard.state.locks import LockBusy, Locks, hold
 
 log = logging.getLogger(__name__)
@@ -87,6 +99,9 @@ _FIRST_PAUSE_SECONDS = 1.0
 _CHUNK_BYTES = 8 * 1024 * 1024
 _LOCK_TTL_SECONDS = 30.0
 _LOCK_WAIT_SECONDS = 60.0
+# What a replication task can meet without a fault in Dockyard: the task
+# fails saying why, with no traceback.
+EXPECTED_FAILURES = (CopyFailed, PolicyError, RegistryError, UpstreamError)
 
 
 class Replication:
@@ -245,17 +260,19 @@ class Replication:
     # Running ----------------------------------------------------------
 
     async def run_task(self, context: TaskContext) -> None:
-        """The `REPLICATION` handler: plan, copy or delete."""
+        """The `REPLICATION` handler: plan, copy or delete. The failures
+        replication expects end the task as `TaskFailed`, saying why."""
         params = context.params
         try:
             policy = await self.policies.get_policy(int(params["policy_id"]))
         except PolicyNotFound:
             context.log(f"policy {params['policy_id']} no longer exists")
             return
-        if params["step"] == PLAN:
-            await _with_retries(context, lambda: self._plan(context, policy))
-        else:
-            await _with_retries(context, lambda: self._run_once(context, policy))
+        run = self._plan if params["step"] == PLAN else self._run_once
+        try:
+            await _with_retries(context, lambda: run(context, policy))
+        except EXPECTED_FAILURES as exc:
+            raise TaskFailed(f"{type(exc).__name__}: {exc}") from exc
 
     async def _plan(self, context: TaskContext, policy: Policy) -> None:
         execution_id = context.task.execution_id
@@ -441,6 +458,8 @@ def _not_retried_because(exc: Exception) -> str | None:
         )
     if isinstance(exc, UpstreamError) and exc.status == 413:
         return "the registry refuses something this large; a retry cannot help"
+    if isinstance(exc, DeletionRefused):
+        return "the registry refuses this deletion; a retry cannot help"
     return None
 
 
