@@ -226,7 +226,7 @@ class Replication:
             return
         chosen = (found.tags or (reference,)) if every_tag else (reference,)
         await self._submit_events(
-            [_Event(COPY, repository, ref, _tags(ref), found.labels) for ref in chosen]
+            [_copy_event(repository, ref, found) for ref in chosen]
         )
 
     async def _submit_events(self, events: list[_Event]) -> None:
@@ -490,6 +490,14 @@ class _Event:
     labels: frozenset[str]
 
 
+def _copy_event(repository: str, reference: str, found: ArtifactFacts) -> _Event:
+    """The copy of `reference`, `found` being the artifact it names. A tag
+    is tested by itself; a digest (a referrer's subject) by the tags the
+    artifact has, as Harbor tests an accessory by its parent's tags."""
+    tags = found.tags if is_digest(reference) else (reference,)
+    return _Event(COPY, repository, reference, tags, found.labels)
+
+
 def _deletion(repository: str, artifact: ArtifactFacts) -> _Event:
     # Harbor tests a deleted artifact's tags as they were: the deletion
     # goes through if any of them passes the tag filters.
@@ -516,10 +524,10 @@ def _selects(policy: Policy, repository: str, reference: str) -> bool:
 
 
 def _selects_tags(policy: Policy, names: tuple[str, ...]) -> bool:
-    if not names:
-        # No tag to test: only policies without tag filters take it.
-        return not any(f.type == "tag" and f.value for f in policy.fields.filters)
-    return any(policy.selects_tag(name) for name in names)
+    """Whether an artifact with tags `names` passes the tag filters: one
+    of its tags does. An untagged artifact is tested as the empty tag, as
+    Harbor does: `**` or `*` takes it, `v*` does not, excluding `v*` does."""
+    return any(policy.selects_tag(name) for name in names or ("",))
 
 
 async def _remote_labels(
