@@ -193,18 +193,22 @@ def test_pull_from_ghcr_lists_a_user_s_packages_through_every_page(
     assert _repositories(api, project) == {f"{project}/web", f"{project}/db"}
 
 
+def _admin(dockyard) -> dict:
+    """The shared Dockyard's admin as an endpoint credential."""
+    password = dockyard.admin_password
+    return {"type": "basic", "access_key": "admin", "access_secret": password}
+
+
 def test_pull_from_harbor_type_lists_projects_through_its_api(api, dockyard, images):
     source = dockyard.new_project("hsrc")
     for name in ("web", "db"):
         push_image(dockyard, images, "busybox:1.36", f"{source}/{name}:1.36")
     project = dockyard.new_project("hdst")
-    admin = {
-        "type": "basic",
-        "access_key": "admin",
-        "access_secret": dockyard.admin_password,
-    }
+    admin = _admin(dockyard)
 
-    policy_id = _pull_policy(api, dockyard.url, "harbor", admin, f"{source}*/*", project)
+    policy_id = _pull_policy(
+        api, dockyard.url, "harbor", admin, f"{source}*/*", project
+    )
     execution = _run(api, policy_id)
 
     assert execution["status"] == "Succeed", _task_logs(api, execution)
@@ -222,12 +226,10 @@ def test_pull_from_harbor_type_follows_project_pages_on_the_same_api(
     source = dockyard.new_project("hpaged")
     push_image(dockyard, images, "busybox:1.36", f"{source}/web:1.36")
     project = dockyard.new_project("hpdst")
-    admin = {
-        "type": "basic",
-        "access_key": "admin",
-        "access_secret": dockyard.admin_password,
-    }
-    policy_id = _pull_policy(api, dockyard.url, "harbor", admin, f"{source}*/*", project)
+    admin = _admin(dockyard)
+    policy_id = _pull_policy(
+        api, dockyard.url, "harbor", admin, f"{source}*/*", project
+    )
     mark = dockyard.log_size()
 
     execution = _run(api, policy_id)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 from urllib.parse import urlsplit
 
 import httpx
@@ -41,7 +41,7 @@ class ServiceAPI:
             verify=transport_verify(endpoint), timeout=_TIMEOUT
         )
 
-    async def __aenter__(self) -> ServiceAPI:
+    async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(
@@ -50,6 +50,9 @@ class ServiceAPI:
         error: BaseException | None,
         trace: TracebackType | None,
     ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
         await self._http.aclose()
 
     def use_bearer(self, token: str) -> None:

@@ -26,7 +26,6 @@ listed through its catalog instead.
 
 from __future__ import annotations
 
-from types import TracebackType
 from typing import Any, ClassVar
 from urllib.parse import quote
 
@@ -76,46 +75,33 @@ async def _project_repositories(api: HarborApi, project: str) -> list[str]:
         return []
 
 
-class HarborApi:
+class HarborApi(ServiceAPI):
     """One `harbor`-type endpoint's management API; `aclose()` it (or use
     it as an async context manager)."""
 
     def __init__(self, endpoint: Endpoint) -> None:
-        self._api = ServiceAPI(endpoint.url.rstrip("/") + API_PATH, endpoint)
+        super().__init__(endpoint.url.rstrip("/") + API_PATH, endpoint)
         authorization = _authorization(endpoint)
         if authorization is not None:
-            self._api.headers["authorization"] = authorization
-
-    async def __aenter__(self) -> HarborApi:
-        return self
-
-    async def __aexit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        trace: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
-    async def aclose(self) -> None:
-        await self._api.__aexit__(None, None, None)
+            self.headers["authorization"] = authorization
 
     # Listing ----------------------------------------------------------
 
     async def projects(self) -> list[str]:
         """Every project these credentials may see."""
-        return await self._names("/projects")
+        return await self._listed_names("/projects")
 
     async def repositories(self, project: str) -> list[str]:
         """The repositories of `project` (full names); `UpstreamNotFound`
         if there is no such project, or it is hidden."""
-        return await self._names(f"/projects/{quote(project, safe='')}/repositories")
+        path = f"/projects/{quote(project, safe='')}/repositories"
+        return await self._listed_names(path)
 
     async def labels_by_tag(self, repository: str) -> dict[str, frozenset[str]]:
         """The label names of the artifact each tag of `repository` is on."""
         params = {**_PAGE, "with_label": "true", "with_tag": "true"}
         found: dict[str, frozenset[str]] = {}
-        async for page in self._api.pages(_artifacts_path(repository), params):
+        async for page in self.pages(_artifacts_path(repository), params):
             for artifact in page:
                 if not isinstance(artifact, dict):
                     continue
@@ -124,9 +110,9 @@ class HarborApi:
                     found[tag] = names
         return found
 
-    async def _names(self, path: str) -> list[str]:
+    async def _listed_names(self, path: str) -> list[str]:
         found: list[str] = []
-        async for page in self._api.pages(path, _PAGE):
+        async for page in self.pages(path, _PAGE):
             found.extend(_names(page))
         return found
 
@@ -136,9 +122,7 @@ class HarborApi:
         """Delete the tag alone; False if the repository has no such tag."""
         encoded = quote(tag, safe="")
         try:
-            await self._api.delete(
-                f"{_artifacts_path(repository)}/{encoded}/tags/{encoded}"
-            )
+            await self.delete(f"{_artifacts_path(repository)}/{encoded}/tags/{encoded}")
         except UpstreamNotFound:
             return False
         return True
@@ -146,9 +130,8 @@ class HarborApi:
     # Projects ---------------------------------------------------------
 
     async def project_exists(self, name: str) -> bool:
-        response = await self._api.request(
-            "HEAD", "/projects", params={"project_name": name}
-        )
+        query = {"project_name": name}
+        response = await self.request("HEAD", "/projects", params=query)
         if response.status_code == 404:
             return False
         _check(response, f"looking up project {name}")
@@ -157,7 +140,7 @@ class HarborApi:
     async def create_project(self, name: str, public: bool) -> bool:
         """Create it; False if it exists already (409)."""
         body = {"project_name": name, "metadata": {"public": str(public).lower()}}
-        response = await self._api.request("POST", "/projects", json=body)
+        response = await self.request("POST", "/projects", json=body)
         if response.status_code == 409:
             return False
         _check(response, f"creating project {name}")
@@ -168,7 +151,7 @@ class HarborApi:
         read (missing, or hidden from these credentials)."""
         # Harbor reads an all-digit name as an id unless told otherwise.
         headers = {"x-is-resource-name": "true"}
-        response = await self._api.request(
+        response = await self.request(
             "GET", f"/projects/{quote(name, safe='')}", headers=headers
         )
         if response.status_code >= 300:
