@@ -286,10 +286,13 @@ class Replication:
             candidates = await self._remote_candidates(context, policy)
         tasks = [_task(policy, COPY, repository, tag) for repository, tag in candidates]
         context.log(f"{len(tasks)} artifact(s) to copy")
+        # A plan stopped meanwhile ends Stopped, creating nothing more.
+        await _stop_check(self.jobs, execution_id)()
         await self.destinations.prepare(
             policy, [repository for repository, _ in candidates], context.log
         )
-        await self.jobs.add_tasks(execution_id, tasks)
+        if tasks and not await self.jobs.add_tasks(execution_id, tasks):
+            raise TaskStopped("the execution was stopped")
 
     async def _local_candidates(self, policy: Policy) -> list[tuple[str, str]]:
         query = (
