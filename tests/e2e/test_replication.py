@@ -264,18 +264,23 @@ def test_event_based_push_reaches_destination_and_delete_follows(
     assert gone == 404
 
 
-def test_unreachable_destination_fails_with_reason_after_bounded_retries(
-    api, dockyard, images
-):
-    project = dockyard.new_project("lost")
+def _policy_to_nowhere(api, dockyard, images, prefix) -> int:
+    """A push-based policy copying busybox:1.36 of a new project to an
+    endpoint where nothing listens (a port just freed)."""
+    project = dockyard.new_project(prefix)
     push_image(dockyard, images, "busybox:1.36", f"{project}/busybox:1.36")
-    # Nothing listens there: a port just freed.
     registry_id = _endpoint(api, f"http://127.0.0.1:{free_port()}")
-    policy_id = _policy(
+    return _policy(
         api,
         dest_registry={"id": registry_id},
         filters=[{"type": "name", "value": f"{project}/**"}],
     )
+
+
+def test_unreachable_destination_fails_with_reason_after_bounded_retries(
+    api, dockyard, images
+):
+    policy_id = _policy_to_nowhere(api, dockyard, images, "lost")
 
     execution = _run(api, policy_id)
 
@@ -292,14 +297,7 @@ def test_unreachable_destination_fails_with_reason_after_bounded_retries(
 def test_expected_failure_logs_one_line_and_a_warning_without_traceback(
     api, dockyard, images
 ):
-    project = dockyard.new_project("quiet")
-    push_image(dockyard, images, "busybox:1.36", f"{project}/busybox:1.36")
-    registry_id = _endpoint(api, f"http://127.0.0.1:{free_port()}")
-    policy_id = _policy(
-        api,
-        dest_registry={"id": registry_id},
-        filters=[{"type": "name", "value": f"{project}/**"}],
-    )
+    policy_id = _policy_to_nowhere(api, dockyard, images, "quiet")
     mark = dockyard.log_size()
 
     execution = _run(api, policy_id)
@@ -626,34 +624,50 @@ def test_tag_deletion_reaches_second_dockyard_and_spares_the_other_tag(
     assert kept.headers["docker-content-digest"] == images.digest("busybox:1.36")
 
 
-def test_tag_deletion_refused_by_go_registry_fails_and_keeps_the_manifest(
-    api, dockyard, upstream, images
-):
-    project = dockyard.new_project("gountag")
+def _mirrored_for_deletions(api, dockyard, images, peer, prefix, *tags):
+    """busybox:1.36 (plus `tags` on it) in a new project, copied to the Go
+    registry `peer` by an event-based policy with `replicate_deletion`:
+    (repository, policy id)."""
+    project = dockyard.new_project(prefix)
     repository = f"{project}/busybox"
     push_image(dockyard, images, "busybox:1.36", f"{repository}:1.36")
-    _add_tag(api, repository, "1.36", "keep")
-    registry_id = _endpoint(api, f"http://{upstream.host}")
+    for tag in tags:
+        _add_tag(api, repository, "1.36", tag)
     policy_id = _policy(
         api,
-        dest_registry={"id": registry_id},
+        dest_registry={"id": _endpoint(api, f"http://{peer.host}")},
         filters=[{"type": "name", "value": f"{project}/**"}],
         trigger={"type": "event_based"},
         replicate_deletion=True,
     )
     assert _run(api, policy_id)["status"] == "Succeed"
+    return repository, policy_id
 
-    # OCI tag deletion at the source (Dockyard removes the tag alone).
+
+def _deleted_at_source(api, dockyard, repository, reference, policy_id) -> str:
+    """Delete `reference` through /v2; the log of the event's execution,
+    which must fail."""
     deleted = httpx.delete(
-        f"{dockyard.url}/v2/{repository}/manifests/1.36",
+        f"{dockyard.url}/v2/{repository}/manifests/{reference}",
         auth=("admin", dockyard.admin_password),
     )
-    ended = _wait(lambda: _ended_executions(api, policy_id, 2))
-
     assert deleted.status_code == 202
+    ended = _wait(lambda: _ended_executions(api, policy_id, 2))
     failed = [e for e in ended if e["trigger"] == "event_based"]
     assert [e["status"] for e in failed] == ["Failed"]
-    log = _task_logs(api, failed[0])
+    return _task_logs(api, failed[0])
+
+
+def test_tag_deletion_refused_by_go_registry_fails_and_keeps_the_manifest(
+    api, dockyard, upstream, images
+):
+    repository, policy_id = _mirrored_for_deletions(
+        api, dockyard, images, upstream, "gountag", "keep"
+    )
+
+    # OCI tag deletion at the source (Dockyard removes the tag alone).
+    log = _deleted_at_source(api, dockyard, repository, "1.36", policy_id)
+
     # distribution 2.8 reads the tag as a digest and answers 400: final.
     assert "refused to delete the tag alone" in log
     assert "DIGEST_INVALID" in log
@@ -665,30 +679,13 @@ def test_tag_deletion_refused_by_go_registry_fails_and_keeps_the_manifest(
 def test_deletion_refused_by_go_registry_without_deletes_fails_at_once(
     api, dockyard, undeleting_upstream, images
 ):
-    project = dockyard.new_project("nodelete")
-    repository = f"{project}/busybox"
-    push_image(dockyard, images, "busybox:1.36", f"{repository}:1.36")
-    registry_id = _endpoint(api, f"http://{undeleting_upstream.host}")
-    policy_id = _policy(
-        api,
-        dest_registry={"id": registry_id},
-        filters=[{"type": "name", "value": f"{project}/**"}],
-        trigger={"type": "event_based"},
-        replicate_deletion=True,
+    repository, policy_id = _mirrored_for_deletions(
+        api, dockyard, images, undeleting_upstream, "nodelete"
     )
-    assert _run(api, policy_id)["status"] == "Succeed"
     digest = images.digest("busybox:1.36")
 
-    deleted = httpx.delete(
-        f"{dockyard.url}/v2/{repository}/manifests/{digest}",
-        auth=("admin", dockyard.admin_password),
-    )
-    ended = _wait(lambda: _ended_executions(api, policy_id, 2))
+    log = _deleted_at_source(api, dockyard, repository, digest, policy_id)
 
-    assert deleted.status_code == 202
-    failed = [e for e in ended if e["trigger"] == "event_based"]
-    assert [e["status"] for e in failed] == ["Failed"]
-    log = _task_logs(api, failed[0])
     assert "UNSUPPORTED" in log
     assert "not retried: the registry refuses this deletion" in log
     assert "attempt 2/3" not in log
