@@ -51,6 +51,7 @@ from dockyard.projects import ProjectService
 from dockyard.registry.blobs import BlobService
 from dockyard.registry.digest import is_digest
 from dockyard.registry.manifests import ManifestService
+from dockyard.replication.adapters.harbor import HarborApi
 from dockyard.replication.client import (
     RegistryClient,
     UpstreamDenied,
@@ -65,7 +66,6 @@ from dockyard.replication.facts import (
     label_names,
     repository_facts,
 )
-from dockyard.replication.adapters.harbor import HarborApi
 from dockyard.replication.policies import (
     EVENT_BASED,
     LABELLED_SOURCE_TYPE,

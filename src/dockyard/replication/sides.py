@@ -26,13 +26,13 @@ from dockyard.registry.errors import BlobUnknown, ManifestUnknown, NameUnknown
 from dockyard.registry.manifests import ManifestService, parse_manifest
 from dockyard.registry.reference import project_of
 from dockyard.registry.repositories import ensure_repository
+from dockyard.replication.adapters.harbor import HarborApi
 from dockyard.replication.client import (
     RegistryClient,
     UpstreamDenied,
     UpstreamInvalid,
     UpstreamNotFound,
 )
-from dockyard.replication.adapters.harbor import HarborApi
 
 ACTOR = "replication"
 # Enough repositories to find a few the destination has; not every one.
@@ -303,9 +303,7 @@ class RemoteSide:
         except UpstreamInvalid as exc:
             # Never fall back to deleting the manifest by digest: other
             # tags there may share it.
-            refused = (
-                DeletionRefused if exc.status in _REFUSED_DELETION else CopyFailed
-            )
+            refused = DeletionRefused if exc.status in _REFUSED_DELETION else CopyFailed
             raise refused(
                 f"{repository}:{tag}: the registry refused to delete the tag "
                 f"alone ({exc}); its manifest is left in place"

@@ -4,6 +4,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from dockyard.replication.facts import ArtifactFacts
 from dockyard.replication.policies import (
     Filter,
     Policy,
@@ -11,7 +12,6 @@ from dockyard.replication.policies import (
     PolicyInvalid,
     check_fields,
 )
-from dockyard.replication.facts import ArtifactFacts
 from dockyard.replication.runner import (
     COPY,
     DELETE,
