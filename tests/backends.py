@@ -49,6 +49,10 @@ PRODUCTION_TESTS = (
     "tests/e2e/test_oras.py",
     # Fills of proxy-cache blobs: storage commits, locks in Redis.
     "tests/e2e/test_proxy_faults.py",
+    # Executions and tasks in PostgreSQL, the job queue and locks in Redis,
+    # copied blobs in S3.
+    "tests/e2e/test_replication.py",
+    "tests/e2e/test_replication_adapters.py",
 )
 # Tests that run once, in the embedded pass: those that bring their own
 # databases of both kinds, those that bring their own shared stores

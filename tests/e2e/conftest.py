@@ -160,16 +160,35 @@ class Upstream:
 def upstream(tmp_path):
     """A docker-registry without authentication, stopped by PID at the end;
     it logs every request (`Upstream.requests` counts them)."""
+    found = _start_upstream(tmp_path / "upstream", deletes=True)
+    try:
+        yield found
+    finally:
+        found.stop()
+
+
+@pytest.fixture
+def undeleting_upstream(tmp_path):
+    """The same with deletes off: it answers every DELETE 405 UNSUPPORTED."""
+    found = _start_upstream(tmp_path / "undeleting", deletes=False)
+    try:
+        yield found
+    finally:
+        found.stop()
+
+
+def _start_upstream(directory: Path, deletes: bool) -> Upstream:
     require_tools("docker-registry")
+    directory.mkdir(parents=True)
     host = f"127.0.0.1:{free_port()}"
     marker = secrets.token_hex(8)
-    config = tmp_path / "upstream.yml"
+    config = directory / "upstream.yml"
     config.write_text(
         f"""version: 0.1
 log: {{level: info}}
 storage:
-  filesystem: {{rootdirectory: {tmp_path / "upstream"}}}
-  delete: {{enabled: true}}
+  filesystem: {{rootdirectory: {directory / "data"}}}
+  delete: {{enabled: {str(deletes).lower()}}}
 http:
   addr: {host}
   headers:
@@ -178,14 +197,11 @@ http:
     )
     process = start_daemon(
         ["docker-registry", "serve", str(config)],
-        tmp_path / "upstream.log",
+        directory / "upstream.log",
         lambda: _answers_with(host, marker),
         "docker-registry",
     )
-    try:
-        yield Upstream(host, tmp_path / "upstream", process, tmp_path / "upstream.log")
-    finally:
-        stop_process(process)
+    return Upstream(host, directory / "data", process, directory / "upstream.log")
 
 
 def _answers_with(host, marker):

@@ -264,18 +264,23 @@ def test_event_based_push_reaches_destination_and_delete_follows(
     assert gone == 404
 
 
-def test_unreachable_destination_fails_with_reason_after_bounded_retries(
-    api, dockyard, images
-):
-    project = dockyard.new_project("lost")
+def _policy_to_nowhere(api, dockyard, images, prefix) -> int:
+    """A push-based policy copying busybox:1.36 of a new project to an
+    endpoint where nothing listens (a port just freed)."""
+    project = dockyard.new_project(prefix)
     push_image(dockyard, images, "busybox:1.36", f"{project}/busybox:1.36")
-    # Nothing listens there: a port just freed.
     registry_id = _endpoint(api, f"http://127.0.0.1:{free_port()}")
-    policy_id = _policy(
+    return _policy(
         api,
         dest_registry={"id": registry_id},
         filters=[{"type": "name", "value": f"{project}/**"}],
     )
+
+
+def test_unreachable_destination_fails_with_reason_after_bounded_retries(
+    api, dockyard, images
+):
+    policy_id = _policy_to_nowhere(api, dockyard, images, "lost")
 
     execution = _run(api, policy_id)
 
@@ -287,6 +292,26 @@ def test_unreachable_destination_fails_with_reason_after_bounded_retries(
     ).text
     assert "attempt 3/3 failed: UpstreamUnavailable" in log
     assert "attempt 4" not in log
+
+
+def test_expected_failure_logs_one_line_and_a_warning_without_traceback(
+    api, dockyard, images
+):
+    policy_id = _policy_to_nowhere(api, dockyard, images, "quiet")
+    mark = dockyard.log_size()
+
+    execution = _run(api, policy_id)
+
+    task_log = _task_logs(api, execution)
+    assert "Traceback" not in task_log
+    last = task_log.splitlines()[-1]
+    assert " failed: CopyFailed: failed after 3 attempts: UpstreamUnavailable" in last
+    served = dockyard.log_since(mark).splitlines()
+    assert any(
+        " WARNING dockyard.jobs.worker " in line and "job_task_failure" in line
+        for line in served
+    )
+    assert not [line for line in served if "job_task_error" in line]
 
 
 def test_scheduled_policy_runs_on_its_cron_without_a_manual_start(
@@ -496,14 +521,6 @@ def _go_tags(upstream, repository) -> list[str]:
     return sorted(response.json().get("tags") or []) if response.is_success else []
 
 
-def _task_log(api, execution) -> str:
-    tasks = api.get(f"/replication/executions/{execution['id']}/tasks").json()
-    return "".join(
-        api.get(f"/replication/executions/{execution['id']}/tasks/{t['id']}/log").text
-        for t in tasks
-    )
-
-
 @pytest.fixture
 def two_images(dockyard, images):
     """A fresh project whose busybox repository has `1.36` and `arm64`,
@@ -636,38 +653,72 @@ def test_tag_deletion_reaches_second_dockyard_and_spares_the_other_tag(
     assert kept.headers["docker-content-digest"] == images.digest("busybox:1.36")
 
 
-def test_tag_deletion_refused_by_go_registry_fails_and_keeps_the_manifest(
-    api, dockyard, upstream, images
-):
-    project = dockyard.new_project("gountag")
+def _mirrored_for_deletions(api, dockyard, images, peer, prefix, *tags):
+    """busybox:1.36 (plus `tags` on it) in a new project, copied to the Go
+    registry `peer` by an event-based policy with `replicate_deletion`:
+    (repository, policy id)."""
+    project = dockyard.new_project(prefix)
     repository = f"{project}/busybox"
     push_image(dockyard, images, "busybox:1.36", f"{repository}:1.36")
-    _add_tag(api, repository, "1.36", "keep")
-    registry_id = _endpoint(api, f"http://{upstream.host}")
+    for tag in tags:
+        _add_tag(api, repository, "1.36", tag)
     policy_id = _policy(
         api,
-        dest_registry={"id": registry_id},
+        dest_registry={"id": _endpoint(api, f"http://{peer.host}")},
         filters=[{"type": "name", "value": f"{project}/**"}],
         trigger={"type": "event_based"},
         replicate_deletion=True,
     )
     assert _run(api, policy_id)["status"] == "Succeed"
+    return repository, policy_id
 
-    # OCI tag deletion at the source (Dockyard removes the tag alone).
+
+def _deleted_at_source(api, dockyard, repository, reference, policy_id) -> str:
+    """Delete `reference` through /v2; the log of the event's execution,
+    which must fail."""
     deleted = httpx.delete(
-        f"{dockyard.url}/v2/{repository}/manifests/1.36",
+        f"{dockyard.url}/v2/{repository}/manifests/{reference}",
         auth=("admin", dockyard.admin_password),
     )
-    ended = _wait(lambda: _ended_executions(api, policy_id, 2))
-
     assert deleted.status_code == 202
+    ended = _wait(lambda: _ended_executions(api, policy_id, 2))
     failed = [e for e in ended if e["trigger"] == "event_based"]
     assert [e["status"] for e in failed] == ["Failed"]
-    log = _task_log(api, failed[0])
-    # distribution 2.8 reads the tag as a digest and answers 400.
+    return _task_logs(api, failed[0])
+
+
+def test_tag_deletion_refused_by_go_registry_fails_and_keeps_the_manifest(
+    api, dockyard, upstream, images
+):
+    repository, policy_id = _mirrored_for_deletions(
+        api, dockyard, images, upstream, "gountag", "keep"
+    )
+
+    # OCI tag deletion at the source (Dockyard removes the tag alone).
+    log = _deleted_at_source(api, dockyard, repository, "1.36", policy_id)
+
+    # distribution 2.8 reads the tag as a digest and answers 400: final.
     assert "refused to delete the tag alone" in log
     assert "DIGEST_INVALID" in log
+    assert "not retried: the registry refuses this deletion" in log
+    assert "attempt 2/3" not in log
     assert _go_tags(upstream, repository) == ["1.36", "keep"]
+
+
+def test_deletion_refused_by_go_registry_without_deletes_fails_at_once(
+    api, dockyard, undeleting_upstream, images
+):
+    repository, policy_id = _mirrored_for_deletions(
+        api, dockyard, images, undeleting_upstream, "nodelete"
+    )
+    digest = images.digest("busybox:1.36")
+
+    log = _deleted_at_source(api, dockyard, repository, digest, policy_id)
+
+    assert "UNSUPPORTED" in log
+    assert "not retried: the registry refuses this deletion" in log
+    assert "attempt 2/3" not in log
+    assert _go_tags(undeleting_upstream, repository) == ["1.36"]
 
 
 def test_tag_added_through_api_fires_an_event_copy(api, dockyard, upstream, images):

@@ -193,19 +193,50 @@ def test_pull_from_ghcr_lists_a_user_s_packages_through_every_page(
     assert _repositories(api, project) == {f"{project}/web", f"{project}/db"}
 
 
+def _admin(dockyard) -> dict:
+    """The shared Dockyard's admin as an endpoint credential."""
+    password = dockyard.admin_password
+    return {"type": "basic", "access_key": "admin", "access_secret": password}
+
+
 def test_pull_from_harbor_type_lists_projects_through_its_api(api, dockyard, images):
     source = dockyard.new_project("hsrc")
     for name in ("web", "db"):
         push_image(dockyard, images, "busybox:1.36", f"{source}/{name}:1.36")
     project = dockyard.new_project("hdst")
-    admin = {
-        "type": "basic",
-        "access_key": "admin",
-        "access_secret": dockyard.admin_password,
-    }
+    admin = _admin(dockyard)
 
-    policy_id = _pull_policy(api, dockyard.url, "harbor", admin, f"{source}*/*", project)
+    policy_id = _pull_policy(
+        api, dockyard.url, "harbor", admin, f"{source}*/*", project
+    )
     execution = _run(api, policy_id)
 
     assert execution["status"] == "Succeed", _task_logs(api, execution)
     assert _repositories(api, project) == {f"{project}/web", f"{project}/db"}
+
+
+def test_pull_from_harbor_type_follows_project_pages_on_the_same_api(
+    api, dockyard, images
+):
+    # More than one page of projects (100 a page): the next page's link
+    # names its path from the server's root (`/api/v2.0/projects?page=2`).
+    for _ in range(100):
+        filler = {"project_name": f"hfill-{secrets.token_hex(6)}"}
+        assert api.post("/projects", json=filler).status_code == 201
+    source = dockyard.new_project("hpaged")
+    push_image(dockyard, images, "busybox:1.36", f"{source}/web:1.36")
+    project = dockyard.new_project("hpdst")
+    admin = _admin(dockyard)
+    policy_id = _pull_policy(
+        api, dockyard.url, "harbor", admin, f"{source}*/*", project
+    )
+    mark = dockyard.log_size()
+
+    execution = _run(api, policy_id)
+
+    assert execution["status"] == "Succeed", _task_logs(api, execution)
+    assert _repositories(api, project) == {f"{project}/web"}
+    served = dockyard.log_since(mark)
+    # Listed through the API's pages, not its catalog after a wrong path.
+    assert "path=/api/v2.0/api/v2.0/" not in served
+    assert "path=/v2/_catalog" not in served

@@ -47,6 +47,13 @@ class TaskStopped(Exception):
     ends Stopped, not Error."""
 
 
+class TaskFailed(Exception):
+    """Raised by a handler for a failure it expects (a remote refused, a
+    policy cannot run): the task ends in Error with the message as one
+    line of its log, logged as a WARNING without a traceback. Anything
+    else a handler raises is a fault and keeps its traceback."""
+
+
 @dataclass(frozen=True, slots=True)
 class ClaimedTask:
     """A task this worker now runs: what to run and with what."""

@@ -2,8 +2,10 @@
 
 A task's log is kept in memory while it runs and written to its row with
 every heartbeat and at the end. A handler that raises ends its task in
-Error (the traceback goes to the task log and the server log); a worker
-that is shut down while a task runs ends it Stopped.
+Error: a `TaskFailed` (a failure the handler expects) adds one line to
+the task log and a WARNING to the server log; any other exception is a
+fault, and its traceback goes to both (ERROR). A worker that is shut down
+while a task runs ends it Stopped.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from dockyard.jobs.records import (
     SUCCESS,
     ClaimedTask,
     JobService,
+    TaskFailed,
     TaskStopped,
 )
 from dockyard.state.store import StateUnavailable
@@ -152,6 +155,10 @@ class Worker:
         except TaskStopped as exc:
             context.log(f"stopped: {exc}")
             return STOPPED, str(exc)[:1000]
+        except TaskFailed as exc:
+            context.log(f"failed: {exc}")
+            log.warning("job_task_failure task_id=%d error=%s", context.task.id, exc)
+            return ERROR, str(exc)[:1000]
         except Exception as exc:
             context.log(traceback.format_exc())
             log.exception("job_task_error task_id=%d", context.task.id)

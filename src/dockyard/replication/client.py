@@ -47,6 +47,8 @@ _TIMEOUT = httpx.Timeout(30.0, connect=10.0)
 _TOKEN_MARGIN_SECONDS = 10
 _DEFAULT_TOKEN_SECONDS = 60
 _MAX_MANIFEST_BYTES = 4 * 1024 * 1024
+# Listings are bounded: a server that keeps answering "next" is broken.
+_MAX_PAGES = 1000
 _CHALLENGE_PARAM_RE = re.compile(r'(\w+)\s*=\s*(?:"([^"]*)"|([^,\s]*))')
 _MANIFEST_ACCEPT = ", ".join(sorted(mediatypes.MANIFEST_MEDIA_TYPES))
 
@@ -269,33 +271,34 @@ class RegistryClient:
 
     async def list_tags(self, repository: str) -> list[str]:
         """Every tag of `repository`, following `Link` pages."""
-        path: str | None = f"/v2/{repository}/tags/list?n=1000"
-        found: list[str] = []
-        while path is not None:
-            response = await self._request("GET", path, _pull(repository))
-            _raise_for_status(response, path)
-            try:
-                found.extend(str(tag) for tag in response.json().get("tags") or [])
-            except (ValueError, AttributeError) as exc:
-                raise UpstreamInvalid(f"{path}: not a tag list") from exc
-            path = next_page(response.headers.get("link"))
-        return found
+        return await self._listing(
+            f"/v2/{repository}/tags/list?n=1000", _pull(repository), "tags"
+        )
 
     async def list_repositories(self) -> list[str]:
         """The catalog (`/v2/_catalog`), following `Link` pages."""
-        path: str | None = "/v2/_catalog?n=1000"
+        return await self._listing(
+            "/v2/_catalog?n=1000", "registry:catalog:*", "repositories"
+        )
+
+    async def _listing(self, path: str, scope: str, key: str) -> list[str]:
+        """The names under `key` of every page, from `path` on; bounded,
+        for a server that keeps naming a next page is broken."""
         found: list[str] = []
-        while path is not None:
+        target: str | None = path
+        for _ in range(_MAX_PAGES):
+            if target is None:
+                return found
             response = await self._request(
-                "GET", path, "registry:catalog:*", {"accept": "application/json"}
+                "GET", target, scope, {"accept": "application/json"}
             )
-            _raise_for_status(response, path)
+            _raise_for_status(response, target)
             try:
-                found.extend(str(r) for r in response.json().get("repositories") or [])
+                found.extend(str(name) for name in response.json().get(key) or [])
             except (ValueError, AttributeError) as exc:
-                raise UpstreamInvalid(f"{path}: not a catalog") from exc
-            path = next_page(response.headers.get("link"))
-        return found
+                raise UpstreamInvalid(f"{target}: no list of {key}") from exc
+            target = next_page(response.headers.get("link"))
+        raise UpstreamInvalid(f"{path}: more than {_MAX_PAGES} pages")
 
     async def has_blob(self, repository: str, digest: str) -> bool:
         """Whether `repository` can serve the blob (HEAD)."""
@@ -405,15 +408,17 @@ class RegistryClient:
         return "oci-subject" in response.headers
 
     async def delete_manifest(self, repository: str, digest: str) -> None:
-        path = f"/v2/{repository}/manifests/{digest}"
-        response = await self._request("DELETE", path, f"repository:{repository}:*")
-        _raise_for_status(response, path)
+        """A registry that does not delete answers 405 (UNSUPPORTED); the
+        error names the codes it gave."""
+        await self._delete(f"/v2/{repository}/manifests/{digest}", repository)
 
     async def delete_tag(self, repository: str, tag: str) -> None:
         """Delete the tag alone (`DELETE /v2/<name>/manifests/<tag>`, OCI
         1.1). A registry that cannot answers 400 or 405; the error then
         names the codes it gave, and nothing else is deleted here."""
-        path = f"/v2/{repository}/manifests/{tag}"
+        await self._delete(f"/v2/{repository}/manifests/{tag}", repository)
+
+    async def _delete(self, path: str, repository: str) -> None:
         response = await self._request("DELETE", path, f"repository:{repository}:*")
         if response.status_code >= 300:
             path += _error_codes(response)
@@ -624,17 +629,20 @@ def _raise_for_status(response: httpx.Response, what: str) -> None:
         return
     message = f"{what}: upstream answered {status}"
     if status == 429:
-        said = _rate_limit(response.headers)
-        raise UpstreamUnavailable(
-            f"{message} (rate limited{said})", 429, _retry_after(response)
-        )
-    if status >= 500:
-        raise UpstreamUnavailable(message, status, _retry_after(response))
+        message += f" (rate limited{_rate_limit(response.headers)})"
+    raise status_error(response, message)
+
+
+def status_error(response: httpx.Response, message: str) -> UpstreamError:
+    """The `UpstreamError` an error answer's status means, saying `message`."""
+    status = response.status_code
+    if status == 429 or status >= 500:
+        return UpstreamUnavailable(message, status, _retry_after(response))
     if status in (401, 403):
-        raise UpstreamDenied(message, status)
+        return UpstreamDenied(message, status)
     if status == 404:
-        raise UpstreamNotFound(message, status)
-    raise UpstreamInvalid(message, status)
+        return UpstreamNotFound(message, status)
+    return UpstreamInvalid(message, status)
 
 
 def _rate_limit(headers: httpx.Headers) -> str:

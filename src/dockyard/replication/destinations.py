@@ -27,18 +27,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable
 
-import httpx
-
 from dockyard.projects import ProjectError, ProjectExists, ProjectService
 from dockyard.registry.reference import project_of
-from dockyard.replication.client import (
-    Endpoint,
-    UpstreamDenied,
-    UpstreamError,
-    UpstreamInvalid,
-    UpstreamUnavailable,
-    transport_verify,
-)
+from dockyard.replication.adapters.harbor import Harbor, HarborApi
+from dockyard.replication.client import UpstreamError
 from dockyard.replication.copier import MountSources
 from dockyard.replication.policies import Policy, PolicyInvalid
 from dockyard.replication.registries import RegistryService
@@ -46,111 +38,7 @@ from dockyard.replication.sides import ACTOR, CopyFailed, LocalSide
 
 log = logging.getLogger(__name__)
 
-HARBOR = "harbor"
-_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
-
 Log = Callable[[str], None]
-
-
-class HarborApi:
-    """The projects of a Harbor-compatible `/api/v2.0`, reached with the
-    endpoint's credentials (HTTP Basic, or the bearer secret of an `oauth`
-    endpoint). Failures are `UpstreamError`s carrying Harbor's message."""
-
-    def __init__(self, endpoint: Endpoint) -> None:
-        self.base = endpoint.url.rstrip("/") + "/api/v2.0"
-        self._http = httpx.AsyncClient(
-            verify=transport_verify(endpoint),
-            timeout=_TIMEOUT,
-            auth=_basic_auth(endpoint),
-            headers=_bearer(endpoint),
-        )
-
-    async def aclose(self) -> None:
-        await self._http.aclose()
-
-    async def project_exists(self, name: str) -> bool:
-        response = await self._send("HEAD", "/projects", {"project_name": name})
-        if response.status_code == 404:
-            return False
-        _check(response, f"looking up project {name}")
-        return True
-
-    async def create_project(self, name: str, public: bool) -> bool:
-        """Create it; False if it exists already (409)."""
-        body = {"project_name": name, "metadata": {"public": str(public).lower()}}
-        response = await self._send("POST", "/projects", json=body)
-        if response.status_code == 409:
-            return False
-        _check(response, f"creating project {name}")
-        return True
-
-    async def project_is_public(self, name: str) -> bool:
-        """Whether the project says it is public; False when it cannot be
-        read (missing, or hidden from these credentials)."""
-        # Harbor reads an all-digit name as an id unless told otherwise.
-        headers = {"x-is-resource-name": "true"}
-        response = await self._send("GET", f"/projects/{name}", headers=headers)
-        if response.status_code >= 300:
-            return False
-        try:
-            metadata = response.json().get("metadata") or {}
-        except (ValueError, AttributeError):
-            return False
-        return str(metadata.get("public", "")).lower() == "true"
-
-    async def _send(
-        self,
-        method: str,
-        path: str,
-        params: dict[str, str] | None = None,
-        json: object = None,
-        headers: dict[str, str] | None = None,
-    ) -> httpx.Response:
-        try:
-            return await self._http.request(
-                method, self.base + path, params=params, json=json, headers=headers
-            )
-        except httpx.HTTPError as exc:
-            raise UpstreamUnavailable(
-                f"{method} /api/v2.0{path}: {type(exc).__name__}: {exc}"
-            ) from exc
-
-
-def _basic_auth(endpoint: Endpoint) -> httpx.BasicAuth | None:
-    if not endpoint.has_credentials or endpoint.credential_type == "oauth":
-        return None
-    return httpx.BasicAuth(endpoint.access_key or "", endpoint.access_secret or "")
-
-
-def _bearer(endpoint: Endpoint) -> dict[str, str]:
-    if endpoint.credential_type != "oauth" or not endpoint.access_secret:
-        return {}
-    return {"authorization": f"Bearer {endpoint.access_secret}"}
-
-
-def _check(response: httpx.Response, what: str) -> None:
-    """Raise for an error answer, with the message of Harbor's error body."""
-    status = response.status_code
-    if status < 300:
-        return
-    message = f"{what} at the destination: it answered {status}"
-    detail = _error_message(response)
-    if detail:
-        message = f"{message} ({detail})"
-    if status in (401, 403):
-        raise UpstreamDenied(message, status)
-    if status == 429 or status >= 500:
-        raise UpstreamUnavailable(message, status)
-    raise UpstreamInvalid(message, status)
-
-
-def _error_message(response: httpx.Response) -> str:
-    try:
-        errors = response.json().get("errors") or []
-        return "; ".join(str(e.get("message", "")) for e in errors)[:300]
-    except (ValueError, AttributeError, TypeError):
-        return ""
 
 
 class DestinationProjects:
@@ -180,18 +68,15 @@ class DestinationProjects:
         registry = await self.registries.get_registry(
             int(policy.fields.dest_registry_id or 0)
         )
-        if registry.type != HARBOR:
+        if registry.type != Harbor.kind:
             return
-        api = HarborApi(await self.registries.endpoint(registry))
-        try:
+        async with HarborApi(await self.registries.endpoint(registry)) as api:
             for project, sources in targets.items():
                 if await api.project_exists(project):
                     continue
                 public = await self._all_public_here(sources)
                 created = await api.create_project(project, public)
                 log(_created_line(project, "at the destination", public, created))
-        finally:
-            await api.aclose()
 
     async def _all_public_here(self, names: set[str]) -> bool:
         for name in names:
@@ -214,7 +99,7 @@ class DestinationProjects:
             int(policy.fields.src_registry_id or 0)
         )
         api = None
-        if registry.type == HARBOR:
+        if registry.type == Harbor.kind:
             api = HarborApi(await self.registries.endpoint(registry))
         try:
             for project, sources in missing.items():

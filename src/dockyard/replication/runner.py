@@ -12,7 +12,9 @@
     copy / delete / delete_tag: the destination projects made first where
     missing (DestinationProjects, copies only), then ArtifactCopy; up to
     three attempts with a growing pause, each failure written to the task
-    log; refused credentials (401/403) and 413 end the task at once
+    log; refused credentials (401/403), 413 and a deletion the registry
+    refuses (400/405) end the task at once. A failure replication expects
+    ends the task with one line in its log (`TaskFailed`), no traceback
 
 Events, as Harbor has them: a push (OCI manifest PUT), a tag added through
 the API and an artifact copied in through the API (`?from=`, each of its
@@ -42,13 +44,14 @@ from sqlalchemy import select
 
 from dockyard.db.database import Database
 from dockyard.db.schema import repositories, tags
-from dockyard.jobs.records import EVENT, MANUAL, JobService, TaskStopped
+from dockyard.jobs.records import EVENT, MANUAL, JobService, TaskFailed, TaskStopped
 from dockyard.jobs.schedules import Schedule
 from dockyard.jobs.worker import TaskContext
 from dockyard.projects import ProjectService
 from dockyard.registry.blobs import BlobService
 from dockyard.registry.digest import is_digest
 from dockyard.registry.manifests import ManifestService
+from dockyard.replication.adapters.harbor import HarborApi
 from dockyard.replication.client import (
     RegistryClient,
     UpstreamDenied,
@@ -63,19 +66,28 @@ from dockyard.replication.facts import (
     label_names,
     repository_facts,
 )
-from dockyard.replication.harbor_api import HarborApi
 from dockyard.replication.policies import (
     EVENT_BASED,
     LABELLED_SOURCE_TYPE,
     SCHEDULED,
     Policy,
+    PolicyError,
     PolicyInvalid,
     PolicyNotFound,
     PolicyService,
     matching_names,
 )
-from dockyard.replication.registries import RegistryInvalid, RegistryService
-from dockyard.replication.sides import CopyFailed, LocalSide, RemoteSide
+from dockyard.replication.registries import (
+    RegistryError,
+    RegistryInvalid,
+    RegistryService,
+)
+from dockyard.replication.sides import (
+    CopyFailed,
+    DeletionRefused,
+    LocalSide,
+    RemoteSide,
+)
 from dockyard.state.locks import LockBusy, Locks, hold
 
 log = logging.getLogger(__name__)
@@ -87,6 +99,9 @@ _FIRST_PAUSE_SECONDS = 1.0
 _CHUNK_BYTES = 8 * 1024 * 1024
 _LOCK_TTL_SECONDS = 30.0
 _LOCK_WAIT_SECONDS = 60.0
+# What a replication task can meet without a fault in Dockyard: the task
+# fails saying why, with no traceback.
+EXPECTED_FAILURES = (CopyFailed, PolicyError, RegistryError, UpstreamError)
 
 
 class Replication:
@@ -211,7 +226,7 @@ class Replication:
             return
         chosen = (found.tags or (reference,)) if every_tag else (reference,)
         await self._submit_events(
-            [_Event(COPY, repository, ref, _tags(ref), found.labels) for ref in chosen]
+            [_copy_event(repository, ref, found) for ref in chosen]
         )
 
     async def _submit_events(self, events: list[_Event]) -> None:
@@ -245,17 +260,19 @@ class Replication:
     # Running ----------------------------------------------------------
 
     async def run_task(self, context: TaskContext) -> None:
-        """The `REPLICATION` handler: plan, copy or delete."""
+        """The `REPLICATION` handler: plan, copy or delete. The failures
+        replication expects end the task as `TaskFailed`, saying why."""
         params = context.params
         try:
             policy = await self.policies.get_policy(int(params["policy_id"]))
         except PolicyNotFound:
             context.log(f"policy {params['policy_id']} no longer exists")
             return
-        if params["step"] == PLAN:
-            await _with_retries(context, lambda: self._plan(context, policy))
-        else:
-            await _with_retries(context, lambda: self._run_once(context, policy))
+        run = self._plan if params["step"] == PLAN else self._run_once
+        try:
+            await _with_retries(context, lambda: run(context, policy))
+        except EXPECTED_FAILURES as exc:
+            raise TaskFailed(f"{type(exc).__name__}: {exc}") from exc
 
     async def _plan(self, context: TaskContext, policy: Policy) -> None:
         execution_id = context.task.execution_id
@@ -273,10 +290,13 @@ class Replication:
             candidates = await self._remote_candidates(context, policy)
         tasks = [_task(policy, COPY, repository, tag) for repository, tag in candidates]
         context.log(f"{len(tasks)} artifact(s) to copy")
+        # A plan stopped meanwhile ends Stopped, creating nothing more.
+        await _stop_check(self.jobs, execution_id)()
         await self.destinations.prepare(
             policy, [repository for repository, _ in candidates], context.log
         )
-        await self.jobs.add_tasks(execution_id, tasks)
+        if tasks and not await self.jobs.add_tasks(execution_id, tasks):
+            raise TaskStopped("the execution was stopped")
 
     async def _local_candidates(self, policy: Policy) -> list[tuple[str, str]]:
         query = (
@@ -445,6 +465,8 @@ def _not_retried_because(exc: Exception) -> str | None:
         )
     if isinstance(exc, UpstreamError) and exc.status == 413:
         return "the registry refuses something this large; a retry cannot help"
+    if isinstance(exc, DeletionRefused):
+        return "the registry refuses this deletion; a retry cannot help"
     return None
 
 
@@ -475,6 +497,14 @@ class _Event:
     labels: frozenset[str]
 
 
+def _copy_event(repository: str, reference: str, found: ArtifactFacts) -> _Event:
+    """The copy of `reference`, `found` being the artifact it names. A tag
+    is tested by itself; a digest (a referrer's subject) by the tags the
+    artifact has, as Harbor tests an accessory by its parent's tags."""
+    tags = found.tags if is_digest(reference) else (reference,)
+    return _Event(COPY, repository, reference, tags, found.labels)
+
+
 def _deletion(repository: str, artifact: ArtifactFacts) -> _Event:
     # Harbor tests a deleted artifact's tags as they were: the deletion
     # goes through if any of them passes the tag filters.
@@ -501,10 +531,10 @@ def _selects(policy: Policy, repository: str, reference: str) -> bool:
 
 
 def _selects_tags(policy: Policy, names: tuple[str, ...]) -> bool:
-    if not names:
-        # No tag to test: only policies without tag filters take it.
-        return not any(f.type == "tag" and f.value for f in policy.fields.filters)
-    return any(policy.selects_tag(name) for name in names)
+    """Whether an artifact with tags `names` passes the tag filters: one
+    of its tags does. An untagged artifact is tested as the empty tag, as
+    Harbor does: `**` or `*` takes it, `v*` does not, excluding `v*` does."""
+    return any(policy.selects_tag(name) for name in names or ("",))
 
 
 async def _remote_labels(

@@ -26,13 +26,13 @@ from dockyard.registry.errors import BlobUnknown, ManifestUnknown, NameUnknown
 from dockyard.registry.manifests import ManifestService, parse_manifest
 from dockyard.registry.reference import project_of
 from dockyard.registry.repositories import ensure_repository
+from dockyard.replication.adapters.harbor import HarborApi
 from dockyard.replication.client import (
     RegistryClient,
     UpstreamDenied,
     UpstreamInvalid,
     UpstreamNotFound,
 )
-from dockyard.replication.harbor_api import HarborApi
 
 ACTOR = "replication"
 # Enough repositories to find a few the destination has; not every one.
@@ -41,6 +41,16 @@ _HOLDERS_LISTED = 20
 
 class CopyFailed(Exception):
     """The copy cannot go on; the message says why."""
+
+
+class DeletionRefused(CopyFailed):
+    """The registry refuses the deletion itself (400, 405): it does not
+    delete that way, or not at all, so asking again cannot help."""
+
+
+# A Go registry answers a tag deletion 400 DIGEST_INVALID (it takes a
+# digest only) and any deletion 405 UNSUPPORTED when deletes are off.
+_REFUSED_DELETION = (400, 405)
 
 
 @dataclass(frozen=True, slots=True)
@@ -274,19 +284,27 @@ class RemoteSide:
             await self.client.delete_manifest(repository, digest)
         except UpstreamNotFound:
             return False
+        except UpstreamInvalid as exc:
+            if exc.status not in _REFUSED_DELETION:
+                raise
+            raise DeletionRefused(
+                f"{repository}@{digest}: the registry refused to delete the "
+                f"manifest ({exc})"
+            ) from exc
         return True
 
     async def delete_tag(self, repository: str, tag: str) -> bool:
-        if self.harbor is not None:
-            return await self.harbor.delete_tag(repository, tag)
         try:
+            if self.harbor is not None:
+                return await self.harbor.delete_tag(repository, tag)
             await self.client.delete_tag(repository, tag)
         except UpstreamNotFound:
             return False
         except UpstreamInvalid as exc:
             # Never fall back to deleting the manifest by digest: other
             # tags there may share it.
-            raise CopyFailed(
+            refused = DeletionRefused if exc.status in _REFUSED_DELETION else CopyFailed
+            raise refused(
                 f"{repository}:{tag}: the registry refused to delete the tag "
                 f"alone ({exc}); its manifest is left in place"
             ) from exc

@@ -14,7 +14,14 @@ from dockyard.db.database import Database
 from dockyard.db.migrate import upgrade_database
 from dockyard.db.schema import job_executions, job_tasks
 from dockyard.jobs.queue import MemoryQueue, RedisQueue
-from dockyard.jobs.records import ERROR, PENDING, STOPPED, SUCCESS, JobService
+from dockyard.jobs.records import (
+    ERROR,
+    PENDING,
+    STOPPED,
+    SUCCESS,
+    JobService,
+    TaskFailed,
+)
 from dockyard.jobs.scheduler import Scheduler
 from dockyard.jobs.schedules import Schedule
 from dockyard.jobs.worker import Worker
@@ -96,6 +103,52 @@ async def test_failing_handler_ends_task_and_execution_in_error(database, backen
 
     assert execution["status"] == ERROR
     assert "disk on fire" in execution["tasks"][0]["status_message"]
+
+
+async def _run_one(jobs, job_type, handler):
+    """Run one task of `job_type` on a worker; the finished task."""
+    execution_id = await jobs.submit(job_type)
+    task_id = (await jobs.execution(execution_id))["tasks"][0]["id"]
+    await Worker(None, jobs, {job_type: handler}).run_task(task_id)
+    return (await jobs.execution(execution_id))["tasks"][0]
+
+
+async def test_expected_failure_ends_task_with_one_log_line_and_a_warning(
+    database, caplog
+):
+    jobs = JobService(database, MemoryQueue())
+
+    async def refused(context):
+        context.log("trying")
+        raise TaskFailed("CopyFailed: the registry said no")
+
+    with caplog.at_level("WARNING", logger="dockyard.jobs.worker"):
+        task = await _run_one(jobs, "REFUSED", refused)
+
+    assert task["status"] == ERROR
+    assert task["status_message"] == "CopyFailed: the registry said no"
+    lines = task["log"].splitlines()
+    assert len(lines) == 2 and lines[1].endswith(
+        " failed: CopyFailed: the registry said no"
+    )
+    assert [(r.levelname, r.exc_info) for r in caplog.records] == [("WARNING", None)]
+
+
+async def test_unexpected_exception_keeps_its_traceback_and_logs_an_error(
+    database, caplog
+):
+    jobs = JobService(database, MemoryQueue())
+
+    async def broken(context):
+        raise KeyError("step")
+
+    with caplog.at_level("WARNING", logger="dockyard.jobs.worker"):
+        task = await _run_one(jobs, "BROKEN", broken)
+
+    assert task["status"] == ERROR
+    assert "Traceback (most recent call last)" in task["log"]
+    assert [r.levelname for r in caplog.records] == ["ERROR"]
+    assert caplog.records[0].exc_info is not None
 
 
 async def test_task_claimed_twice_runs_once(database, backend):

@@ -4,6 +4,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from dockyard.replication.facts import ArtifactFacts
 from dockyard.replication.policies import (
     Filter,
     Policy,
@@ -11,9 +12,17 @@ from dockyard.replication.policies import (
     PolicyInvalid,
     check_fields,
 )
-from dockyard.replication.runner import COPY, DELETE, DELETE_TAG, _Event, _takes
+from dockyard.replication.runner import (
+    COPY,
+    DELETE,
+    DELETE_TAG,
+    _copy_event,
+    _Event,
+    _takes,
+)
 
 _NOW = datetime.now(UTC)
+_DIGEST = "sha256:" + "a" * 64
 
 
 def _policy(*filters, deletion=True):
@@ -92,3 +101,46 @@ def test_tag_deletion_event_needs_replicate_deletion():
     event = _Event(DELETE_TAG, "p/r", "1.0", ("1.0",), frozenset())
 
     assert _takes(policy, event) is False
+
+
+@pytest.mark.parametrize(
+    ("pattern", "decoration", "expected"),
+    [
+        ("**", "matches", True),
+        ("*", "matches", True),
+        ("v*", "matches", False),
+        ("v*", "excludes", True),
+        ("**", "excludes", False),
+    ],
+)
+def test_untagged_deletion_is_tested_as_the_empty_tag(pattern, decoration, expected):
+    # Harbor matches an untagged artifact's tag pattern against "".
+    policy = _policy(Filter("tag", pattern, decoration))
+    event = _Event(DELETE, "p/r", _DIGEST, (), frozenset())
+
+    assert _takes(policy, event) is expected
+
+
+def test_untagged_deletion_is_taken_by_a_policy_without_tag_filter():
+    policy = _policy(Filter("name", "p/**"))
+    event = _Event(DELETE, "p/r", _DIGEST, (), frozenset())
+
+    assert _takes(policy, event) is True
+
+
+def test_referrer_copy_by_subject_digest_is_tested_by_the_subject_s_tags():
+    # Harbor tests an accessory (signature, SBOM) by its parent's tags.
+    policy = _policy(Filter("tag", "v*"))
+    subject = ArtifactFacts(_DIGEST, ("dev", "v1"))
+
+    event = _copy_event("p/r", _DIGEST, subject)
+
+    assert event.tags == ("dev", "v1")
+    assert _takes(policy, event) is True
+
+
+def test_copy_by_tag_is_tested_by_that_tag_alone():
+    policy = _policy(Filter("tag", "v*"))
+    found = ArtifactFacts(_DIGEST, ("dev", "v1"))
+
+    assert _takes(policy, _copy_event("p/r", "dev", found)) is False

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -40,7 +41,7 @@ class ServiceAPI:
             verify=transport_verify(endpoint), timeout=_TIMEOUT
         )
 
-    async def __aenter__(self) -> ServiceAPI:
+    async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(
@@ -49,6 +50,9 @@ class ServiceAPI:
         error: BaseException | None,
         trace: TracebackType | None,
     ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
         await self._http.aclose()
 
     def use_bearer(self, token: str) -> None:
@@ -67,6 +71,23 @@ class ServiceAPI:
     async def post_json(self, path: str, body: dict[str, Any]) -> Any:
         return _json(await self._send("POST", path, json=body), path)
 
+    async def delete(self, path: str) -> httpx.Response:
+        """A 2xx answer to DELETE `path`; `UpstreamError` for anything else."""
+        return await self._send("DELETE", path)
+
+    async def request(self, method: str, path: str, **extra: Any) -> httpx.Response:
+        """The answer whatever its status, for a caller that reads the
+        status itself; `UpstreamUnavailable` if none came."""
+        headers = {**self.headers, **(extra.pop("headers", None) or {})}
+        try:
+            return await self._http.request(
+                method, self.base + path, headers=headers, **extra
+            )
+        except httpx.HTTPError as exc:
+            raise UpstreamUnavailable(
+                f"{method} {path}: {type(exc).__name__}: {exc}"
+            ) from exc
+
     async def pages(
         self, path: str, params: dict[str, str] | None = None
     ) -> AsyncIterator[list[Any]]:
@@ -76,7 +97,7 @@ class ServiceAPI:
         def following(response: httpx.Response, body: Any) -> Page:
             if not isinstance(body, list):
                 raise UpstreamInvalid(f"{path}: not a JSON list")
-            linked = next_page(response.headers.get("link"))
+            linked = self.next_link(response)
             if linked is not None:
                 return linked, {}
             page = response.headers.get("x-next-page", "").strip()
@@ -109,15 +130,18 @@ class ServiceAPI:
             return None
         return local_path(url)
 
+    def next_link(self, response: httpx.Response) -> str | None:
+        """The `rel="next"` page of a `Link` header, as a path under our
+        base. A server names it from its root (Harbor:
+        `</api/v2.0/projects?page=2>`), so a base path is not repeated."""
+        linked = next_page(response.headers.get("link"))
+        prefix = urlsplit(self.base).path
+        if linked is not None and prefix and linked.startswith(prefix + "/"):
+            return linked[len(prefix) :]
+        return linked
+
     async def _send(self, method: str, path: str, **extra: Any) -> httpx.Response:
-        try:
-            response = await self._http.request(
-                method, self.base + path, headers=self.headers, **extra
-            )
-        except httpx.HTTPError as exc:
-            raise UpstreamUnavailable(
-                f"{method} {path}: {type(exc).__name__}: {exc}"
-            ) from exc
+        response = await self.request(method, path, **extra)
         raise_for_status(response, f"{method} {path.split('?', 1)[0]}")
         return response
 
