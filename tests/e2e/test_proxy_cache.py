@@ -15,7 +15,6 @@ import httpx
 import pytest
 
 from tests.e2e.conftest import layout_digest, run, skopeo
-from tests.e2e.test_containerd import containerd  # noqa: F401 - a fixture
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 ACCEPT = (
