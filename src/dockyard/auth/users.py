@@ -63,6 +63,10 @@ class UserNotFound(UserError):
     pass
 
 
+class WrongPassword(UserError):
+    """The old password given to change it is not the user's password."""
+
+
 class LoginThrottled(UserError):
     """Too many failed logins for this user from this client; try later."""
 
@@ -187,12 +191,13 @@ class UserService:
     ) -> None:
         """Set a new password; when `old_password` is given it must be right.
 
-        Raise `PasswordTooWeak`, `UserError` (wrong old or unchanged password)."""
+        Raise `PasswordTooWeak`, `WrongPassword`, `UserError` (unchanged
+        password)."""
         user = await self.get_user(user_id)
         if old_password is not None and not verify_password(
             user["password_hash"], old_password
         ):
-            raise UserError("the old password is wrong")
+            raise WrongPassword("the old password is wrong")
         if verify_password(user["password_hash"], new_password):
             raise UserError("the new password must differ from the old one")
         check_password_policy(new_password)
