@@ -391,7 +391,7 @@ def test_containerd_with_dockyard_as_mirror_pulls_through_the_proxy_project(
     upstream,
     make_proxy,
     images,
-    containerd,  # noqa: F811 - the fixture imported above
+    containerd,
     tmp_path,
 ):
     upstream.push(images, "busybox:1.36", "library/busybox:1.36")
