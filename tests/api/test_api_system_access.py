@@ -181,6 +181,18 @@ def test_project_create_adminonly_by_robot_with_project_create_returns_201(
     assert response.status_code == 201, response.text
 
 
+def test_project_created_by_robot_is_owned_by_the_first_system_admin(api, dockyard):
+    name = f"p{secrets.token_hex(4)}"
+    with robot_with(api, dockyard, ("project", "create")) as robot:
+        assert new_project(robot, name).status_code == 201
+
+    project = api.get(f"{API}/projects/{name}").json()
+    members = api.get(f"{API}/projects/{name}/members").json()
+
+    assert (project["owner_id"], project["owner_name"]) == (1, "admin")
+    assert [(m["entity_name"], m["role_id"]) for m in members] == [("admin", 1)]
+
+
 def test_project_create_adminonly_by_robot_without_permission_returns_403(
     api, unrelated_robot
 ):

@@ -146,6 +146,13 @@ class UserService:
     async def set_sysadmin(self, username: str, sysadmin: bool) -> None:
         await self._update(username, sysadmin=sysadmin)
 
+    async def first_sysadmin_id(self) -> int | None:
+        """The id of the system admin with the lowest id (the built-in admin
+        unless it lost the flag); None if there is no system admin."""
+        query = select(func.min(users.c.id)).where(users.c.sysadmin.is_(True))
+        async with self.db.read() as conn:
+            return await conn.scalar(query)
+
     async def get_user(self, user_id: int) -> dict:
         """The user row with `user_id`; `UserNotFound` if none."""
         async with self.db.read() as conn:

@@ -39,6 +39,7 @@ from dockyard.projects import (
     Member,
     MemberEntity,
     Project,
+    ProjectError,
     ProjectSettings,
     visible_to,
 )
@@ -159,13 +160,24 @@ async def create_project(
     project = await services.projects.create_project(
         body.project_name,
         public=metadata.get(PUBLIC) == "true",
-        owner_id=user.user_id,
+        owner_id=await _owner_for(services, user),
         actor=user.username,
         settings=settings,
     )
     return Response(
         status_code=201, headers={"location": f"/api/v2.0/projects/{project.id}"}
     )
+
+
+async def _owner_for(services: Services, caller: Principal) -> int:
+    """Who owns (and administers) a project `caller` creates: the caller, or
+    for a robot, as in Harbor, the system admin with the lowest id."""
+    if caller.user_id is not None:
+        return caller.user_id
+    owner_id = await services.users.first_sysadmin_id()
+    if owner_id is None:
+        raise ProjectError("cannot create a project: no system admin to own it")
+    return owner_id
 
 
 async def _check_may_create(services: Services, caller: Principal) -> None:
