@@ -237,6 +237,34 @@ def test_public_project_lets_anonymous_read_but_not_members(dockyard, api):
     assert (read.status_code, members.status_code) == (200, 401)
 
 
+def test_public_project_gives_non_members_harbors_public_permissions(dockyard, api):
+    # Harbor's policies for public projects (rbac_util.go): scanner read is
+    # one; reading a repository's record is not (members' roles give it).
+    project = new_project(api, public=True)
+    project_id = api.get(f"{API}/projects/{project}").json()["project_id"]
+    visitor = new_user(api, "visitor")
+
+    response = httpx.get(
+        f"{dockyard.url}{API}/users/current/permissions",
+        params={"scope": f"/project/{project_id}", "relative": "true"},
+        auth=(visitor, PASSWORD),
+    )
+
+    held = {(p["resource"], p["action"]) for p in response.json()}
+    assert ("scanner", "read") in held
+    assert not {("repository", "read"), ("sbom", "read")} & held
+
+
+def test_public_project_repository_record_is_closed_to_anonymous(dockyard, api):
+    project = new_project(api, public=True)
+    push_image(api, f"{project}/app")
+
+    record = httpx.get(f"{dockyard.url}{API}/projects/{project}/repositories/app")
+    listing = httpx.get(f"{dockyard.url}{API}/projects/{project}/repositories")
+
+    assert (record.status_code, listing.status_code) == (401, 200)
+
+
 def test_public_project_token_gives_anonymous_pull_only(dockyard, api):
     project = new_project(api, public=True)
 
