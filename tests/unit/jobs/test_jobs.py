@@ -83,7 +83,7 @@ class QueueLosingCancellations(MemoryQueue):
 
     async def pop(self, timeout):
         await self._wait_ignoring_cancellation(timeout)
-        return None
+        return await super().pop(0.01)
 
     async def _wait_ignoring_cancellation(self, seconds):
         self.busy.set()
