@@ -226,23 +226,18 @@ async def test_two_schedulers_fire_each_tick_once(database, backend):
     assert all(tick.microsecond == 0 for tick in ticks)
 
 
-async def test_scheduler_stops_when_a_queue_call_loses_its_cancellation(database):
+LOOPS = {
+    "scheduler": lambda jobs: Scheduler(
+        jobs, MemoryLocks(), [Schedule("tick", "NOOP", "* * * * * *")]
+    ),
+    "worker": lambda jobs: Worker(None, jobs, {}, concurrency=2),
+}
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+async def test_loop_stops_when_a_queue_call_loses_its_cancellation(database, loop):
     queue = QueueLosingCancellations()
-    every_second = [Schedule("tick", "NOOP", "* * * * * *")]
-    scheduler = Scheduler(JobService(database, queue), MemoryLocks(), every_second)
-    task = asyncio.create_task(scheduler.run())
-    async with asyncio.timeout(20):
-        await queue.busy.wait()
-
-    await cancel_and_wait([task])
-
-    assert task.cancelled()
-
-
-async def test_worker_stops_when_a_queue_call_loses_its_cancellation(database):
-    queue = QueueLosingCancellations()
-    worker = Worker(None, JobService(database, queue), {}, concurrency=2)
-    task = asyncio.create_task(worker.run())
+    task = asyncio.create_task(LOOPS[loop](JobService(database, queue)).run())
     async with asyncio.timeout(20):
         await queue.busy.wait()
 
