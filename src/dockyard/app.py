@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import os
@@ -26,7 +25,7 @@ from dockyard.api.app import API_PREFIX, create_api
 from dockyard.api.routes import sessions as session_routes
 from dockyard.auth import routes as token_routes
 from dockyard.config import Settings
-from dockyard.jobs.runtime import job_loops
+from dockyard.jobs.runtime import job_loops, stop_tasks
 from dockyard.registry import routes as registry_routes
 from dockyard.registry.errors import ERROR_CODES, RegistryError
 from dockyard.registry.routes.mirror import MirrorRouting
@@ -62,11 +61,7 @@ def create_app(settings: Settings) -> Starlette:
         try:
             yield
         finally:
-            for task in tasks:
-                task.cancel()
-            for task in tasks:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            await stop_tasks(tasks)
             await services.close()
 
     app = Starlette(

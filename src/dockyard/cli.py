@@ -116,11 +116,36 @@ def _run_server(settings: Settings) -> None:
     os.execve(sys.executable, [sys.executable, "-m", "dockyard.server"], environment)
 
 
-def _log_settings(settings: Settings) -> None:
-    shown = settings.model_dump(
-        mode="json",
-        exclude={"admin_password", "database_url", "redis_url", "storage_options"},
-    )
+# Never logged: secrets, and URLs or options that may hold them.
+_SECRET_SETTINGS = {"admin_password", "database_url", "redis_url", "storage_options"}
+
+# What `dockyard worker` reads: the stores, where its keys are (registry
+# credentials are encrypted with them), the jobs and what they apply. Listen
+# addresses, HTTP workers, metrics, tokens, shutdown and proxy settings are the
+# server's alone.
+_WORKER_SETTINGS = {
+    "data_dir",
+    "keys_dir",
+    "log_level",
+    "log_format",
+    "redis_prefix",
+    "jobs",
+    "s3_endpoint_url",
+    "s3_region",
+    "storage_url",
+    "max_manifest_bytes",
+    "upload_expiry_seconds",
+}
+
+
+def _log_settings(settings: Settings, worker: bool = False) -> None:
+    """One line with the settings in effect (the worker's alone for `worker`);
+    no secrets."""
+    if worker:
+        shown = settings.model_dump(mode="json", include=_WORKER_SETTINGS)
+        del shown["jobs"]["embedded_worker"]  # a server's switch
+    else:
+        shown = settings.model_dump(mode="json", exclude=_SECRET_SETTINGS)
     shown["database"] = (
         "postgresql" if not settings.sqlalchemy_url.startswith("sqlite") else "sqlite"
     )
@@ -133,10 +158,10 @@ def _log_settings(settings: Settings) -> None:
 def worker(config: ConfigOption = None, data_dir: DataDirOption = None) -> None:
     """Run background jobs (and the scheduler) only, for scaled deployments."""
     settings = _settings(config, data_dir=data_dir)
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     _warn_unknown_names(settings)
     prepare_data_dir(settings)
-    _log_settings(settings)
+    _log_settings(settings, worker=True)
     asyncio.run(run_worker(settings))
 
 

@@ -9,6 +9,7 @@ The settings arrive as JSON in `SETTINGS_ENV`, without secrets.
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import shutil
 import socket
@@ -25,6 +26,12 @@ def main() -> None:
     from granian import Granian
 
     settings = json.loads(os.environ[SETTINGS_ENV])
+    # Fresh worker processes, not forks of this one: a fork inherits granian's
+    # supervisor signal handler and swallows a SIGTERM that comes while it
+    # still loads the app (before it installs its own), and the supervisor then
+    # waits out the whole shutdown timeout. A spawned worker that is not
+    # serving yet simply ends on SIGTERM.
+    multiprocessing.set_start_method("spawn")
     host, _, port = settings["listen"].rpartition(":")
     refuse_taken_address(settings["listen"], host, int(port))
     _start_metrics(settings)

@@ -1,5 +1,5 @@
 """System resources (global labels, quotas, the whole audit trail, project
-creation) as Harbor guards them: a system admin, or a system robot holding the
+creation, the `/v2/_catalog`) as Harbor guards them: a system admin, or a system robot holding the
 system permission, and nobody else. These are the answers Harbor's own
 `tests/apitests/python/test_system_permission.py` expects."""
 
@@ -181,6 +181,18 @@ def test_project_create_adminonly_by_robot_with_project_create_returns_201(
     assert response.status_code == 201, response.text
 
 
+def test_project_created_by_robot_is_owned_by_the_first_system_admin(api, dockyard):
+    name = f"p{secrets.token_hex(4)}"
+    with robot_with(api, dockyard, ("project", "create")) as robot:
+        assert new_project(robot, name).status_code == 201
+
+    project = api.get(f"{API}/projects/{name}").json()
+    members = api.get(f"{API}/projects/{name}/members").json()
+
+    assert (project["owner_id"], project["owner_name"]) == (1, "admin")
+    assert [(m["entity_name"], m["role_id"]) for m in members] == [("admin", 1)]
+
+
 def test_project_create_adminonly_by_robot_without_permission_returns_403(
     api, unrelated_robot
 ):
@@ -188,3 +200,17 @@ def test_project_create_adminonly_by_robot_without_permission_returns_403(
         response = new_project(unrelated_robot)
 
     assert response.status_code == 403
+
+
+def test_catalog_by_robot_with_catalog_read_returns_200(api, dockyard):
+    with robot_with(api, dockyard, ("catalog", "read")) as robot:
+        response = robot.get("/v2/_catalog")
+
+    assert response.status_code == 200
+    assert "repositories" in response.json()
+
+
+def test_catalog_by_robot_without_catalog_read_returns_401(unrelated_robot):
+    response = unrelated_robot.get("/v2/_catalog")
+
+    assert response.status_code == 401

@@ -221,14 +221,38 @@ def test_private_project_outsider_gets_same_denial_for_existing_and_missing_repo
     assert existing.json() == missing.json()
 
 
-def test_catalog_hides_private_repositories_from_outsiders(dockyard, people):
-    visible = httpx.get(
-        f"{dockyard.url}/v2/_catalog", auth=(people["outsider"], PASSWORD)
+def test_catalog_for_a_project_member_returns_unauthorized(dockyard, people):
+    # Harbor lists the catalog to system admins only, members or not.
+    response = httpx.get(
+        f"{dockyard.url}/v2/_catalog", auth=(people["developer"], PASSWORD)
     )
-    member = httpx.get(f"{dockyard.url}/v2/_catalog", auth=(people["guest"], PASSWORD))
 
-    assert f"{people['project']}/app" not in visible.json()["repositories"]
-    assert f"{people['project']}/app" in member.json()["repositories"]
+    assert response.status_code == 401
+    assert response.json()["errors"][0]["code"] == "UNAUTHORIZED"
+
+
+def test_catalog_token_for_a_non_admin_carries_no_catalog_access(dockyard, people):
+    issued = token(dockyard, "registry:catalog:*", auth=(people["guest"], PASSWORD))
+
+    response = httpx.get(
+        f"{dockyard.url}/v2/_catalog", headers={"authorization": f"Bearer {issued}"}
+    )
+
+    assert claims(issued)["access"] == []
+    assert 'error="insufficient_scope"' in response.headers["www-authenticate"]
+
+
+def test_catalog_for_an_admin_token_lists_private_repositories(dockyard, people):
+    issued = token(
+        dockyard, "registry:catalog:*", auth=("admin", dockyard.admin_password)
+    )
+
+    response = httpx.get(
+        f"{dockyard.url}/v2/_catalog?n=10000",
+        headers={"authorization": f"Bearer {issued}"},
+    )
+
+    assert f"{people['project']}/app" in response.json()["repositories"]
 
 
 def test_push_into_missing_project_is_refused(dockyard):

@@ -1,17 +1,26 @@
 """SIGTERM during a chunked upload: the chunk in flight either finishes
 (graceful stop) or leaves only whole bytes of it, and after a restart the
-upload continues from the offset the server reports to a correct blob."""
+upload continues from the offset the server reports to a correct blob.
+SIGTERM before the server serves stops it at once."""
 
 from __future__ import annotations
 
 import secrets
 import signal
+import subprocess
 import threading
 import time
 
 import httpx
 
 from tests.api.conftest import sha256
+from tests.conftest import (
+    DOCKYARD,
+    clean_environment,
+    descendants,
+    free_port,
+    stop_process,
+)
 
 MIB = 1024 * 1024
 REPOSITORY = "library/shutdown"
@@ -148,3 +157,42 @@ def test_sigterm_then_restart_upload_continues_after_graceful_stop(start_dockyar
     assert offset == 10000
     assert done.status_code == 201
     assert pulled == data
+
+
+def test_sigterm_before_serving_stops_without_waiting_out_the_timeout(tmp_path):
+    # A timeout far beyond the deadline below: a server that waited it out
+    # (a worker that missed the SIGTERM) fails this test.
+    env = {
+        **clean_environment(),
+        "DOCKYARD_SHUTDOWN_TIMEOUT_SECONDS": "600",
+        "DOCKYARD_ADMIN_PASSWORD": "Adm1n-" + secrets.token_urlsafe(12),
+    }
+    log_path = tmp_path / "server.log"
+    command = [*DOCKYARD, "serve", "--data-dir", str(tmp_path / "data")]
+    with log_path.open("wb") as log:
+        server = subprocess.Popen(
+            [*command, "--listen", f"127.0.0.1:{free_port()}"],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+        )
+    try:
+        _wait_for_a_worker_process(server)
+        server.send_signal(signal.SIGTERM)
+        code = server.wait(timeout=120)
+    finally:
+        stop_process(server)
+
+    assert code in (0, -signal.SIGTERM), log_path.read_text()
+    assert "refused to gracefully stop" not in log_path.read_text()
+
+
+def _wait_for_a_worker_process(server):
+    """Return once the serving process has started a worker (which then loads
+    the app for a while before it serves)."""
+    deadline = time.monotonic() + 60
+    while not descendants(server.pid):
+        if server.poll() is not None or time.monotonic() > deadline:
+            raise AssertionError(f"no worker process (exit code {server.poll()})")
+        time.sleep(0.005)

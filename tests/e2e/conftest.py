@@ -280,3 +280,41 @@ def faulty_upstream(upstream):
         yield proxy
     finally:
         proxy.stop()
+
+
+# containerd with its own daemon (proxy cache and containerd tests).
+
+
+@pytest.fixture
+def containerd(tmp_path):
+    """A containerd of this test's own (config, state and sockets in tmp_path);
+    yields the `ctr` command line that talks to it."""
+    require_tools("containerd", "ctr")
+    socket = tmp_path / "c.sock"  # unix socket paths must stay under 108 bytes
+    config = tmp_path / "config.toml"
+    config.write_text(
+        f"""version = 2
+root = "{tmp_path}/root"
+state = "{tmp_path}/state"
+disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.btrfs",
+  "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.aufs",
+  "io.containerd.snapshotter.v1.devmapper"]
+[grpc]
+  address = "{socket}"
+[ttrpc]
+  address = "{socket}.ttrpc"
+[debug]
+  address = "{tmp_path}/d.sock"
+"""
+    )
+    ctr = ["ctr", "--address", str(socket), "-n", "dockyard"]
+    process = start_daemon(
+        ["containerd", "--config", str(config)],
+        tmp_path / "containerd.log",
+        lambda: socket.exists() and run(*ctr, "version", check=False).returncode == 0,
+        "containerd",
+    )
+    try:
+        yield ctr
+    finally:
+        stop_process(process, timeout=30)

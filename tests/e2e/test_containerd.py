@@ -5,43 +5,7 @@ import secrets
 
 import pytest
 
-from tests.conftest import require_tools, stop_process
-from tests.e2e.conftest import push_image, run, skopeo, start_daemon
-
-
-@pytest.fixture
-def containerd(tmp_path):
-    """A containerd of this test's own (config, state and sockets in tmp_path);
-    yields the `ctr` command line that talks to it."""
-    require_tools("containerd", "ctr")
-    socket = tmp_path / "c.sock"  # unix socket paths must stay under 108 bytes
-    config = tmp_path / "config.toml"
-    config.write_text(
-        f"""version = 2
-root = "{tmp_path}/root"
-state = "{tmp_path}/state"
-disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.btrfs",
-  "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.aufs",
-  "io.containerd.snapshotter.v1.devmapper"]
-[grpc]
-  address = "{socket}"
-[ttrpc]
-  address = "{socket}.ttrpc"
-[debug]
-  address = "{tmp_path}/d.sock"
-"""
-    )
-    ctr = ["ctr", "--address", str(socket), "-n", "dockyard"]
-    process = start_daemon(
-        ["containerd", "--config", str(config)],
-        tmp_path / "containerd.log",
-        lambda: socket.exists() and run(*ctr, "version", check=False).returncode == 0,
-        "containerd",
-    )
-    try:
-        yield ctr
-    finally:
-        stop_process(process, timeout=30)
+from tests.e2e.conftest import push_image, run, skopeo
 
 
 @pytest.fixture(scope="module")

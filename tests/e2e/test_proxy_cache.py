@@ -21,7 +21,6 @@ from tests.e2e.conftest import (
     run,
     skopeo,
 )
-from tests.e2e.test_containerd import containerd  # noqa: F401 - a fixture
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 ACCEPT = (
@@ -356,7 +355,7 @@ def test_containerd_with_dockyard_as_mirror_pulls_through_the_proxy_project(
     upstream,
     make_proxy,
     images,
-    containerd,  # noqa: F811 - the fixture imported above
+    containerd,
     tmp_path,
 ):
     upstream.push(images, "busybox:1.36", "library/busybox:1.36")

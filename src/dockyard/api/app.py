@@ -12,6 +12,7 @@ from starlette.exceptions import HTTPException
 from dockyard import __version__
 from dockyard.api import errors
 from dockyard.api.deps import refuse_changes_when_read_only
+from dockyard.api.domain_errors import domain_error_handlers
 from dockyard.api.query import QueryError
 from dockyard.api.routes import (
     allowlists,
@@ -50,6 +51,7 @@ def create_api() -> FastAPI:
         redoc_url=None,
         dependencies=[Depends(refuse_changes_when_read_only)],
         exception_handlers={
+            **domain_error_handlers(),
             errors.ApiError: errors.handle_api_error,
             RequestValidationError: errors.handle_validation_error,
             HTTPException: errors.handle_http_exception,

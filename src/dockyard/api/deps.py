@@ -24,9 +24,8 @@ from annotated_types import Interval
 from fastapi import Depends, Query, Request
 from fastapi.responses import JSONResponse
 
-from dockyard.api.errors import Forbidden, TooManyRequests, Unauthorized
+from dockyard.api.errors import Forbidden, Unauthorized
 from dockyard.auth.principals import ANONYMOUS, Principal
-from dockyard.auth.users import LoginThrottled
 from dockyard.configurations import READ_ONLY_MESSAGE
 from dockyard.db.schema import MAX_INTEGER
 from dockyard.services import Services
@@ -87,10 +86,7 @@ async def _basic_caller(request: Request, services: Services, header: str) -> Pr
         raise Unauthorized("malformed Basic credentials") from exc
     username, _, password = decoded.partition(":")
     client = request.client.host if request.client else "-"
-    try:
-        principal = await services.users.authenticate(username, password, client)
-    except LoginThrottled as exc:
-        raise TooManyRequests(str(exc)) from exc
+    principal = await services.users.authenticate(username, password, client)
     if principal is None:
         raise Unauthorized("invalid credentials")
     return principal

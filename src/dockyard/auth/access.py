@@ -167,6 +167,22 @@ class AccessPolicy:
             if access.can_in_repository(row.name, "repository", "pull")
         ]
 
+    async def may_list_catalog(self, principal: Principal) -> bool:
+        """Whether `principal` may list `/v2/_catalog`: as in Harbor, system
+        admins and system robots holding (catalog, read), nobody else."""
+        if principal.sysadmin:
+            return True
+        if principal.robot_id is None:
+            return False
+        query = select(robot_permissions.c.id).where(
+            (robot_permissions.c.robot_id == principal.robot_id)
+            & (robot_permissions.c.kind == "system")
+            & (robot_permissions.c.resource == "catalog")
+            & (robot_permissions.c.action == "read")
+        )
+        async with self.projects.db.read() as conn:
+            return await conn.scalar(query.limit(1)) is not None
+
     async def administers_a_project(self, principal: Principal) -> bool:
         """Whether `principal` is a user who manages the members of some
         project (Harbor's test for a project admin)."""
@@ -184,9 +200,8 @@ class AccessPolicy:
                 allowed = await self.allowed_actions(principal, scope.name)
                 actions = _expand(scope.actions, allowed)
             elif (scope.type, scope.name) == CATALOG_SCOPE:
-                # Anyone may list the catalog; the listing shows only what the
-                # caller can pull.
-                actions = scope.actions & {"*"}
+                may_list = await self.may_list_catalog(principal)
+                actions = scope.actions & {"*"} if may_list else NO_ACTIONS
             else:
                 actions = NO_ACTIONS
             if actions:

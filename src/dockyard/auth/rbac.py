@@ -112,18 +112,19 @@ PUBLIC_PROJECT: frozenset[Permission] = frozenset(
         ("label", "read"),
         ("label", "list"),
         ("repository", "list"),
-        ("repository", "read"),
         ("repository", "pull"),
+        ("scan", "read"),
+        ("scanner", "read"),
+        ("tag", "list"),
         ("artifact", "read"),
         ("artifact", "list"),
         ("artifact-addition", "read"),
-        ("tag", "list"),
         ("accessory", "list"),
-        ("scan", "read"),
-        ("sbom", "read"),
     }
 )
-"""What anyone, anonymous included, may do in a public project."""
+"""What anyone, anonymous included, may do in a public project: Harbor's set
+for public projects, exactly. Not (repository, read), so reading one
+repository's record, nor (sbom, read): members' roles give those."""
 
 REPOSITORY_RESOURCES = frozenset(
     {

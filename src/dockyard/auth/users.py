@@ -63,6 +63,10 @@ class UserNotFound(UserError):
     pass
 
 
+class WrongPassword(UserError):
+    """The old password given to change it is not the user's password."""
+
+
 class LoginThrottled(UserError):
     """Too many failed logins for this user from this client; try later."""
 
@@ -142,6 +146,13 @@ class UserService:
     async def set_sysadmin(self, username: str, sysadmin: bool) -> None:
         await self._update(username, sysadmin=sysadmin)
 
+    async def first_sysadmin_id(self) -> int | None:
+        """The id of the system admin with the lowest id (the built-in admin
+        unless it lost the flag); None if there is no system admin."""
+        query = select(func.min(users.c.id)).where(users.c.sysadmin.is_(True))
+        async with self.db.read() as conn:
+            return await conn.scalar(query)
+
     async def get_user(self, user_id: int) -> dict:
         """The user row with `user_id`; `UserNotFound` if none."""
         async with self.db.read() as conn:
@@ -187,12 +198,13 @@ class UserService:
     ) -> None:
         """Set a new password; when `old_password` is given it must be right.
 
-        Raise `PasswordTooWeak`, `UserError` (wrong old or unchanged password)."""
+        Raise `PasswordTooWeak`, `WrongPassword`, `UserError` (unchanged
+        password)."""
         user = await self.get_user(user_id)
         if old_password is not None and not verify_password(
             user["password_hash"], old_password
         ):
-            raise UserError("the old password is wrong")
+            raise WrongPassword("the old password is wrong")
         if verify_password(user["password_hash"], new_password):
             raise UserError("the new password must differ from the old one")
         check_password_policy(new_password)

@@ -50,8 +50,11 @@ class MemoryQueue:
         self._items.put_nowait(task_id)
 
     async def pop(self, timeout: float) -> int | None:
+        # Not asyncio.wait_for: on Python 3.11 it returns the item and drops
+        # the cancellation when both come at once (see `raise_if_cancelled`).
         try:
-            return await asyncio.wait_for(self._items.get(), timeout)
+            async with asyncio.timeout(timeout):
+                return await self._items.get()
         except TimeoutError:
             return None
 

@@ -23,7 +23,7 @@ from dockyard.jobs.records import JobService
 from dockyard.jobs.schedules import Schedule
 from dockyard.jobs.worker import HEARTBEAT_SECONDS
 from dockyard.state.locks import HeldLock, LockBusy, Locks, hold
-from dockyard.state.store import StateUnavailable
+from dockyard.state.store import StateUnavailable, raise_if_cancelled
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +74,7 @@ class Scheduler:
     async def run(self) -> None:
         """Lead whenever the lock is free, until cancelled."""
         while True:
+            raise_if_cancelled()
             try:
                 async with hold(self.locks, LOCK_NAME, _LOCK_TTL_SECONDS) as held:
                     log.info("scheduler_leading")
@@ -92,6 +93,7 @@ class Scheduler:
         fired = await self.jobs.last_ticks()
         next_upkeep = _now()
         while not held.lost.is_set():
+            raise_if_cancelled()
             now = _now()
             schedules = await self._current()
             for schedule in schedules:
@@ -102,10 +104,7 @@ class Scheduler:
             wake = min([next_upkeep, *(s.next_tick(now) for s in schedules)])
             if self.source is not None:
                 wake = min(wake, now + timedelta(seconds=_RELOAD_SECONDS))
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(
-                    held.lost.wait(), max(0.01, (wake - _now()).total_seconds())
-                )
+            await _wait_unless_lost(held, (wake - _now()).total_seconds())
         log.warning("scheduler_lock_lost")
 
     async def _fire_due(
@@ -140,6 +139,15 @@ class Scheduler:
             log.warning("job_upkeep lost=%d requeued=%d", lost, requeued)
         if self.report_depth is not None:
             self.report_depth(await self.jobs.queue.depth())
+
+
+async def _wait_unless_lost(held: HeldLock, seconds: float) -> None:
+    """Sleep `seconds`, or less if the lock is lost meanwhile. Not with
+    `asyncio.wait_for`: on Python 3.11 it can swallow a cancellation that
+    comes as the wait ends (see `raise_if_cancelled`)."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(max(0.01, seconds)):
+            await held.lost.wait()
 
 
 def _now() -> datetime:

@@ -32,7 +32,7 @@ from dockyard.jobs.records import (
     TaskFailed,
     TaskStopped,
 )
-from dockyard.state.store import StateUnavailable
+from dockyard.state.store import StateUnavailable, raise_if_cancelled
 
 if TYPE_CHECKING:
     from dockyard.services import Services
@@ -105,6 +105,7 @@ class Worker:
 
     async def _consume(self) -> None:
         while True:
+            raise_if_cancelled()
             try:
                 task_id = await self.jobs.queue.pop(_POP_TIMEOUT_SECONDS)
             except StateUnavailable as exc:
@@ -170,6 +171,7 @@ class Worker:
 
     async def _beat(self, context: TaskContext) -> None:
         while True:
+            raise_if_cancelled()
             await asyncio.sleep(HEARTBEAT_SECONDS)
             try:
                 mine = await self.jobs.beat(context.task.id, self.name, context.text())

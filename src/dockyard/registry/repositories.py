@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from dockyard.auth.principals import Principal
 from dockyard.db.database import Database, fetch_page
 from dockyard.db.schema import projects, repositories
-from dockyard.projects import visible_to
 from dockyard.registry.errors import NameUnknown
 from dockyard.registry.reference import project_of
 
@@ -64,44 +61,16 @@ class Catalog:
             return list((await conn.scalars(query)).all())
 
     async def list_repositories(
-        self,
-        principal: Principal,
-        limit: int | None,
-        last: str | None,
-        may_pull: Callable[[str], Awaitable[bool]] | None = None,
+        self, limit: int | None, last: str | None
     ) -> tuple[list[str], bool]:
-        """Names the principal may pull, lexically after `last`, up to `limit`,
-        and whether more follow.
-
-        Without `may_pull` every repository of a visible project is listed;
-        with it, each is checked too (roles without pull, repository grants).
-        """
+        """Every repository name lexically after `last`, up to `limit`, and
+        whether more follow. Callers decide who may see them all."""
 
         async def load() -> tuple[list[str], bool]:
             query = select(repositories.c.name).order_by(repositories.c.name)
             if last:
                 query = query.where(repositories.c.name > last)
-            if not principal.sysadmin:
-                query = query.join(projects, projects.c.id == repositories.c.project_id)
-                query = query.where(visible_to(principal))
             async with self.db.read() as conn:
-                if may_pull is None:
-                    return await fetch_page(conn, query, limit)
-                candidates = list((await conn.scalars(query)).all())
-            names = []
-            for name in candidates:
-                if await may_pull(name):
-                    names.append(name)
-                    if limit is not None and len(names) > limit:
-                        return names[:limit], True
-            return names, False
+                return await fetch_page(conn, query, limit)
 
-        key = (
-            "catalog",
-            principal.user_id,
-            principal.robot_id,
-            principal.sysadmin,
-            limit,
-            last,
-        )
-        return await self.db.cache.get_or_load(key, load)
+        return await self.db.cache.get_or_load(("catalog", limit, last), load)

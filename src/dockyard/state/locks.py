@@ -23,7 +23,7 @@ from typing import Protocol
 
 from redis.exceptions import RedisError
 
-from dockyard.state.store import RedisStore, StateUnavailable
+from dockyard.state.store import RedisStore, StateUnavailable, raise_if_cancelled
 
 log = logging.getLogger(__name__)
 
@@ -169,6 +169,7 @@ async def hold(locks: Locks, name: str, ttl: float = 30.0) -> AsyncIterator[Held
 
 async def _renew_until_lost(locks: Locks, held: HeldLock, ttl: float) -> None:
     while True:
+        raise_if_cancelled()
         await asyncio.sleep(ttl / 3)
         try:
             renewed = await locks.renew(held.name, held.token, ttl)

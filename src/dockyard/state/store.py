@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import redis.asyncio as aioredis
@@ -16,6 +17,21 @@ _SOCKET_TIMEOUT_SECONDS = 5.0
 
 class StateUnavailable(Exception):
     """Redis could not be reached or refused the command."""
+
+
+def raise_if_cancelled() -> None:
+    """Raise `CancelledError` if the current task was cancelled yet runs on.
+
+    On Python 3.11 redis-py sends every command under `asyncio.wait_for`
+    (because of `socket_timeout`), and that returns normally when the task is
+    cancelled just as the send completes (CPython gh-86296, fixed in 3.12):
+    the cancellation is lost. A loop that runs until cancelled (scheduler,
+    worker, lock renewal) would then run forever and its owner would wait
+    forever at shutdown. The request stays counted in `Task.cancelling()`, so
+    such loops call this once per round."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
 
 
 class RedisStore:

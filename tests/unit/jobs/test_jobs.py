@@ -52,18 +52,50 @@ def an_hour_ago():
 
 
 async def run_until(condition, *coroutines, timeout=20.0):
-    """Run `coroutines` until `condition()` (async) holds; then cancel them."""
+    """Run `coroutines` until `condition()` (async) holds; then cancel them.
+    A coroutine that does not stop once cancelled fails the test (rather than
+    hanging it)."""
     tasks = [asyncio.create_task(c) for c in coroutines]
     try:
         async with asyncio.timeout(timeout):
             while not await condition():
                 await asyncio.sleep(0.05)
     finally:
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(tasks)
+
+
+async def cancel_and_wait(tasks, timeout=20.0):
+    """Cancel `tasks`; fail if one is still running `timeout` seconds later."""
+    for task in tasks:
+        task.cancel()
+    _, running = await asyncio.wait(tasks, timeout=timeout)
+    assert not running, f"still running after cancel: {running}"
+    for task in tasks:
+        if not task.cancelled() and task.exception() is not None:
+            raise task.exception()
+
+
+class QueueLosingCancellations(MemoryQueue):
+    """A queue whose push and pop lose a cancellation that comes while they
+    wait, as redis-py's command sends do on Python 3.11 (`asyncio.wait_for`
+    returning normally when the send completes as the task is cancelled)."""
+
+    def __init__(self):
+        super().__init__()
+        self.busy = asyncio.Event()
+
+    async def push(self, task_id):
+        await self._wait_ignoring_cancellation(0.5)
+        await super().push(task_id)
+
+    async def pop(self, timeout):
+        await self._wait_ignoring_cancellation(timeout)
+        return await super().pop(0.01)
+
+    async def _wait_ignoring_cancellation(self, seconds):
+        self.busy.set()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.sleep(seconds)
 
 
 async def test_submitted_job_runs_on_a_worker_and_records_its_log(database, backend):
@@ -245,6 +277,26 @@ async def test_two_schedulers_fire_each_tick_once(database, backend):
 
     assert len(ticks) == len(set(ticks))
     assert all(tick.microsecond == 0 for tick in ticks)
+
+
+LOOPS = {
+    "scheduler": lambda jobs: Scheduler(
+        jobs, MemoryLocks(), [Schedule("tick", "NOOP", "* * * * * *")]
+    ),
+    "worker": lambda jobs: Worker(None, jobs, {}, concurrency=2),
+}
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+async def test_loop_stops_when_a_queue_call_loses_its_cancellation(database, loop):
+    queue = QueueLosingCancellations()
+    task = asyncio.create_task(LOOPS[loop](JobService(database, queue)).run())
+    async with asyncio.timeout(20):
+        await queue.busy.wait()
+
+    await cancel_and_wait([task])
+
+    assert task.cancelled()
 
 
 async def test_scheduled_tick_already_recorded_is_not_recorded_again(database):

@@ -15,11 +15,9 @@ from pydantic import BaseModel, Field
 from dockyard.allowlists import (
     Allowlist,
     AllowlistContent,
-    AllowlistInvalid,
     check_content,
 )
 from dockyard.api.deps import AdminDep, DbInt, ServicesDep, UserDep
-from dockyard.api.errors import BadRequest
 from dockyard.api.routes.users import harbor_time
 
 router = APIRouter(tags=["SystemCVEAllowlist"])
@@ -41,13 +39,9 @@ class CVEAllowlistReq(BaseModel):
     items: list[CVEAllowlistItem] | None = None
 
     def content(self) -> AllowlistContent:
-        """The checked content; `BadRequest` for bad items or expiry."""
-        try:
-            return check_content(
-                (item.cve_id for item in self.items or []), self.expires_at
-            )
-        except AllowlistInvalid as exc:
-            raise BadRequest(str(exc)) from exc
+        """The checked content; `AllowlistInvalid` for bad items or expiry."""
+        cve_ids = (item.cve_id for item in self.items or [])
+        return check_content(cve_ids, self.expires_at)
 
 
 @router.get("/system/CVEAllowlist")

@@ -24,24 +24,20 @@ from pydantic import BaseModel
 from sqlalchemy import ColumnElement, Select, select
 
 from dockyard.api.deps import CallerDep, PageDep, ServicesDep, paginated
-from dockyard.api.errors import BadRequest, Conflict, Forbidden, NotFound
+from dockyard.api.errors import BadRequest, NotFound
 from dockyard.api.query import Condition, Match, QueryError, apply_query, parse_q
 from dockyard.api.routes.labels import label_resp
 from dockyard.api.routes.repositories import (
     repository_permission,
     require_in_repository,
-    translate,
 )
 from dockyard.api.routes.users import harbor_time
 from dockyard.db.schema import MAX_INTEGER, manifests, tags
-from dockyard.registry.additions import ADDITIONS, AdditionUnavailable
+from dockyard.registry.additions import ADDITIONS
 from dockyard.registry.artifacts import (
     Accessory,
-    AccessoryNotCopyable,
-    AdditionNotApplicable,
     Artifact,
     Tag,
-    TagExists,
     additions_of,
     has_tag,
     is_accessory,
@@ -127,8 +123,8 @@ async def list_artifacts(
 ) -> Response:
     query, keep = _artifact_query(q, sort)
 
-    found, total = await translate(
-        services.artifacts.list_artifacts(name, query, page.offset, page.size, keep)
+    found, total = await services.artifacts.list_artifacts(
+        name, query, page.offset, page.size, keep
     )
 
     items = await _artifact_bodies(services, found, options)
@@ -146,12 +142,9 @@ async def copy_artifact(
     source, reference = _parse_from(source_ref)
     await require_in_repository(services, caller, source, "repository", "pull")
 
-    try:
-        digest = await translate(
-            services.artifacts.copy_artifact(source, reference, name, caller.username)
-        )
-    except AccessoryNotCopyable as exc:
-        raise Forbidden(str(exc)) from exc
+    digest = await services.artifacts.copy_artifact(
+        source, reference, name, caller.username
+    )
     services.replication.on_copied(name, digest)
 
     location = f"{request.url.path.rstrip('/')}/{reference}"
@@ -166,7 +159,7 @@ async def get_artifact(
     caller: CallerDep,
     options: Options = OptionsDep,
 ) -> dict[str, Any]:
-    artifact = await translate(services.artifacts.get_artifact(name, reference))
+    artifact = await services.artifacts.get_artifact(name, reference)
     return (await _artifact_bodies(services, [artifact], options))[0]
 
 
@@ -178,9 +171,7 @@ async def delete_artifact(
     caller: CallerDep,
 ) -> Response:
     artifact = await services.replication.snapshot(name, reference)
-    digest = await translate(
-        services.artifacts.delete_artifact(name, reference, caller.username)
-    )
+    digest = await services.artifacts.delete_artifact(name, reference, caller.username)
     services.replication.on_deleted(name, artifact or ArtifactFacts(digest))
     return Response(status_code=200)
 
@@ -192,7 +183,7 @@ async def get_vulnerabilities_addition(
     """Harbor's answer for an artifact with no scan report: `{}` (a report
     would be keyed by its media type). Dockyard has no scanner yet, so no
     artifact has a report; when scanning stores reports, serve them here."""
-    await translate(services.artifacts.get_artifact(name, reference))
+    await services.artifacts.get_artifact(name, reference)
     return {}
 
 
@@ -206,12 +197,9 @@ async def get_addition(
 ) -> Response:
     if addition.lower() not in ADDITIONS:
         raise NotFound(f"addition {addition} not found")
-    artifact = await translate(services.artifacts.get_artifact(name, reference))
+    artifact = await services.artifacts.get_artifact(name, reference)
 
-    try:
-        found = await services.artifacts.addition(artifact, addition.lower())
-    except (AdditionNotApplicable, AdditionUnavailable) as exc:
-        raise BadRequest(str(exc)) from exc
+    found = await services.artifacts.addition(artifact, addition.lower())
 
     return Response(found.content, headers={"content-type": found.content_type})
 
@@ -227,7 +215,7 @@ async def list_accessories(
     q: str | None = None,
 ) -> Response:
     matches = _accessory_filter(q)
-    artifact = await translate(services.artifacts.get_artifact(name, reference))
+    artifact = await services.artifacts.get_artifact(name, reference)
 
     found = [
         a for a in await services.artifacts.list_accessories(artifact) if matches(a)
@@ -251,8 +239,8 @@ async def list_tags(
 ) -> Response:
     query = apply_query(select(tags), q, sort, _TAG_COLUMNS)
 
-    artifact, found, total = await translate(
-        services.artifacts.list_tags(name, reference, query, page.offset, page.size)
+    artifact, found, total = await services.artifacts.list_tags(
+        name, reference, query, page.offset, page.size
     )
 
     return paginated(request, [_tag_body(artifact, t) for t in found], total, page)
@@ -266,12 +254,7 @@ async def create_tag(
     services: ServicesDep,
     caller: CallerDep,
 ) -> Response:
-    try:
-        await translate(
-            services.artifacts.add_tag(name, reference, body.name, caller.username)
-        )
-    except TagExists as exc:
-        raise Conflict(str(exc)) from exc
+    await services.artifacts.add_tag(name, reference, body.name, caller.username)
     services.replication.on_tag_added(name, body.name)
     return Response(status_code=201)
 
@@ -285,9 +268,7 @@ async def delete_tag(
     caller: CallerDep,
 ) -> Response:
     artifact = await services.replication.snapshot(name, reference)
-    await translate(
-        services.artifacts.delete_tag(name, reference, tag_name, caller.username)
-    )
+    await services.artifacts.delete_tag(name, reference, tag_name, caller.username)
     services.replication.on_tag_deleted(name, tag_name, artifact)
     return Response(status_code=200)
 

@@ -7,8 +7,6 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Response
 
 from dockyard.api.deps import AdminDep, ServicesDep
-from dockyard.api.errors import BadRequest
-from dockyard.configurations import ConfigurationError
 
 router = APIRouter(tags=["configure"])
 
@@ -23,8 +21,5 @@ async def get_configurations(services: ServicesDep, admin: AdminDep) -> dict[str
 async def update_configurations(
     services: ServicesDep, admin: AdminDep, changes: Annotated[dict[str, Any], Body()]
 ) -> Response:
-    try:
-        await services.configurations.update(changes, admin.username)
-    except ConfigurationError as exc:
-        raise BadRequest(str(exc)) from exc
+    await services.configurations.update(changes, admin.username)
     return Response(status_code=200)

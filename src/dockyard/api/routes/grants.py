@@ -25,10 +25,7 @@ from dockyard.api.deps import (
 )
 from dockyard.api.errors import (
     BadRequest,
-    Conflict,
     Forbidden,
-    NotFound,
-    PreconditionFailed,
 )
 from dockyard.api.routes.users import harbor_time
 from dockyard.auth.rbac import (
@@ -39,17 +36,10 @@ from dockyard.auth.rbac import (
     listed_resource,
 )
 from dockyard.grants import (
-    BuiltinRole,
     Grant,
-    GrantError,
-    GrantNotFound,
     Holder,
-    RoleExists,
-    RoleInUse,
-    RoleNotFound,
     RoleView,
 )
-from dockyard.services import Services
 
 router = APIRouter(tags=["access"])
 
@@ -133,24 +123,16 @@ async def list_roles(services: ServicesDep, caller: UserDep) -> list[dict[str, A
 
 @router.get("/roles/{role_id}")
 async def get_role(role_id: DbInt, services: ServicesDep, caller: UserDep) -> dict:
-    try:
-        return _role_resp(await services.grants.get_role(role_id))
-    except RoleNotFound as exc:
-        raise NotFound(str(exc)) from exc
+    return _role_resp(await services.grants.get_role(role_id))
 
 
 @router.post("/roles", status_code=201)
 async def create_role(
     body: RoleReq, services: ServicesDep, admin: AdminDep
 ) -> Response:
-    try:
-        role_id = await services.grants.create_role(
-            body.name, body.description, _permissions(body.permissions), admin.username
-        )
-    except RoleExists as exc:
-        raise Conflict(str(exc)) from exc
-    except GrantError as exc:
-        raise BadRequest(str(exc)) from exc
+    role_id = await services.grants.create_role(
+        body.name, body.description, _permissions(body.permissions), admin.username
+    )
     return Response(status_code=201, headers={"location": f"/api/v2.0/roles/{role_id}"})
 
 
@@ -158,22 +140,13 @@ async def create_role(
 async def update_role(
     role_id: DbInt, body: RoleReq, services: ServicesDep, admin: AdminDep
 ) -> Response:
-    try:
-        await services.grants.update_role(
-            role_id,
-            body.name,
-            body.description,
-            _permissions(body.permissions),
-            admin.username,
-        )
-    except RoleNotFound as exc:
-        raise NotFound(str(exc)) from exc
-    except BuiltinRole as exc:
-        raise Forbidden(str(exc)) from exc
-    except RoleExists as exc:
-        raise Conflict(str(exc)) from exc
-    except GrantError as exc:
-        raise BadRequest(str(exc)) from exc
+    await services.grants.update_role(
+        role_id,
+        body.name,
+        body.description,
+        _permissions(body.permissions),
+        admin.username,
+    )
     return Response(status_code=200)
 
 
@@ -181,14 +154,7 @@ async def update_role(
 async def delete_role(
     role_id: DbInt, services: ServicesDep, admin: AdminDep
 ) -> Response:
-    try:
-        await services.grants.delete_role(role_id, admin.username)
-    except RoleNotFound as exc:
-        raise NotFound(str(exc)) from exc
-    except BuiltinRole as exc:
-        raise Forbidden(str(exc)) from exc
-    except RoleInUse as exc:
-        raise PreconditionFailed(str(exc)) from exc
+    await services.grants.delete_role(role_id, admin.username)
     return Response(status_code=200)
 
 
@@ -206,17 +172,12 @@ async def create_grant(
     body: GrantReq, access: GrantCreator, services: ServicesDep, caller: CallerDep
 ) -> Response:
     project = access.project
-    try:
-        holder = await services.grants.find_holder(
-            body.holder.kind, body.holder.id, body.holder.name
-        )
-        grant_id = await services.grants.create_grant(
-            project.id, holder, body.role_id, body.repository_pattern, caller.username
-        )
-    except (GrantNotFound, RoleNotFound) as exc:
-        raise NotFound(str(exc)) from exc
-    except GrantError as exc:
-        raise BadRequest(str(exc)) from exc
+    holder = await services.grants.find_holder(
+        body.holder.kind, body.holder.id, body.holder.name
+    )
+    grant_id = await services.grants.create_grant(
+        project.id, holder, body.role_id, body.repository_pattern, caller.username
+    )
     location = f"/api/v2.0/projects/{project.id}/grants/{grant_id}"
     return Response(status_code=201, headers={"location": location})
 
@@ -225,23 +186,17 @@ async def create_grant(
 async def get_grant(
     grant_id: DbInt, access: GrantLister, services: ServicesDep
 ) -> dict:
-    return _grant_resp(await _grant(services, access.project.id, grant_id))
+    grant = await services.grants.get_grant(access.project.id, grant_id)
+    return _grant_resp(grant)
 
 
 @router.delete("/projects/{project_name_or_id}/grants/{grant_id}")
 async def delete_grant(
     grant_id: DbInt, access: GrantDeleter, services: ServicesDep, caller: CallerDep
 ) -> Response:
-    grant = await _grant(services, access.project.id, grant_id)
+    grant = await services.grants.get_grant(access.project.id, grant_id)
     await services.grants.delete_grant(grant, caller.username)
     return Response(status_code=200)
-
-
-async def _grant(services: Services, project_id: int, grant_id: int) -> Grant:
-    try:
-        return await services.grants.get_grant(project_id, grant_id)
-    except GrantNotFound as exc:
-        raise NotFound(str(exc)) from exc
 
 
 def _permissions(accesses: list[Access]) -> set[Permission]:

@@ -8,8 +8,7 @@ off, needs `artifact-label` create or delete in the artifact's repository.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
-from typing import Any, TypeVar
+from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, Field
@@ -17,7 +16,7 @@ from sqlalchemy import ColumnElement, or_, select, true
 
 from dockyard.api.access import require, require_system
 from dockyard.api.deps import CallerDep, DbInt, PageDep, ServicesDep, paginated
-from dockyard.api.errors import BadRequest, Conflict, NotFound, Unauthorized
+from dockyard.api.errors import BadRequest, NotFound, Unauthorized
 from dockyard.api.query import apply_query
 from dockyard.api.routes.repositories import repository_permission
 from dockyard.api.routes.users import harbor_time
@@ -27,21 +26,11 @@ from dockyard.db.schema import labels, projects
 from dockyard.labels import (
     GLOBAL,
     PROJECT,
-    ArtifactGone,
     Label,
-    LabelAttached,
-    LabelExists,
     LabelFields,
-    LabelInvalid,
-    LabelNotAttached,
-    LabelNotFound,
 )
-from dockyard.registry.artifacts import Artifact
-from dockyard.registry.errors import ManifestUnknown, NameUnknown
 from dockyard.registry.manifests import artifact_resource
 from dockyard.services import Services
-
-T = TypeVar("T")
 
 router = APIRouter(tags=["label"])
 
@@ -115,8 +104,8 @@ async def create_label(
         ).project.id
     else:
         await require_system(services, caller, "label", "create")
-    label_id = await _translate(
-        services.labels.create_label(body.fields(), scope, project_id, caller.username)
+    label_id = await services.labels.create_label(
+        body.fields(), scope, project_id, caller.username
     )
     return Response(
         status_code=201, headers={"location": f"/api/v2.0/labels/{label_id}"}
@@ -141,7 +130,7 @@ async def update_label(
         body.description if body.description is not None else label.description,
         body.color if body.color is not None else label.color,
     )
-    await _translate(services.labels.update_label(label, fields, caller.username))
+    await services.labels.update_label(label, fields, caller.username)
     return Response(status_code=200)
 
 
@@ -163,13 +152,11 @@ async def add_artifact_label(
     caller: CallerDep,
 ) -> Response:
     """Harbor answers 200, not 201: nothing new is addressable."""
-    artifact = await _artifact(services, name, reference)
-    label = await _translate(services.labels.get_label(body.id))
+    artifact = await services.artifacts.get_artifact(name, reference)
+    label = await services.labels.get_label(body.id)
     resource = artifact_resource(name, artifact.digest)
-    await _translate(
-        services.labels.attach(
-            artifact.id, label, resource, artifact.project_id, caller.username
-        )
+    await services.labels.attach(
+        artifact.id, label, resource, artifact.project_id, caller.username
     )
     return Response(status_code=200)
 
@@ -182,13 +169,11 @@ async def remove_artifact_label(
     services: ServicesDep,
     caller: CallerDep,
 ) -> Response:
-    artifact = await _artifact(services, name, reference)
-    label = await _translate(services.labels.get_label(label_id))
+    artifact = await services.artifacts.get_artifact(name, reference)
+    label = await services.labels.get_label(label_id)
     resource = artifact_resource(name, artifact.digest)
-    await _translate(
-        services.labels.detach(
-            artifact.id, label, resource, artifact.project_id, caller.username
-        )
+    await services.labels.detach(
+        artifact.id, label, resource, artifact.project_id, caller.username
     )
     return Response(status_code=200)
 
@@ -249,7 +234,7 @@ async def _label(
     services: Services, caller: Principal, label_id: DbInt, action: str
 ) -> Label:
     """The label, once the caller may `action` it; 401/403/404 if not."""
-    label = await _translate(services.labels.get_label(label_id))
+    label = await services.labels.get_label(label_id)
     if label.scope == PROJECT:
         project = await services.projects.project_by_id(label.project_id or 0)
         if project is None:
@@ -260,23 +245,3 @@ async def _label(
         # read; everyone may still list them.
         await require_system(services, caller, "label", action)
     return label
-
-
-async def _artifact(services: Services, repository: str, reference: str) -> Artifact:
-    """The artifact `reference` names in `repository`; 404 if none."""
-    try:
-        return await services.artifacts.get_artifact(repository, reference)
-    except (NameUnknown, ManifestUnknown) as exc:
-        raise NotFound(exc.message) from exc
-
-
-async def _translate(awaitable: Awaitable[T]) -> T:
-    """Label errors in the API's terms."""
-    try:
-        return await awaitable
-    except (LabelNotFound, LabelNotAttached, ArtifactGone) as exc:
-        raise NotFound(str(exc)) from exc
-    except (LabelExists, LabelAttached) as exc:
-        raise Conflict(str(exc)) from exc
-    except LabelInvalid as exc:
-        raise BadRequest(str(exc)) from exc

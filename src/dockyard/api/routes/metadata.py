@@ -8,23 +8,17 @@ not take is refused with 400. Reading and changing need the project's
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
-from typing import Annotated, TypeVar
+from typing import Annotated
 
 from fastapi import APIRouter, Body, Response
 
 from dockyard.api.access import project_access
 from dockyard.api.deps import CallerDep, ServicesDep
-from dockyard.api.errors import BadRequest, Conflict, NotFound
+from dockyard.api.errors import BadRequest, NotFound
 from dockyard.projects import (
     PUBLIC,
-    MetadataExists,
-    MetadataInvalid,
-    MetadataNotFound,
     check_metadata,
 )
-
-T = TypeVar("T")
 
 router = APIRouter(tags=["projectMetadata"])
 
@@ -53,9 +47,7 @@ async def add_metadata(
 ) -> Response:
     """Add keys the project does not have yet (409 for one it has)."""
     checked = _checked(values)
-    await _translate(
-        services.metadata.add_metadata(access.project, checked, caller.username)
-    )
+    await services.metadata.add_metadata(access.project, checked, caller.username)
     return Response(status_code=200)
 
 
@@ -81,10 +73,8 @@ async def update_metadata(
     if set(values) != {meta_name}:
         raise BadRequest(f"the body must hold exactly the key {meta_name!r}")
     checked = _checked(values)
-    await _translate(
-        services.metadata.update_metadata(
-            access.project, checked, caller.username, must_exist=True
-        )
+    await services.metadata.update_metadata(
+        access.project, checked, caller.username, must_exist=True
     )
     return Response(status_code=200)
 
@@ -93,30 +83,14 @@ async def update_metadata(
 async def delete_metadata(
     access: MetadataDeleter, meta_name: str, services: ServicesDep, caller: CallerDep
 ) -> Response:
-    await _translate(
-        services.metadata.delete_metadata(access.project, meta_name, caller.username)
-    )
+    await services.metadata.delete_metadata(access.project, meta_name, caller.username)
     return Response(status_code=200)
 
 
 def _checked(values: dict[str, str]) -> dict[str, str]:
     if not values:
         raise BadRequest("no metadata given")
-    try:
-        return check_metadata(values)
-    except MetadataInvalid as exc:
-        raise BadRequest(str(exc)) from exc
-
-
-async def _translate(awaitable: Awaitable[T]) -> T:
-    try:
-        return await awaitable
-    except MetadataNotFound as exc:
-        raise NotFound(str(exc)) from exc
-    except MetadataExists as exc:
-        raise Conflict(str(exc)) from exc
-    except MetadataInvalid as exc:
-        raise BadRequest(str(exc)) from exc
+    return check_metadata(values)
 
 
 def requested_metadata(

@@ -20,10 +20,8 @@ from dockyard.api.access import project_access, system_can
 from dockyard.api.deps import CallerDep, DbInt, PageDep, ServicesDep, UserDep, paginated
 from dockyard.api.errors import (
     BadRequest,
-    Conflict,
     Forbidden,
     NotFound,
-    PreconditionFailed,
 )
 from dockyard.api.query import apply_query
 from dockyard.api.routes.allowlists import CVEAllowlistReq, allowlist_resp
@@ -33,22 +31,16 @@ from dockyard.api.routes.users import harbor_time
 from dockyard.auth.principals import Principal
 from dockyard.auth.rbac import PROJECT_SELF
 from dockyard.auth.roles import Role
-from dockyard.auth.users import UserNotFound
 from dockyard.db.schema import projects
-from dockyard.groups import GroupError, GroupNotFound
 from dockyard.projects import (
     GROUP,
     PUBLIC,
     USER,
     Member,
     MemberEntity,
-    MemberExists,
-    NotEmpty,
     Project,
     ProjectError,
-    ProjectExists,
     ProjectSettings,
-    UnknownRole,
     visible_to,
 )
 from dockyard.replication.registries import RegistryNotFound
@@ -165,21 +157,27 @@ async def create_project(
         allowlist=body.cve_allowlist.content() if body.cve_allowlist else None,
         registry_id=await _proxied_registry(services, user, body.registry_id),
     )
-    try:
-        project = await services.projects.create_project(
-            body.project_name,
-            public=metadata.get(PUBLIC) == "true",
-            owner_id=user.user_id,
-            actor=user.username,
-            settings=settings,
-        )
-    except ProjectExists as exc:
-        raise Conflict(str(exc)) from exc
-    except ProjectError as exc:
-        raise BadRequest(str(exc)) from exc
+    project = await services.projects.create_project(
+        body.project_name,
+        public=metadata.get(PUBLIC) == "true",
+        owner_id=await _owner_for(services, user),
+        actor=user.username,
+        settings=settings,
+    )
     return Response(
         status_code=201, headers={"location": f"/api/v2.0/projects/{project.id}"}
     )
+
+
+async def _owner_for(services: Services, caller: Principal) -> int:
+    """Who owns (and administers) a project `caller` creates: the caller, or
+    for a robot, as in Harbor, the system admin with the lowest id."""
+    if caller.user_id is not None:
+        return caller.user_id
+    owner_id = await services.users.first_sysadmin_id()
+    if owner_id is None:
+        raise ProjectError("cannot create a project: no system admin to own it")
+    return owner_id
 
 
 async def _check_may_create(services: Services, caller: Principal) -> None:
@@ -232,10 +230,7 @@ async def update_project(
 async def delete_project(
     access: ProjectDeleter, services: ServicesDep, caller: CallerDep
 ) -> Response:
-    try:
-        await services.projects.delete_project(access.project.id, caller.username)
-    except NotEmpty as exc:
-        raise PreconditionFailed(str(exc)) from exc
+    await services.projects.delete_project(access.project.id, caller.username)
     return Response(status_code=200)
 
 
@@ -289,14 +284,9 @@ async def create_member(
 ) -> Response:
     project = access.project
     entity = await _member_entity(services, body)
-    try:
-        member_id = await services.projects.create_member(
-            project.id, entity, body.role_id, caller.username
-        )
-    except MemberExists as exc:
-        raise Conflict(str(exc)) from exc
-    except UnknownRole as exc:
-        raise BadRequest(str(exc)) from exc
+    member_id = await services.projects.create_member(
+        project.id, entity, body.role_id, caller.username
+    )
     location = f"/api/v2.0/projects/{project.id}/members/{member_id}"
     return Response(status_code=201, headers={"location": location})
 
@@ -317,10 +307,7 @@ async def update_member(
     caller: CallerDep,
 ) -> Response:
     member = await _member(services, access.project, mid)
-    try:
-        await services.projects.update_member(member, body.role_id, caller.username)
-    except UnknownRole as exc:
-        raise BadRequest(str(exc)) from exc
+    await services.projects.update_member(member, body.role_id, caller.username)
     return Response(status_code=200)
 
 
@@ -369,26 +356,18 @@ async def _member(services: Services, project: Project, member_id: int) -> Membe
 async def _member_entity(services: Services, body: ProjectMemberReq) -> MemberEntity:
     if body.member_user is not None:
         user = body.member_user
-        try:
-            if user.user_id is not None:
-                row = await services.users.get_user(user.user_id)
-            elif user.username:
-                row = await services.users.find_user(user.username)
-                if row is None:
-                    raise UserNotFound(f"user {user.username} not found")
-            else:
-                raise BadRequest("member_user needs user_id or username")
-        except UserNotFound as exc:
-            raise NotFound(str(exc)) from exc
+        if user.user_id is not None:
+            row = await services.users.get_user(user.user_id)
+        elif user.username:
+            row = await services.users.find_user(user.username)
+            if row is None:
+                raise NotFound(f"user {user.username} not found")
+        else:
+            raise BadRequest("member_user needs user_id or username")
         return MemberEntity(USER, int(row["id"]), row["username"])
     if body.member_group is not None:
         spec = body.member_group.model_dump(exclude_none=True)
-        try:
-            group = await services.groups.find_or_create(spec)
-        except GroupNotFound as exc:
-            raise NotFound(str(exc)) from exc
-        except GroupError as exc:
-            raise BadRequest(str(exc)) from exc
+        group = await services.groups.find_or_create(spec)
         return MemberEntity(GROUP, group.id, group.group_name)
     raise BadRequest("member_user or member_group is required")
 

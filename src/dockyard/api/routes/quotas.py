@@ -15,20 +15,17 @@ from sqlalchemy import Select, literal_column
 
 from dockyard.api.access import system_permission
 from dockyard.api.deps import DbInt, PageDep, ServicesDep, paginated
-from dockyard.api.errors import BadRequest, NotFound
-from dockyard.api.query import QueryError, parse_sort
+from dockyard.api.errors import BadRequest
+from dockyard.api.query import parse_sort
 from dockyard.api.routes.users import harbor_time
 from dockyard.auth.principals import Principal
 from dockyard.db.schema import MAX_INTEGER, quotas
 from dockyard.quotas import (
     STORAGE,
     Quota,
-    QuotaInvalid,
-    QuotaNotFound,
     check_limit,
     quota_query,
 )
-from dockyard.services import Services
 
 router = APIRouter(tags=["quota"])
 
@@ -70,7 +67,7 @@ async def list_quotas(
 async def get_quota(
     quota_id: DbInt, services: ServicesDep, caller: QuotaReader
 ) -> dict[str, Any]:
-    return quota_resp(await _quota(services, quota_id))
+    return quota_resp(await services.quotas.get_quota(quota_id))
 
 
 @router.put("/quotas/{quota_id}")
@@ -82,11 +79,8 @@ async def update_quota(
         raise BadRequest(f"unknown quota resource {', '.join(unknown)}")
     if STORAGE not in body.hard:
         raise BadRequest(f"hard.{STORAGE} is required")
-    quota = await _quota(services, quota_id)
-    try:
-        await services.quotas.set_limit(quota, body.hard[STORAGE], caller.username)
-    except QuotaInvalid as exc:
-        raise BadRequest(str(exc)) from exc
+    quota = await services.quotas.get_quota(quota_id)
+    await services.quotas.set_limit(quota, body.hard[STORAGE], caller.username)
     return Response(status_code=200)
 
 
@@ -118,12 +112,8 @@ def _filtered(query: Select, reference: str | None, reference_id: str | None) ->
 
 
 def _order(sort: str | None) -> list[Any]:
-    try:
-        keys = parse_sort(sort)
-    except QueryError as exc:
-        raise BadRequest(str(exc)) from exc
     order = []
-    for key, descending in keys:
+    for key, descending in parse_sort(sort):
         column = _SORT_COLUMNS.get(key)
         if column is None:
             known = ", ".join(sorted(_SORT_COLUMNS))
@@ -132,25 +122,15 @@ def _order(sort: str | None) -> list[Any]:
     return order
 
 
-async def _quota(services: Services, quota_id: int) -> Quota:
-    try:
-        return await services.quotas.get_quota(quota_id)
-    except QuotaNotFound as exc:
-        raise NotFound(str(exc)) from exc
-
-
 def requested_limit(value: int | None, caller: Principal, creating: bool) -> int | None:
     """The storage limit a `/projects` request sets, None to leave it as is.
 
     Only a system admin's value counts (on creation, a non-zero one);
     anyone else's is ignored, as Harbor ignores it (its portal sends the
     field back with every project update), so a new project gets the
-    configured default and an existing one keeps its limit. `BadRequest`
+    configured default and an existing one keeps its limit. `QuotaInvalid`
     for a bad value."""
     if value is None or not caller.sysadmin or (creating and value == 0):
         return None
-    try:
-        check_limit(value)
-    except QuotaInvalid as exc:
-        raise BadRequest(str(exc)) from exc
+    check_limit(value)
     return value

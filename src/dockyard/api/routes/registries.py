@@ -7,7 +7,6 @@ update or ping that sends `*****` (or nothing) keeps the stored secret.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
 from typing import Any, TypeVar
 
 from fastapi import APIRouter, Request, Response
@@ -15,7 +14,7 @@ from pydantic import BaseModel, Field, StrictBool, model_validator
 from sqlalchemy import select
 
 from dockyard.api.deps import AdminDep, PageDep, ServicesDep, paginated
-from dockyard.api.errors import BadRequest, Conflict, NotFound, PreconditionFailed
+from dockyard.api.errors import BadRequest
 from dockyard.api.query import apply_query
 from dockyard.api.routes.users import harbor_time
 from dockyard.db.schema import registries
@@ -24,11 +23,7 @@ from dockyard.replication.client import UpstreamError
 from dockyard.replication.policies import LABELLED_SOURCE_TYPE
 from dockyard.replication.registries import (
     Registry,
-    RegistryExists,
     RegistryFields,
-    RegistryInUse,
-    RegistryInvalid,
-    RegistryNotFound,
 )
 
 T = TypeVar("T")
@@ -148,9 +143,7 @@ async def create_registry(
         insecure=body.insecure,
         ca_certificate=body.ca_certificate,
     )
-    created = await _translate(
-        services.registries.create_registry(fields, admin.username)
-    )
+    created = await services.registries.create_registry(fields, admin.username)
     return Response(
         status_code=201, headers={"location": f"/api/v2.0/registries/{created.id}"}
     )
@@ -164,10 +157,10 @@ async def ping_registry(
     400 saying why not."""
     stored = None
     if body.id is not None:
-        stored = await _translate(services.registries.get_registry(body.id))
+        stored = await services.registries.get_registry(body.id)
     fields = _merged(body, stored, body.type or (None if stored else _GENERIC))
     try:
-        await _translate(services.registries.ping_fields(fields, stored))
+        await services.registries.ping_fields(fields, stored)
     except UpstreamError as exc:
         raise BadRequest(f"the registry is unreachable or refused us: {exc}") from exc
     return Response(status_code=200)
@@ -177,9 +170,7 @@ async def ping_registry(
 async def get_registry(
     registry_id: int, services: ServicesDep, admin: AdminDep
 ) -> dict[str, Any]:
-    return registry_resp(
-        await _translate(services.registries.get_registry(registry_id))
-    )
+    return registry_resp(await services.registries.get_registry(registry_id))
 
 
 @router.put("/registries/{registry_id}")
@@ -189,11 +180,9 @@ async def update_registry(
     services: ServicesDep,
     admin: AdminDep,
 ) -> Response:
-    stored = await _translate(services.registries.get_registry(registry_id))
+    stored = await services.registries.get_registry(registry_id)
     fields = _merged(body, stored, None)
-    await _translate(
-        services.registries.update_registry(stored, fields, admin.username)
-    )
+    await services.registries.update_registry(stored, fields, admin.username)
     return Response(status_code=200)
 
 
@@ -201,8 +190,8 @@ async def update_registry(
 async def delete_registry(
     registry_id: int, services: ServicesDep, admin: AdminDep
 ) -> Response:
-    stored = await _translate(services.registries.get_registry(registry_id))
-    await _translate(services.registries.delete_registry(stored, admin.username))
+    stored = await services.registries.get_registry(registry_id)
+    await services.registries.delete_registry(stored, admin.username)
     return Response(status_code=200)
 
 
@@ -211,7 +200,7 @@ async def registry_info(
     registry_id: int, services: ServicesDep, admin: AdminDep
 ) -> dict[str, Any]:
     """What the endpoint's adapter supports as a replication source."""
-    stored = await _translate(services.registries.get_registry(registry_id))
+    stored = await services.registries.get_registry(registry_id)
     info = adapter_for(stored.type).info
     return {
         "type": stored.type,
@@ -307,17 +296,3 @@ def _merged(
 
 def _pick(value: T | None, default: T) -> T:
     return default if value is None else value
-
-
-async def _translate(awaitable: Awaitable[T]) -> T:
-    """Registry errors in the API's terms."""
-    try:
-        return await awaitable
-    except RegistryNotFound as exc:
-        raise NotFound(str(exc)) from exc
-    except RegistryExists as exc:
-        raise Conflict(str(exc)) from exc
-    except RegistryInUse as exc:
-        raise PreconditionFailed(str(exc)) from exc
-    except RegistryInvalid as exc:
-        raise BadRequest(str(exc)) from exc

@@ -5,40 +5,33 @@ replication API. System administrators only.
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 
 from dockyard.api.deps import AdminDep, PageDep, ServicesDep, paginated
-from dockyard.api.errors import BadRequest, Conflict, NotFound, PreconditionFailed
+from dockyard.api.errors import BadRequest, NotFound, PreconditionFailed
 from dockyard.api.query import apply_query
-from dockyard.db.schema import replication_policies
 from dockyard.api.routes.registries import registry_resp
+from dockyard.db.schema import replication_policies
 from dockyard.replication.executions import (
     EXECUTION_STATUS,
     TASK_STATUS,
     TRIGGERS,
     Execution,
-    ExecutionNotFound,
     ExecutionReader,
 )
 from dockyard.replication.policies import (
     Filter,
     Policy,
-    PolicyExists,
     PolicyFields,
-    PolicyInvalid,
-    PolicyNotFound,
     policy_owner,
 )
 from dockyard.replication.registries import RegistryNotFound
 from dockyard.replication.runner import REPLICATION
-
-T = TypeVar("T")
 
 _POLICY_COLUMNS = {
     "id": replication_policies.c.id,
@@ -119,9 +112,8 @@ async def list_policies(
 async def create_policy(
     body: PolicyReq, services: ServicesDep, admin: AdminDep
 ) -> Response:
-    created = await _translate(
-        services.replication.policies.create_policy(_fields(body), admin.username)
-    )
+    policies = services.replication.policies
+    created = await policies.create_policy(_fields(body), admin.username)
     return Response(
         status_code=201,
         headers={"location": f"/api/v2.0/replication/policies/{created.id}"},
@@ -132,7 +124,7 @@ async def create_policy(
 async def get_policy(
     policy_id: int, services: ServicesDep, admin: AdminDep
 ) -> dict[str, Any]:
-    policy = await _translate(services.replication.policies.get_policy(policy_id))
+    policy = await services.replication.policies.get_policy(policy_id)
     return await _policy_resp(services, policy)
 
 
@@ -141,8 +133,8 @@ async def update_policy(
     policy_id: int, body: PolicyReq, services: ServicesDep, admin: AdminDep
 ) -> Response:
     policies = services.replication.policies
-    stored = await _translate(policies.get_policy(policy_id))
-    await _translate(policies.update_policy(stored, _fields(body), admin.username))
+    stored = await policies.get_policy(policy_id)
+    await policies.update_policy(stored, _fields(body), admin.username)
     return Response(status_code=200)
 
 
@@ -151,12 +143,12 @@ async def delete_policy(
     policy_id: int, services: ServicesDep, admin: AdminDep
 ) -> Response:
     policies = services.replication.policies
-    stored = await _translate(policies.get_policy(policy_id))
+    stored = await policies.get_policy(policy_id)
     if await services.jobs.has_unfinished(stored.owner):
         raise PreconditionFailed(
             f"policy {policy_id} has executions still running; stop them first"
         )
-    await _translate(policies.delete_policy(stored, admin.username))
+    await policies.delete_policy(stored, admin.username)
     return Response(status_code=200)
 
 
@@ -164,8 +156,8 @@ async def delete_policy(
 async def start_execution(
     body: StartReq, services: ServicesDep, admin: AdminDep
 ) -> Response:
-    policy = await _translate(services.replication.policies.get_policy(body.policy_id))
-    execution_id = await _translate(services.replication.start(policy))
+    policy = await services.replication.policies.get_policy(body.policy_id)
+    execution_id = await services.replication.start(policy)
     return Response(
         status_code=201,
         headers={"location": f"/api/v2.0/replication/executions/{execution_id}"},
@@ -243,10 +235,7 @@ def _reader(services: Any) -> ExecutionReader:
 
 
 async def _execution(services: Any, execution_id: int) -> Execution:
-    try:
-        return await _reader(services).get_execution(execution_id)
-    except ExecutionNotFound as exc:
-        raise NotFound(str(exc)) from exc
+    return await _reader(services).get_execution(execution_id)
 
 
 def _fields(body: PolicyReq) -> PolicyFields:
@@ -313,17 +302,6 @@ async def _registry(services: Any, registry_id: int | None) -> dict[str, Any]:
         return registry_resp(await services.registries.get_registry(registry_id))
     except RegistryNotFound:
         return {"id": registry_id}
-
-
-async def _translate(awaitable: Awaitable[T]) -> T:
-    try:
-        return await awaitable
-    except PolicyNotFound as exc:
-        raise NotFound(str(exc)) from exc
-    except PolicyExists as exc:
-        raise Conflict(str(exc)) from exc
-    except PolicyInvalid as exc:
-        raise BadRequest(str(exc)) from exc
 
 
 def execution_resp(execution: Execution) -> dict[str, Any]:

@@ -8,8 +8,7 @@ artifacts, tags and accessories inside a repository are in `artifacts`.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 from urllib.parse import unquote
 
 from fastapi import APIRouter, Depends, Request, Response
@@ -18,27 +17,16 @@ from sqlalchemy import Select, select
 
 from dockyard.api.deps import CallerDep, Page, PageDep, ServicesDep, paginated
 from dockyard.api.errors import (
-    BadRequest,
     Forbidden,
     NotFound,
-    PreconditionFailed,
     Unauthorized,
 )
 from dockyard.api.query import apply_query
 from dockyard.api.routes.users import harbor_time
 from dockyard.auth.principals import Principal
 from dockyard.db.schema import repositories
-from dockyard.registry.errors import (
-    ManifestInvalid,
-    ManifestUnknown,
-    NameUnknown,
-    RegistryError,
-    StillReferenced,
-)
 from dockyard.registry.reference import project_of
 from dockyard.services import Services
-
-T = TypeVar("T")
 
 router = APIRouter(tags=["repository"])
 
@@ -136,9 +124,7 @@ async def update_repository(
     services: ServicesDep,
     caller: CallerDep,
 ) -> Response:
-    await translate(
-        services.artifacts.update_description(name, body.description, caller.username)
-    )
+    await services.artifacts.update_description(name, body.description, caller.username)
     return Response(status_code=200)
 
 
@@ -147,7 +133,7 @@ async def delete_repository(
     name: RepositoryDeleter, services: ServicesDep, caller: CallerDep
 ) -> Response:
     artifacts = await services.replication.snapshot_repository(name)
-    await translate(services.artifacts.delete_repository(name, caller.username))
+    await services.artifacts.delete_repository(name, caller.username)
     services.replication.on_repository_deleted(name, artifacts)
     return Response(status_code=200)
 
@@ -174,20 +160,6 @@ async def require_in_repository(
     name, project included); 401/403/404 if not. For checks on a repository
     other than the path's, as a copy's source."""
     return await _require(services, caller, name, resource, action)
-
-
-async def translate(awaitable: Awaitable[T]) -> T:
-    """`awaitable`'s result, with registry errors in the API's terms."""
-    try:
-        return await awaitable
-    except (NameUnknown, ManifestUnknown) as exc:
-        raise NotFound(exc.message) from exc
-    except StillReferenced as exc:
-        raise PreconditionFailed(exc.message) from exc
-    except ManifestInvalid as exc:
-        raise BadRequest(exc.message) from exc
-    except RegistryError as exc:
-        raise BadRequest(exc.message) from exc
 
 
 async def _repository_page(

@@ -11,7 +11,6 @@ and to a refresh, never again.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
@@ -23,7 +22,6 @@ from dockyard.api.access import project_access, require, system_can
 from dockyard.api.deps import DbInt, Page, PageDep, ServicesDep, UserDep, paginated
 from dockyard.api.errors import (
     BadRequest,
-    Conflict,
     Forbidden,
     NotFound,
 )
@@ -42,11 +40,9 @@ from dockyard.robots import (
     PermissionRequest,
     Robot,
     RobotChanges,
-    RobotExists,
     RobotInvalid,
     RobotNotFound,
     RobotPermission,
-    UnknownProject,
     check_duration,
     covers,
     generate_secret,
@@ -105,31 +101,23 @@ async def create_robot(
     project = await _project_of_request(services, body.level, requested)
     await _require(services, caller, body.level, project, "create")
 
-    try:
-        name = await services.robots.full_name(body.name, project)
-        duration = await services.robots.resolve_duration(body.duration)
-        permissions = await services.robots.resolve_permissions(body.level, requested)
-        secret = _chosen_secret(body.secret) or generate_secret()
-    except RobotInvalid as exc:
-        raise BadRequest(str(exc)) from exc
-    except UnknownProject as exc:
-        raise NotFound(str(exc)) from exc
+    name = await services.robots.full_name(body.name, project)
+    duration = await services.robots.resolve_duration(body.duration)
+    permissions = await services.robots.resolve_permissions(body.level, requested)
+    secret = _chosen_secret(body.secret) or generate_secret()
     await _require_subset(services, caller, permissions)
 
-    try:
-        robot = await services.robots.create_robot(
-            name=name,
-            description=body.description or "",
-            level=body.level,
-            project=project,
-            duration=duration,
-            disabled=body.disable,
-            permissions=permissions,
-            secret=secret,
-            actor=caller.username,
-        )
-    except RobotExists as exc:
-        raise Conflict(str(exc)) from exc
+    robot = await services.robots.create_robot(
+        name=name,
+        description=body.description or "",
+        level=body.level,
+        project=project,
+        duration=duration,
+        disabled=body.disable,
+        permissions=permissions,
+        secret=secret,
+        actor=caller.username,
+    )
 
     created = {
         "id": robot.id,
@@ -168,7 +156,7 @@ async def list_robots(
 async def get_robot(
     robot_id: DbInt, services: ServicesDep, caller: UserDep
 ) -> dict[str, Any]:
-    robot = await _existing(services, robot_id)
+    robot = await services.robots.get_robot(robot_id)
     await _require_on(services, caller, robot, "read")
     names = await services.robots.project_names(_project_ids([robot]))
     return robot_resp(robot, names)
@@ -178,21 +166,16 @@ async def get_robot(
 async def update_robot(
     robot_id: DbInt, body: RobotUpdate, services: ServicesDep, caller: UserDep
 ) -> Response:
-    robot = await _existing(services, robot_id)
+    robot = await services.robots.get_robot(robot_id)
     await _require_on(services, caller, robot, "update")
     await _require_no_stronger(services, caller, robot)
 
     await _check_immutable(services, robot, body)
-    try:
-        changes = await _changes(services, robot, body)
-    except RobotInvalid as exc:
-        raise BadRequest(str(exc)) from exc
-    except UnknownProject as exc:
-        raise NotFound(str(exc)) from exc
+    changes = await _changes(services, robot, body)
     if changes.permissions is not None:
         await _require_subset(services, caller, changes.permissions)
 
-    await _act(services.robots.update_robot(robot, changes, caller.username))
+    await services.robots.update_robot(robot, changes, caller.username)
     return Response(status_code=200)
 
 
@@ -202,7 +185,7 @@ async def refresh_secret(
 ) -> dict[str, Any]:
     """A new random secret, returned; or the caller's own choice, not echoed.
     The robot itself may always renew its secret."""
-    robot = await _existing(services, robot_id)
+    robot = await services.robots.get_robot(robot_id)
     if caller.robot_id != robot.id:
         await _require_on(services, caller, robot, "update")
         await _require_no_stronger(services, caller, robot)
@@ -210,7 +193,7 @@ async def refresh_secret(
     chosen = _chosen_secret(body.secret)
     secret = chosen or generate_secret()
 
-    await _act(services.robots.set_secret(robot, secret, caller.username))
+    await services.robots.set_secret(robot, secret, caller.username)
     return {} if chosen else {"secret": secret}
 
 
@@ -218,9 +201,9 @@ async def refresh_secret(
 async def delete_robot(
     robot_id: DbInt, services: ServicesDep, caller: UserDep
 ) -> Response:
-    robot = await _existing(services, robot_id)
+    robot = await services.robots.get_robot(robot_id)
     await _require_on(services, caller, robot, "delete")
-    await _act(services.robots.delete_robot(robot, caller.username))
+    await services.robots.delete_robot(robot, caller.username)
     return Response(status_code=200)
 
 
@@ -469,18 +452,3 @@ def _project_ids(found: list[Robot]) -> set[int]:
         for project_id in robot.project_scopes
         if project_id is not None
     }
-
-
-async def _existing(services: Services, robot_id: int) -> Robot:
-    try:
-        return await services.robots.get_robot(robot_id)
-    except RobotNotFound as exc:
-        raise NotFound(str(exc)) from exc
-
-
-async def _act(change: Awaitable[None]) -> None:
-    """Await a change to a robot that may have been deleted meanwhile."""
-    try:
-        await change
-    except RobotNotFound as exc:
-        raise NotFound(str(exc)) from exc

@@ -23,11 +23,9 @@ from dockyard.api.deps import (
     UserDep,
     paginated,
 )
-from dockyard.api.errors import BadRequest, Conflict, NotFound
 from dockyard.api.query import apply_query
-from dockyard.auth.users import UserNotFound
 from dockyard.db.schema import user_groups
-from dockyard.groups import Group, GroupError, GroupExists, GroupNotFound, GroupService
+from dockyard.groups import Group, GroupService
 
 router = APIRouter(tags=["usergroup"])
 
@@ -90,14 +88,9 @@ async def search_groups(
 async def create_group(
     body: UserGroupReq, services: ServicesDep, admin: AdminDep
 ) -> Response:
-    try:
-        group = await services.groups.create_group(
-            body.group_name, body.group_type, body.ldap_group_dn, admin.username
-        )
-    except GroupExists as exc:
-        raise Conflict(str(exc)) from exc
-    except GroupError as exc:
-        raise BadRequest(str(exc)) from exc
+    group = await services.groups.create_group(
+        body.group_name, body.group_type, body.ldap_group_dn, admin.username
+    )
     return Response(
         status_code=201, headers={"location": f"/api/v2.0/usergroups/{group.id}"}
     )
@@ -105,20 +98,15 @@ async def create_group(
 
 @router.get("/usergroups/{group_id}")
 async def get_group(group_id: DbInt, services: ServicesDep, admin: AdminDep) -> dict:
-    return _group_resp(await _found(services.groups, group_id))
+    return _group_resp(await services.groups.get_group(group_id))
 
 
 @router.put("/usergroups/{group_id}")
 async def update_group(
     group_id: DbInt, body: UserGroupReq, services: ServicesDep, admin: AdminDep
 ) -> Response:
-    await _found(services.groups, group_id)
-    try:
-        await services.groups.rename_group(group_id, body.group_name, admin.username)
-    except GroupExists as exc:
-        raise Conflict(str(exc)) from exc
-    except GroupError as exc:
-        raise BadRequest(str(exc)) from exc
+    await services.groups.get_group(group_id)
+    await services.groups.rename_group(group_id, body.group_name, admin.username)
     return Response(status_code=200)
 
 
@@ -126,7 +114,7 @@ async def update_group(
 async def delete_group(
     group_id: DbInt, services: ServicesDep, admin: AdminDep
 ) -> Response:
-    await _found(services.groups, group_id)
+    await services.groups.get_group(group_id)
     await services.groups.delete_group(group_id, admin.username)
     return Response(status_code=200)
 
@@ -135,7 +123,7 @@ async def delete_group(
 async def list_group_users(
     group_id: DbInt, services: ServicesDep, admin: AdminDep
 ) -> list[dict[str, Any]]:
-    await _found(services.groups, group_id)
+    await services.groups.get_group(group_id)
     return [
         {"user_id": row["id"], "username": row["username"]}
         for row in await services.groups.list_users(group_id)
@@ -146,11 +134,8 @@ async def list_group_users(
 async def add_group_user(
     group_id: DbInt, body: GroupUserReq, services: ServicesDep, admin: AdminDep
 ) -> Response:
-    await _found(services.groups, group_id)
-    try:
-        await services.users.get_user(body.user_id)
-    except UserNotFound as exc:
-        raise NotFound(str(exc)) from exc
+    await services.groups.get_group(group_id)
+    await services.users.get_user(body.user_id)
     await services.groups.add_user(group_id, body.user_id, admin.username)
     return Response(status_code=201)
 
@@ -159,16 +144,9 @@ async def add_group_user(
 async def remove_group_user(
     group_id: DbInt, user_id: DbInt, services: ServicesDep, admin: AdminDep
 ) -> Response:
-    await _found(services.groups, group_id)
+    await services.groups.get_group(group_id)
     await services.groups.remove_user(group_id, user_id, admin.username)
     return Response(status_code=200)
-
-
-async def _found(groups: GroupService, group_id: int) -> Group:
-    try:
-        return await groups.get_group(group_id)
-    except GroupNotFound as exc:
-        raise NotFound(str(exc)) from exc
 
 
 async def _page(

@@ -17,11 +17,9 @@ from dockyard.api.deps import (
     UserDep,
     paginated,
 )
-from dockyard.api.errors import BadRequest, Conflict, Forbidden, NotFound, Unauthorized
+from dockyard.api.errors import BadRequest, Forbidden, Unauthorized
 from dockyard.api.query import apply_query
-from dockyard.auth.passwords import PasswordTooWeak
 from dockyard.auth.principals import Principal
-from dockyard.auth.users import UserError, UserExists, UserNotFound
 from dockyard.db.database import contains_text
 from dockyard.db.schema import users
 
@@ -131,19 +129,14 @@ async def create_user(
     prefix = await services.configurations.get("robot_name_prefix")
     if body.username.startswith(prefix):
         raise BadRequest(f"user names may not start with {prefix!r} (robot accounts)")
-    try:
-        user_id = await services.users.create_user(
-            body.username,
-            body.password,
-            email=body.email,
-            realname=body.realname,
-            comment=body.comment,
-            actor=caller.username or body.username,
-        )
-    except UserExists as exc:
-        raise Conflict(str(exc)) from exc
-    except (UserError, PasswordTooWeak) as exc:
-        raise BadRequest(str(exc)) from exc
+    user_id = await services.users.create_user(
+        body.username,
+        body.password,
+        email=body.email,
+        realname=body.realname,
+        comment=body.comment,
+        actor=caller.username or body.username,
+    )
     return Response(status_code=201, headers={"location": f"/api/v2.0/users/{user_id}"})
 
 
@@ -152,7 +145,7 @@ async def get_user(
     user_id: DbInt, services: ServicesDep, user: UserDep
 ) -> dict[str, Any]:
     _require_self_or_admin(user, user_id)
-    return user_resp(await _existing_user(services, user_id))
+    return user_resp(await services.users.get_user(user_id))
 
 
 @router.put("/users/{user_id}")
@@ -160,17 +153,14 @@ async def update_user(
     user_id: DbInt, body: UserProfile, services: ServicesDep, user: UserDep
 ) -> Response:
     _require_self_or_admin(user, user_id)
-    await _existing_user(services, user_id)
-    try:
-        await services.users.update_profile(
-            user_id,
-            user.username,
-            email=body.email,
-            realname=body.realname,
-            comment=body.comment,
-        )
-    except UserError as exc:
-        raise BadRequest(str(exc)) from exc
+    await services.users.get_user(user_id)
+    await services.users.update_profile(
+        user_id,
+        user.username,
+        email=body.email,
+        realname=body.realname,
+        comment=body.comment,
+    )
     return Response(status_code=200)
 
 
@@ -180,7 +170,7 @@ async def delete_user(
 ) -> Response:
     if user_id == admin.user_id:
         raise Forbidden("you cannot delete yourself")
-    await _existing_user(services, user_id)
+    await services.users.get_user(user_id)
     await services.users.delete_user(user_id, admin.username)
     return Response(status_code=200)
 
@@ -190,21 +180,12 @@ async def change_password(
     user_id: DbInt, body: PasswordReq, services: ServicesDep, user: UserDep
 ) -> Response:
     _require_self_or_admin(user, user_id)
-    await _existing_user(services, user_id)
+    await services.users.get_user(user_id)
     # An admin resets another user's password without knowing it.
     old = None if (user.sysadmin and user.user_id != user_id) else body.old_password
     if old is None and user.user_id == user_id:
         raise BadRequest("old_password is required")
-    try:
-        await services.users.change_password(
-            user_id, body.new_password, old, user.username
-        )
-    except UserError as exc:
-        if "old password" in str(exc):
-            raise Forbidden(str(exc)) from exc
-        raise BadRequest(str(exc)) from exc
-    except PasswordTooWeak as exc:
-        raise BadRequest(str(exc)) from exc
+    await services.users.change_password(user_id, body.new_password, old, user.username)
     return Response(status_code=200)
 
 
@@ -214,7 +195,7 @@ async def set_sysadmin(
 ) -> Response:
     if user_id == admin.user_id:
         raise Forbidden("you cannot change your own admin flag")
-    await _existing_user(services, user_id)
+    await services.users.get_user(user_id)
     await services.users.set_sysadmin_by_id(user_id, body.sysadmin_flag, admin.username)
     return Response(status_code=200)
 
@@ -222,10 +203,3 @@ async def set_sysadmin(
 def _require_self_or_admin(user: Principal, user_id: int) -> None:
     if not user.sysadmin and user.user_id != user_id:
         raise Forbidden("you may only act on your own account")
-
-
-async def _existing_user(services: ServicesDep, user_id: int) -> dict[str, Any]:
-    try:
-        return await services.users.get_user(user_id)
-    except UserNotFound as exc:
-        raise NotFound(str(exc)) from exc

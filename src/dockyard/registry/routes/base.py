@@ -5,7 +5,6 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from dockyard.auth.roles import PULL
 from dockyard.registry.routes.common import (
     DEFAULT_CATALOG_PAGE,
     next_link,
@@ -20,18 +19,13 @@ async def version_check(request: Request) -> Response:
 
 
 async def catalog(request: Request) -> Response:
+    """Every repository, for those Harbor lets list the catalog (system
+    admins, system robots holding catalog read); 401 for everyone else."""
     svc = services(request)
-    credentials = await svc.guard.authenticate(request, "registry:catalog:*")
-    principal = await svc.guard.principal_of(credentials)
+    await svc.guard.authorize_catalog(request)
     limit, last = page_params(request, DEFAULT_CATALOG_PAGE)
 
-    may_pull = None
-    if not (principal.sysadmin or principal.anonymous):
-
-        async def may_pull(name: str) -> bool:
-            return PULL in await svc.policy.allowed_actions(principal, name)
-
-    names, more = await svc.catalog.list_repositories(principal, limit, last, may_pull)
+    names, more = await svc.catalog.list_repositories(limit, last)
 
     headers = next_link("/v2/_catalog", limit, names, more)
     return JSONResponse({"repositories": names}, headers=headers)

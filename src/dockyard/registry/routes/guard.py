@@ -160,6 +160,21 @@ class RegistryGuard:
             return f"project {project} does not exist"
         return f"{credentials.actor} may not {action} in project {project}"
 
+    async def authorize_catalog(self, request: Request) -> None:
+        """Allow listing the catalog or raise a challenge: as in Harbor, 401
+        for everyone but system admins and system robots holding (catalog,
+        read); a token must carry `registry:catalog:*`."""
+        credentials = await self.authenticate(request, _CATALOG_ASKED)
+        if credentials.token is not None:
+            allowed = "*" in credentials.token.actions_for("registry", "catalog")
+        else:
+            principal = await self.principal_of(credentials)
+            allowed = await self.policy.may_list_catalog(principal)
+        if not allowed:
+            raise Challenge(
+                _CATALOG_ASKED, "insufficient_scope", "unauthorized to list catalog"
+            )
+
     async def may_pull(self, credentials: Credentials, repository: str) -> bool:
         """Whether the already authenticated caller may pull `repository` (mounts)."""
         if credentials.token is not None:
@@ -260,6 +275,7 @@ _HOST_RE = re.compile(r"(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?")
 
 # What a client should ask the token service for, per action checked.
 _ASKED = {PULL: "pull", PUSH: "pull,push", DELETE: "delete"}
+_CATALOG_ASKED = "registry:catalog:*"
 
 
 def _client(request: Request) -> str:
