@@ -1,0 +1,336 @@
+"""Proxy-cache projects and pull-based replication against a hostile
+registry: pages that loop, names no registry may hold, answers of the wrong
+shape, endless manifests and token lifetimes, redirects to another host.
+
+The hostile registry is `HostileRegistry` (tests/e2e/hostile.py), a
+stand-in: no real registry misbehaves on purpose. Dockyard is a real server
+of this module's own, so that a run stuck on a hostile upstream cannot hold
+up the server other tests share.
+"""
+
+import hashlib
+import json
+import re
+import secrets
+import time
+
+import httpx
+import pytest
+
+from tests.conftest import DockyardServer
+from tests.e2e.conftest import create_proxy_project
+from tests.e2e.hostile import Answer, HostileRegistry, Seen
+
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+_WAIT_SECONDS = 120
+_MANIFEST_PATH = re.compile(r"/v2/(?P<name>.+)/manifests/(?P<reference>[^/]+)")
+_BLOB_PATH = re.compile(r"/v2/(?P<name>.+)/blobs/(?P<digest>[^/]+)")
+_TAGS_PATH = re.compile(r"/v2/(?P<name>.+)/tags/list")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, storage_env):
+    env = {**storage_env(), "DOCKYARD_PROXY_TIMEOUT_SECONDS": "5"}
+    started = DockyardServer(tmp_path_factory.mktemp("dockyard"), env).start()
+    try:
+        yield started
+    finally:
+        started.stop()
+
+
+@pytest.fixture
+def client(server):
+    with httpx.Client(
+        base_url=server.url, auth=("admin", server.admin_password), timeout=60
+    ) as http:
+        yield http
+
+
+@pytest.fixture
+def api(server):
+    with httpx.Client(
+        base_url=f"{server.url}/api/v2.0",
+        auth=("admin", server.admin_password),
+        timeout=60,
+    ) as http:
+        yield http
+
+
+def _digest(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+class Image:
+    """A one-layer image a hostile registry serves for any repository."""
+
+    def __init__(self) -> None:
+        self.config = json.dumps({"architecture": "amd64", "os": "linux"}).encode()
+        self.layer = secrets.token_bytes(64)
+        self.manifest = json.dumps(
+            {
+                "schemaVersion": 2,
+                "mediaType": OCI_MANIFEST,
+                "config": _descriptor(
+                    "application/vnd.oci.image.config.v1+json", self.config
+                ),
+                "layers": [
+                    _descriptor(
+                        "application/vnd.oci.image.layer.v1.tar+gzip", self.layer
+                    )
+                ],
+            }
+        ).encode()
+        self.blobs = {_digest(b): b for b in (self.config, self.layer)}
+
+    def answer(self, seen: Seen) -> Answer:
+        """Manifests (any tag), blobs and a one-tag list, of any name."""
+        path = seen.target.split("?", 1)[0]
+        if _MANIFEST_PATH.fullmatch(path):
+            return Answer(
+                200,
+                {"content-type": OCI_MANIFEST, "docker-content-digest": _digest(
+                    self.manifest
+                )},
+                self.manifest,
+            )
+        found = _BLOB_PATH.fullmatch(path)
+        if found and found["digest"] in self.blobs:
+            return Answer(200, {}, self.blobs[found["digest"]])
+        if _TAGS_PATH.fullmatch(path):
+            name = _TAGS_PATH.fullmatch(path)["name"]
+            return _json({"name": name, "tags": ["1"]})
+        return Answer(404, {}, b"")
+
+
+def _descriptor(media_type: str, data: bytes) -> dict:
+    return {"mediaType": media_type, "digest": _digest(data), "size": len(data)}
+
+
+def _json(body: object, headers: dict[str, str] | None = None) -> Answer:
+    return Answer(
+        200,
+        {"content-type": "application/json", **(headers or {})},
+        json.dumps(body).encode(),
+    )
+
+
+def _created_id(response) -> int:
+    assert response.status_code == 201, response.text
+    return int(response.headers["location"].rsplit("/", 1)[1])
+
+
+def _pull_policy(api, url: str, project: str, **fields) -> int:
+    registry_id = _created_id(
+        api.post(
+            "/registries",
+            json={
+                "name": f"hostile-{secrets.token_hex(4)}",
+                "url": url,
+                "type": "docker-registry",
+            },
+        )
+    )
+    policy = {
+        "name": f"pull-{secrets.token_hex(4)}",
+        "src_registry": {"id": registry_id},
+        "dest_namespace": project,
+        "dest_namespace_replace_count": 1,
+        **fields,
+    }
+    return _created_id(api.post("/replication/policies", json=policy))
+
+
+def _run(api, policy_id: int) -> dict:
+    execution_id = _created_id(
+        api.post("/replication/executions", json={"policy_id": policy_id})
+    )
+    deadline = time.monotonic() + _WAIT_SECONDS
+    while time.monotonic() < deadline:
+        execution = api.get(f"/replication/executions/{execution_id}").json()
+        if execution["status"] != "InProgress":
+            return execution
+        time.sleep(0.5)
+    api.put(f"/replication/executions/{execution_id}")  # stop it
+    raise AssertionError(f"execution {execution_id} still running")
+
+
+def _task_logs(api, execution: dict) -> str:
+    base = f"/replication/executions/{execution['id']}/tasks"
+    return "\n".join(
+        api.get(f"{base}/{task['id']}/log").text for task in api.get(base).json()
+    )
+
+
+def _repositories(api, project: str) -> set[str]:
+    found = api.get(f"/projects/{project}/repositories", params={"page_size": 100})
+    assert found.status_code == 200, found.text
+    return {r["name"] for r in found.json()}
+
+
+# Pull-based replication ----------------------------------------------------
+
+
+def test_pull_from_a_catalog_whose_next_page_is_itself_fails_the_plan(
+    api, server
+):
+    project = server.new_project("loop")
+    looping = _json(
+        {"repositories": ["team/a"]},
+        {"link": '</v2/_catalog?n=1000&last=team/a>; rel="next"'},
+    )
+
+    with HostileRegistry({"/v2/_catalog": looping}) as hostile:
+        policy_id = _pull_policy(api, hostile.url, project)
+        execution = _run(api, policy_id)
+
+    assert execution["status"] == "Failed"
+    assert "pages" in _task_logs(api, execution)
+
+
+def test_pull_from_a_tag_list_whose_next_page_is_itself_fails_the_plan(
+    api, server
+):
+    project = server.new_project("tagloop")
+    looping = _json(
+        {"name": "team/a", "tags": ["1"]},
+        {"link": '</v2/team/a/tags/list?n=1000&last=1>; rel="next"'},
+    )
+
+    with HostileRegistry({"/v2/team/a/tags/list": looping}) as hostile:
+        filters = [{"type": "name", "value": "team/a"}]
+        policy_id = _pull_policy(api, hostile.url, project, filters=filters)
+        execution = _run(api, policy_id)
+
+    assert execution["status"] == "Failed"
+    assert "pages" in _task_logs(api, execution)
+
+
+def test_pull_skips_catalog_names_no_registry_may_hold(api, server):
+    project = server.new_project("names")
+    image = Image()
+    names = ["team/ok", "team/UPPER", "team/a..b", "team/" + "x" * 300, "team/-x"]
+    catalog = _json({"repositories": names})
+
+    with HostileRegistry({"/v2/_catalog": catalog}, image.answer) as hostile:
+        execution = _run(api, _pull_policy(api, hostile.url, project))
+
+    assert _repositories(api, project) == {f"{project}/ok"}
+    assert "team/UPPER" in _task_logs(api, execution)
+
+
+def test_policy_whose_dest_namespace_is_no_name_is_refused(api):
+    registry_id = _created_id(
+        api.post(
+            "/registries",
+            json={
+                "name": f"ns-{secrets.token_hex(4)}",
+                "url": "http://127.0.0.1:9",
+                "type": "docker-registry",
+            },
+        )
+    )
+
+    refused = [
+        api.post(
+            "/replication/policies",
+            json={
+                "name": f"ns-{secrets.token_hex(4)}",
+                "dest_registry": {"id": registry_id},
+                "dest_namespace": namespace,
+            },
+        ).status_code
+        for namespace in ("../escape", "Upper", "a b", "x" * 300, "a//b")
+    ]
+
+    assert refused == [400] * 5
+
+
+# Proxy cache ---------------------------------------------------------------
+
+
+def test_proxy_manifest_larger_than_the_limit_is_not_read_to_its_end(
+    client, server
+):
+    size = 256 * 1024 * 1024
+    piece = b" " * (1024 * 1024)
+    endless = Answer(
+        200,
+        {"content-type": OCI_MANIFEST, "content-length": str(size)},
+        (piece for _ in range(size // len(piece))),
+    )
+
+    with HostileRegistry({"/v2/team/big/manifests/1": endless}) as hostile:
+        project, _ = create_proxy_project(server, hostile.host)
+        answer = client.get(
+            f"/v2/{project}/team/big/manifests/1", headers={"accept": OCI_MANIFEST}
+        )
+        sent = hostile.seen("/v2/team/big/manifests/1")[0].sent
+
+    assert answer.status_code >= 400
+    assert sent < size // 4
+
+
+def test_proxy_referrers_answer_that_is_not_an_index_gives_no_500(client, server):
+    digest = _digest(b"subject")
+    not_an_index = _json(["not", "an", "index"])
+
+    with HostileRegistry(
+        {f"/v2/team/a/referrers/{digest}": not_an_index}
+    ) as hostile:
+        project, _ = create_proxy_project(server, hostile.host)
+        answer = client.get(f"/v2/{project}/team/a/referrers/{digest}")
+
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["manifests"] == []
+
+
+def test_proxy_token_with_an_endless_lifetime_is_used(client, server):
+    image = Image()
+    token = secrets.token_hex(8)
+
+    def manifest(seen: Seen) -> Answer:
+        if seen.headers.get("authorization") != f"Bearer {token}":
+            realm = f'Bearer realm="http://{hostile.host}/token",service="x"'
+            return Answer(401, {"www-authenticate": realm}, b"")
+        return image.answer(seen)
+
+    endless = Answer(
+        200,
+        {"content-type": "application/json"},
+        f'{{"token": "{token}", "expires_in": Infinity}}'.encode(),
+    )
+    with HostileRegistry(
+        {"/v2/team/a/manifests/1": manifest, "/token": endless}
+    ) as hostile:
+        project, _ = create_proxy_project(server, hostile.host)
+        answer = client.get(
+            f"/v2/{project}/team/a/manifests/1", headers={"accept": OCI_MANIFEST}
+        )
+
+    assert answer.status_code == 200, answer.text
+    assert answer.content == image.manifest
+
+
+def test_proxy_blob_redirected_to_another_host_carries_no_token(client, server):
+    data = secrets.token_bytes(100)
+    digest = _digest(data)
+    token = secrets.token_hex(8)
+    path = f"/v2/team/a/blobs/{digest}"
+
+    with HostileRegistry({f"/elsewhere/{digest}": Answer(200, {}, data)}) as other:
+
+        def blob(seen: Seen) -> Answer:
+            if seen.headers.get("authorization") != f"Bearer {token}":
+                realm = f'Bearer realm="http://{hostile.host}/token",service="x"'
+                return Answer(401, {"www-authenticate": realm}, b"")
+            return Answer(307, {"location": f"{other.url}/elsewhere/{digest}"})
+
+        with HostileRegistry(
+            {path: blob, "/token": _json({"token": token})}
+        ) as hostile:
+            project, _ = create_proxy_project(server, hostile.host)
+            answer = client.get(f"/v2/{project}/team/a/blobs/{digest}")
+
+    assert answer.content == data
+    assert [s.headers.get("authorization") for s in other.requests] == [None]
