@@ -26,6 +26,7 @@ import base64
 import email.utils
 import hashlib
 import logging
+import math
 import re
 import ssl
 import time
@@ -47,6 +48,10 @@ _TIMEOUT = httpx.Timeout(30.0, connect=10.0)
 _TOKEN_MARGIN_SECONDS = 10
 _DEFAULT_TOKEN_SECONDS = 60
 _MAX_MANIFEST_BYTES = 4 * 1024 * 1024
+# Pages of a tag list or catalog followed at most (a million names).
+_MAX_PAGES = 1000
+# Longest token lifetime believed: a day (an endless one is a broken answer).
+_MAX_TOKEN_SECONDS = 86400
 _CHALLENGE_PARAM_RE = re.compile(r'(\w+)\s*=\s*(?:"([^"]*)"|([^,\s]*))')
 _MANIFEST_ACCEPT = ", ".join(sorted(mediatypes.MANIFEST_MEDIA_TYPES))
 
@@ -204,12 +209,13 @@ class RegistryClient:
         digest) or the one the upstream announced (by tag)."""
         path = f"/v2/{repository}/manifests/{reference}"
         response = await self._request(
-            "GET", path, _pull(repository), {"accept": _MANIFEST_ACCEPT}
+            "GET", path, _pull(repository), {"accept": _MANIFEST_ACCEPT}, stream=True
         )
-        _raise_for_status(response, path)
-        content = response.content
-        if len(content) > _MAX_MANIFEST_BYTES:
-            raise UpstreamInvalid(f"{path}: manifest larger than the limit")
+        try:
+            _raise_for_status(response, path)
+            content = await _bounded_body(response, _MAX_MANIFEST_BYTES, path)
+        finally:
+            await response.aclose()
         expected = reference if is_digest(reference) else None
         expected = expected or response.headers.get("docker-content-digest")
         digest = _verified_digest(content, expected, path)
@@ -261,7 +267,7 @@ class RegistryClient:
         _raise_for_status(response, path)
         try:
             descriptors = response.json().get("manifests", [])
-        except ValueError as exc:
+        except (ValueError, AttributeError) as exc:
             raise UpstreamInvalid(f"{path}: not a JSON index") from exc
         if not isinstance(descriptors, list):
             raise UpstreamInvalid(f"{path}: manifests is not a list")
@@ -269,31 +275,35 @@ class RegistryClient:
 
     async def list_tags(self, repository: str) -> list[str]:
         """Every tag of `repository`, following `Link` pages."""
-        path: str | None = f"/v2/{repository}/tags/list?n=1000"
-        found: list[str] = []
-        while path is not None:
-            response = await self._request("GET", path, _pull(repository))
-            _raise_for_status(response, path)
-            try:
-                found.extend(str(tag) for tag in response.json().get("tags") or [])
-            except (ValueError, AttributeError) as exc:
-                raise UpstreamInvalid(f"{path}: not a tag list") from exc
-            path = next_page(response.headers.get("link"))
-        return found
+        return await self._listing(
+            f"/v2/{repository}/tags/list?n=1000", _pull(repository), "tags"
+        )
 
     async def list_repositories(self) -> list[str]:
         """The catalog (`/v2/_catalog`), following `Link` pages."""
-        path: str | None = "/v2/_catalog?n=1000"
+        return await self._listing(
+            "/v2/_catalog?n=1000", "registry:catalog:*", "repositories"
+        )
+
+    async def _listing(self, first: str, scope: str, field: str) -> list[str]:
+        """The strings of `field` on every page from `first` on. A registry
+        whose pages come back to one seen before, or never end, is broken:
+        `UpstreamInvalid` rather than a loop that fills memory."""
+        path: str | None = first
+        seen: set[str] = set()
         found: list[str] = []
         while path is not None:
+            if path in seen or len(seen) >= _MAX_PAGES:
+                raise UpstreamInvalid(
+                    f"{first.split('?', 1)[0]}: its pages loop or pass "
+                    f"{_MAX_PAGES}"
+                )
+            seen.add(path)
             response = await self._request(
-                "GET", path, "registry:catalog:*", {"accept": "application/json"}
+                "GET", path, scope, {"accept": "application/json"}
             )
             _raise_for_status(response, path)
-            try:
-                found.extend(str(r) for r in response.json().get("repositories") or [])
-            except (ValueError, AttributeError) as exc:
-                raise UpstreamInvalid(f"{path}: not a catalog") from exc
+            found.extend(_strings(response, field, path))
             path = next_page(response.headers.get("link"))
         return found
 
@@ -525,8 +535,8 @@ class RegistryClient:
         try:
             body = response.json()
             token = body.get("token") or body.get("access_token")
-            lifetime = int(body.get("expires_in") or _DEFAULT_TOKEN_SECONDS)
-        except (ValueError, AttributeError, TypeError) as exc:
+            lifetime = _token_seconds(body.get("expires_in"))
+        except (ValueError, AttributeError) as exc:
             raise UpstreamInvalid("token service: not a token answer") from exc
         if not isinstance(token, str) or not token:
             raise UpstreamInvalid("token service: no token in the answer")
@@ -534,6 +544,21 @@ class RegistryClient:
         expiry = time.monotonic() + max(lifetime - _TOKEN_MARGIN_SECONDS, 1)
         self._auth[scope] = (value, expiry)
         return value
+
+
+def _token_seconds(value: object) -> float:
+    """How long a token lives, from the `expires_in` its service gave: the
+    default when it gave none that is a finite number of seconds (JSON
+    parsers take `Infinity` and `1e999`), and never past a day."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return _DEFAULT_TOKEN_SECONDS
+    try:
+        seconds = float(value)
+    except ValueError:
+        return _DEFAULT_TOKEN_SECONDS
+    if not math.isfinite(seconds) or seconds <= 0:
+        return _DEFAULT_TOKEN_SECONDS
+    return min(seconds, _MAX_TOKEN_SECONDS)
 
 
 def _challenge_params(challenge: str) -> tuple[str, dict[str, str]]:
@@ -670,6 +695,17 @@ def _is_http_date(text: str) -> bool:
         return False
 
 
+def _strings(response: httpx.Response, field: str, what: str) -> list[str]:
+    """`field` of a JSON object answer, a list of strings."""
+    try:
+        values = response.json().get(field) or []
+    except (ValueError, AttributeError) as exc:
+        raise UpstreamInvalid(f"{what}: not a JSON object") from exc
+    if not isinstance(values, list):
+        raise UpstreamInvalid(f"{what}: {field} is not a list")
+    return [str(value) for value in values]
+
+
 def _media_type(response: httpx.Response) -> str:
     return response.headers.get("content-type", "").split(";", 1)[0].strip()
 
@@ -693,6 +729,23 @@ def _verified_digest(content: bytes, expected: str | None, what: str) -> str:
     if actual != expected:
         raise UpstreamInvalid(f"{what}: content does not match {expected}")
     return actual
+
+
+async def _bounded_body(response: httpx.Response, limit: int, what: str) -> bytes:
+    """The body of a streamed answer; `UpstreamInvalid` as soon as it is
+    (or says it will be) longer than `limit`: nothing past it is read."""
+    declared = response.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise UpstreamInvalid(f"{what}: manifest larger than the limit")
+    body = bytearray()
+    try:
+        async for piece in response.aiter_bytes():
+            body.extend(piece)
+            if len(body) > limit:
+                raise UpstreamInvalid(f"{what}: manifest larger than the limit")
+    except httpx.HTTPError as exc:
+        raise UpstreamUnavailable(f"{what}: transfer broke off: {exc}") from exc
+    return bytes(body)
 
 
 async def _chunks(response: httpx.Response, path: str) -> AsyncIterator[bytes]:
