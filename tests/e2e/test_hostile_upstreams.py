@@ -341,3 +341,57 @@ def test_proxy_blob_redirected_to_another_host_carries_no_token(client, server):
 
     assert answer.content == data
     assert [s.headers.get("authorization") for s in other.requests] == [None]
+
+
+# Writes into a proxy-cache project ------------------------------------------
+
+
+def _push_image(client, repository: str, image: Image, tag: str) -> str:
+    """Push `image` to `repository` here over /v2; its manifest digest."""
+    for digest, data in image.blobs.items():
+        pushed = client.post(
+            f"/v2/{repository}/blobs/uploads/", params={"digest": digest}, content=data
+        )
+        assert pushed.status_code == 201, pushed.text
+    put = client.put(
+        f"/v2/{repository}/manifests/{tag}",
+        content=image.manifest,
+        headers={"content-type": OCI_MANIFEST},
+    )
+    assert put.status_code == 201, put.text
+    return _digest(image.manifest)
+
+
+def test_api_copy_into_a_proxy_project_is_refused(api, client, server):
+    elsewhere = server.new_project("plain")
+    digest = _push_image(client, f"{elsewhere}/evil", Image(), "1")
+
+    with HostileRegistry() as hostile:
+        project, _ = create_proxy_project(server, hostile.host)
+        copied = api.post(
+            f"/projects/{project}/repositories/team%252Fa/artifacts",
+            params={"from": f"{elsewhere}/evil@{digest}"},
+        )
+        served = client.get(f"/v2/{project}/team/a/manifests/{digest}")
+
+    assert copied.status_code == 403, copied.text
+    assert served.status_code == 404
+
+
+def test_api_tag_added_in_a_proxy_project_is_refused(api, client, server):
+    image = Image()
+    digest = _digest(image.manifest)
+
+    with HostileRegistry(fallback=image.answer) as hostile:
+        project, _ = create_proxy_project(server, hostile.host)
+        pulled = client.get(
+            f"/v2/{project}/team/a/manifests/1", headers={"accept": OCI_MANIFEST}
+        )
+        assert pulled.status_code == 200, pulled.text
+        tagged = api.post(
+            f"/projects/{project}/repositories/team%252Fa/artifacts/{digest}/tags",
+            json={"name": "poisoned"},
+        )
+
+    assert tagged.status_code == 403, tagged.text
+    assert client.get(f"/v2/{project}/team/a/tags/list").json()["tags"] == ["1"]
