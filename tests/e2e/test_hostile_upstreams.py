@@ -395,3 +395,36 @@ def test_api_tag_added_in_a_proxy_project_is_refused(api, client, server):
 
     assert tagged.status_code == 403, tagged.text
     assert client.get(f"/v2/{project}/team/a/tags/list").json()["tags"] == ["1"]
+
+
+_ODD_RANGES = [
+    "bytes=0-99999999999999999999999999",
+    "bytes=-99999999999999999999999999",
+    "bytes=99999999999999999999999999-",
+    "bytes=5-2",
+    "bytes=0-1,3-4",
+    "bytes=-0",
+    "bytes=--1",
+    "bytes=0-0,-1",
+    "bytes=abc",
+    "items=0-1",
+    "bytes=" + "9" * 5000 + "-",
+]
+
+
+@pytest.mark.parametrize("cached", [False, True], ids=["miss", "hit"])
+def test_proxy_blob_odd_ranges_get_no_500(client, server, cached):
+    data = secrets.token_bytes(1000)
+    digest = _digest(data)
+    path = f"/v2/team/a/blobs/{digest}"
+
+    with HostileRegistry({path: Answer(200, {}, data)}) as hostile:
+        project, _ = create_proxy_project(server, hostile.host)
+        url = f"/v2/{project}/team/a/blobs/{digest}"
+        if cached:
+            assert client.get(url).content == data
+        statuses = {
+            r: client.get(url, headers={"range": r}).status_code for r in _ODD_RANGES
+        }
+
+    assert {r: s for r, s in statuses.items() if s >= 500} == {}
