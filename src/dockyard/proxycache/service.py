@@ -69,7 +69,7 @@ from dockyard.registry.errors import (
     Unavailable,
 )
 from dockyard.registry.manifests import ManifestService, StoredManifest
-from dockyard.registry.ranges import parse_content_range, parse_range
+from dockyard.registry.ranges import parse_content_range, parse_range, parse_size
 from dockyard.registry.reference import project_of
 from dockyard.registry.repositories import ensure_repository, repository_id
 from dockyard.replication.client import (
@@ -649,7 +649,9 @@ def _range_of(stream: BlobStream, byte_range: str) -> tuple[int, int, int]:
 def _unsatisfied_size(content_range: str | None) -> int | None:
     """The size in a 416's `Content-Range: bytes */<size>`, if given."""
     prefix, _, size = (content_range or "").strip().partition("*/")
-    return int(size) if prefix.strip() == "bytes" and size.isdigit() else None
+    if prefix.strip() != "bytes" or not size.isdigit():
+        return None
+    return parse_size(size)
 
 
 def _is_digest(text: str) -> bool:
