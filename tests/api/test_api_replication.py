@@ -5,6 +5,7 @@ tested end to end in tests/e2e/test_replication.py.
 """
 
 import secrets
+import time
 
 import httpx
 import pytest
@@ -272,3 +273,32 @@ def test_create_policy_with_bad_label_filter_value_returns_bad_request(
 
     assert response.status_code == 400, response.text
     assert error_code(response) == "BAD_REQUEST"
+
+
+def _ended_execution(api, policy_id):
+    execution_id = int(
+        api.post("/api/v2.0/replication/executions", json={"policy_id": policy_id})
+        .headers["location"]
+        .rsplit("/", 1)[1]
+    )
+    for _ in range(600):
+        execution = api.get(f"/api/v2.0/replication/executions/{execution_id}")
+        if execution.json()["status"] != "InProgress":
+            return execution_id
+        time.sleep(0.1)
+    raise AssertionError(f"execution {execution_id} did not end")
+
+
+def test_deleted_policy_takes_its_executions_along(api, endpoint):
+    # SQLite gives a deleted row's id to the next policy: executions left
+    # behind would show (and count as running) for a policy that never ran.
+    body = _policy(endpoint, filters=[{"type": "name", "value": "none-*/nothing"}])
+    created = api.post("/api/v2.0/replication/policies", json=body)
+    policy_id = int(created.headers["location"].rsplit("/", 1)[1])
+    execution_id = _ended_execution(api, policy_id)
+
+    deleted = api.delete(f"/api/v2.0/replication/policies/{policy_id}")
+
+    assert deleted.status_code == 200, deleted.text
+    gone = api.get(f"/api/v2.0/replication/executions/{execution_id}")
+    assert gone.status_code == 404
