@@ -32,7 +32,7 @@ from sqlalchemy.exc import IntegrityError
 
 from dockyard.audit import record_change
 from dockyard.db.database import Database
-from dockyard.db.schema import registries, replication_policies
+from dockyard.db.schema import job_executions, registries, replication_policies
 from dockyard.jobs.schedules import check_cron
 from dockyard.labels import NAME_MAX as LABEL_NAME_MAX
 from dockyard.registry.reference import is_valid_name
@@ -320,7 +320,14 @@ class PolicyService:
         return await self.get_policy(policy.id)
 
     async def delete_policy(self, policy: Policy, actor: str) -> None:
+        """Delete the policy and its executions (their tasks and logs go
+        with them), as Harbor does. The executions must go: SQLite gives a
+        deleted row's id to the next policy, which would show them (and
+        wait for one still running) as its own."""
         async with self.db.write() as conn:
+            await conn.execute(
+                delete(job_executions).where(job_executions.c.owner == policy.owner)
+            )
             await conn.execute(
                 delete(replication_policies).where(
                     replication_policies.c.id == policy.id
