@@ -428,3 +428,48 @@ def test_proxy_blob_odd_ranges_get_no_500(client, server, cached):
         }
 
     assert {r: s for r, s in statuses.items() if s >= 500} == {}
+
+
+def test_pull_ignores_referrer_descriptors_without_a_digest(api, server):
+    project = server.new_project("refs")
+    image = Image()
+    digest = _digest(image.manifest)
+    broken = _json(
+        {
+            "schemaVersion": 2,
+            "mediaType": OCI_INDEX,
+            "manifests": [
+                {"mediaType": OCI_MANIFEST, "size": 1},
+                {"mediaType": OCI_MANIFEST, "digest": 5, "size": 1},
+                {"mediaType": OCI_MANIFEST, "digest": "../../../_catalog", "size": 1},
+            ],
+        }
+    )
+
+    with HostileRegistry(
+        {f"/v2/team/a/referrers/{digest}": broken}, image.answer
+    ) as hostile:
+        filters = [{"type": "name", "value": "team/a"}]
+        policy_id = _pull_policy(api, hostile.url, project, filters=filters)
+        execution = _run(api, policy_id)
+
+    assert execution["status"] == "Succeed", _task_logs(api, execution)
+    assert _repositories(api, project) == {f"{project}/a"}
+
+
+def test_pull_of_a_manifest_naming_an_invalid_digest_fails_saying_so(api, server):
+    project = server.new_project("baddigest")
+    image = Image()
+    document = json.loads(image.manifest)
+    document["layers"][0]["digest"] = "../../../_catalog"
+    image.manifest = json.dumps(document).encode()
+
+    with HostileRegistry(fallback=image.answer) as hostile:
+        filters = [{"type": "name", "value": "team/a"}]
+        policy_id = _pull_policy(api, hostile.url, project, filters=filters)
+        execution = _run(api, policy_id)
+        asked = [r.target for r in hostile.requests]
+
+    assert execution["status"] == "Failed"
+    assert "invalid digest" in _task_logs(api, execution)
+    assert not [t for t in asked if "_catalog" in t]
