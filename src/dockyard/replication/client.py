@@ -271,7 +271,7 @@ class RegistryClient:
             raise UpstreamInvalid(f"{path}: not a JSON index") from exc
         if not isinstance(descriptors, list):
             raise UpstreamInvalid(f"{path}: manifests is not a list")
-        return [d for d in descriptors if isinstance(d, dict)]
+        return with_digests(descriptors)
 
     async def list_tags(self, repository: str) -> list[str]:
         """Every tag of `repository`, following `Link` pages."""
@@ -559,6 +559,18 @@ def _token_seconds(value: object) -> float:
     if not math.isfinite(seconds) or seconds <= 0:
         return _DEFAULT_TOKEN_SECONDS
     return min(seconds, _MAX_TOKEN_SECONDS)
+
+
+def with_digests(descriptors: list[Any]) -> list[dict[str, Any]]:
+    """The descriptors that name a valid digest. Others are dropped: a
+    digest such as `../x` would be asked for as a path of its own."""
+    return [
+        d
+        for d in descriptors
+        if isinstance(d, dict)
+        and isinstance(d.get("digest"), str)
+        and _is_valid_digest(d["digest"])
+    ]
 
 
 def _challenge_params(challenge: str) -> tuple[str, dict[str, str]]:

@@ -28,6 +28,7 @@ from typing import Any
 
 from dockyard.registry import mediatypes
 from dockyard.registry.digest import compute_digest
+from dockyard.replication.client import with_digests
 from dockyard.replication.sides import (
     CopyFailed,
     Manifest,
@@ -130,12 +131,12 @@ class ArtifactCopy:
         await self.check_stop()
         document = _document(manifest)
         if manifest.media_type in mediatypes.INDEXES:
-            for child in _descriptors(document, "manifests"):
-                await self._copy_child(src, dst, child["digest"], seen)
+            for digest in _digests(manifest, document.get("manifests")):
+                await self._copy_child(src, dst, digest, seen)
         else:
-            for blob in [document.get("config"), *_descriptors(document, "layers")]:
-                if isinstance(blob, dict) and isinstance(blob.get("digest"), str):
-                    await self._copy_blob(src, dst, blob["digest"])
+            named = [document.get("config"), *(document.get("layers") or [])]
+            for digest in _digests(manifest, named):
+                await self._copy_blob(src, dst, digest)
         indexed = None
         if await self.destination.get_manifest(dst, manifest.digest) is None:
             indexed = await self.destination.put_manifest(
@@ -280,11 +281,17 @@ def _document(manifest: Manifest) -> dict[str, Any]:
     return document
 
 
-def _descriptors(document: dict[str, Any], field: str) -> list[dict[str, Any]]:
-    found = document.get(field) or []
-    return [
-        d for d in found if isinstance(d, dict) and isinstance(d.get("digest"), str)
-    ]
+def _digests(manifest: Manifest, descriptors: Any) -> list[str]:
+    """The digests `descriptors` (a manifest's list of them) name;
+    `CopyFailed` for one that is no digest: asked for, `../x` would be
+    another path at the source, and no registry would take the manifest."""
+    if not isinstance(descriptors, list):
+        return []
+    found = [d for d in descriptors if isinstance(d, dict) and "digest" in d]
+    valid = with_digests(found)
+    if len(valid) != len(found):
+        raise CopyFailed(f"{manifest.digest} names an invalid digest")
+    return [d["digest"] for d in valid]
 
 
 def _descriptor_of(manifest: Manifest, document: dict[str, Any]) -> dict[str, Any]:

@@ -31,6 +31,7 @@ from dockyard.replication.client import (
     UpstreamDenied,
     UpstreamInvalid,
     UpstreamNotFound,
+    with_digests,
 )
 from dockyard.replication.harbor_api import HarborApi
 
@@ -306,4 +307,4 @@ def index_descriptors(content: bytes) -> list[dict[str, Any]]:
     except ValueError as exc:
         raise UpstreamInvalid("a referrers fallback tag is not a JSON index") from exc
     manifests = document.get("manifests") if isinstance(document, dict) else None
-    return [d for d in manifests or [] if isinstance(d, dict) and "digest" in d]
+    return with_digests(manifests) if isinstance(manifests, list) else []
