@@ -473,3 +473,52 @@ def test_pull_of_a_manifest_naming_an_invalid_digest_fails_saying_so(api, server
     assert execution["status"] == "Failed"
     assert "invalid digest" in _task_logs(api, execution)
     assert not [t for t in asked if "_catalog" in t]
+
+
+# Push-based replication ----------------------------------------------------
+
+
+def _push_policy(api, url: str, repository: str) -> int:
+    registry_id = _created_id(
+        api.post(
+            "/registries",
+            json={
+                "name": f"hostile-{secrets.token_hex(4)}",
+                "url": url,
+                "type": "docker-registry",
+            },
+        )
+    )
+    policy = {
+        "name": f"push-{secrets.token_hex(4)}",
+        "dest_registry": {"id": registry_id},
+        "filters": [{"type": "name", "value": repository}],
+    }
+    return _created_id(api.post("/replication/policies", json=policy))
+
+
+def _upload_at(location: str):
+    """A destination that has nothing and answers uploads with `location`."""
+
+    def answer(seen: Seen) -> Answer:
+        if seen.method == "POST" and seen.target.endswith("/blobs/uploads/"):
+            return Answer(202, {"location": location})
+        if seen.method in ("GET", "HEAD"):
+            return Answer(404)
+        return Answer(400)
+
+    return answer
+
+
+def test_push_to_an_upload_location_that_is_no_url_fails_saying_so(
+    api, client, server
+):
+    project = server.new_project("badloc")
+    _push_image(client, f"{project}/app", Image(), "1")
+
+    with HostileRegistry(fallback=_upload_at("uploads/x")) as hostile:
+        policy_id = _push_policy(api, hostile.url, f"{project}/app")
+        execution = _run(api, policy_id)
+
+    assert execution["status"] == "Failed"
+    assert "not a valid URL" in _task_logs(api, execution)
