@@ -439,11 +439,7 @@ class RegistryClient:
         """A Location as a path under our base URL (registries send either)."""
         if location.startswith(self.base):
             return location[len(self.base) :]
-        if location.startswith(("http://", "https://")):
-            parts = httpx.URL(location)
-            query = f"?{parts.query.decode()}" if parts.query else ""
-            return parts.path + query
-        return location
+        return local_path(location)
 
     async def _request(
         self,
@@ -483,9 +479,13 @@ class RegistryClient:
         authorization = authorization or self._remembered(scope)
         if authorization:
             headers["authorization"] = authorization
-        request = self._http.build_request(
-            method, self.base + path, headers=headers, content=content
-        )
+        try:
+            request = self._http.build_request(
+                method, self.base + path, headers=headers, content=content
+            )
+        except httpx.InvalidURL as exc:
+            # A Location or page link of the registry's that is no URL.
+            raise UpstreamInvalid(f"{method} {path[:200]}: not a valid URL") from exc
         try:
             response = await self._http.send(request, stream=stream)
         except httpx.HTTPError as exc:
@@ -529,6 +529,8 @@ class RegistryClient:
             query["account"] = self.endpoint.access_key or ""
         try:
             response = await self._http.get(params["realm"], params=query, auth=auth)
+        except httpx.InvalidURL as exc:
+            raise UpstreamInvalid("token service: realm is not a valid URL") from exc
         except httpx.HTTPError as exc:
             raise UpstreamUnavailable(f"token service: {type(exc).__name__}") from exc
         _raise_for_status(response, "token service")
@@ -610,7 +612,10 @@ def local_path(target: str) -> str:
     """A URL as path and query only. Pages are fetched from our own base
     URL whatever host a server names, so a token never follows a link."""
     if target.startswith(("http://", "https://")):
-        parts = httpx.URL(target)
+        try:
+            parts = httpx.URL(target)
+        except httpx.InvalidURL as exc:
+            raise UpstreamInvalid(f"{target[:200]}: not a valid URL") from exc
         return parts.path + (f"?{parts.query.decode()}" if parts.query else "")
     return target
 
