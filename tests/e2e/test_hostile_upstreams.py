@@ -12,6 +12,7 @@ import hashlib
 import json
 import re
 import secrets
+import threading
 import time
 
 import httpx
@@ -20,6 +21,7 @@ import pytest
 from tests.conftest import DockyardServer
 from tests.e2e.conftest import create_proxy_project
 from tests.e2e.hostile import Answer, HostileRegistry, Seen
+from tests.e2e.test_replicas import kill_tree
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -522,3 +524,41 @@ def test_push_to_an_upload_location_that_is_no_url_fails_saying_so(
 
     assert execution["status"] == "Failed"
     assert "not a valid URL" in _task_logs(api, execution)
+
+
+# A crash in the middle of a fill --------------------------------------------
+
+
+def test_proxy_fill_killed_midway_leaves_fsck_clean_and_the_next_pull_whole(
+    start_dockyard,
+):
+    data = secrets.token_bytes(4 * 1024 * 1024)
+    digest = _digest(data)
+    half_sent, go_on = threading.Event(), threading.Event()
+
+    def slow(seen: Seen) -> Answer:
+        def pieces():
+            yield data[: len(data) // 2]
+            half_sent.set()
+            go_on.wait(30)
+            yield data[len(data) // 2 :]
+
+        return Answer(200, {"content-length": str(len(data))}, pieces())
+
+    with HostileRegistry({f"/v2/team/a/blobs/{digest}": slow}) as hostile:
+        server = start_dockyard()
+        project, _ = create_proxy_project(server, hostile.host)
+        url = f"{server.url}/v2/{project}/team/a/blobs/{digest}"
+        auth = ("admin", server.admin_password)
+        with httpx.stream("GET", url, auth=auth, timeout=60) as first:
+            assert first.status_code == 200
+            assert half_sent.wait(30)
+            kill_tree(server)
+        go_on.set()
+        server.stop(keep_stores=True)
+        server.start()
+        checked = server.fsck("--json")
+        again = httpx.get(url, auth=auth, timeout=60)
+
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert again.content == data
