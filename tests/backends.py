@@ -49,6 +49,8 @@ PRODUCTION_TESTS = (
     "tests/e2e/test_oras.py",
     # Fills of proxy-cache blobs: storage commits, locks in Redis.
     "tests/e2e/test_proxy_faults.py",
+    # Hostile upstreams: proxy fills killed midway, fsck on the stores.
+    "tests/e2e/test_hostile_upstreams.py",
 )
 # Tests that run once, in the embedded pass: those that bring their own
 # databases of both kinds, those that bring their own shared stores
