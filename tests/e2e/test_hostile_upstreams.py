@@ -562,3 +562,16 @@ def test_proxy_fill_killed_midway_leaves_fsck_clean_and_the_next_pull_whole(
 
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert again.content == data
+
+
+def test_pull_into_a_proxy_project_fails_and_stores_nothing_there(api, server):
+    image = Image()
+
+    with HostileRegistry(fallback=image.answer) as hostile:
+        proxy, _ = create_proxy_project(server, hostile.host)
+        filters = [{"type": "name", "value": "team/a"}]
+        policy_id = _pull_policy(api, hostile.url, proxy, filters=filters)
+        execution = _run(api, policy_id)
+
+    assert execution["status"] == "Failed"
+    assert _repositories(api, proxy) == set()
