@@ -575,3 +575,17 @@ def test_pull_into_a_proxy_project_fails_and_stores_nothing_there(api, server):
 
     assert execution["status"] == "Failed"
     assert _repositories(api, proxy) == set()
+
+
+def test_proxy_head_of_a_blob_the_upstream_gives_no_length_is_not_size_zero(
+    client, server
+):
+    data = secrets.token_bytes(100)
+    digest = _digest(data)
+    lengthless = Answer(200, {}, iter([data]))  # no Content-Length sent
+
+    with HostileRegistry({f"/v2/team/a/blobs/{digest}": lengthless}) as hostile:
+        project, _ = create_proxy_project(server, hostile.host)
+        head = client.head(f"/v2/{project}/team/a/blobs/{digest}")
+
+    assert head.headers.get("content-length") != "0"
