@@ -225,7 +225,11 @@ class RegistryClient:
         path = f"/v2/{repository}/blobs/{digest}"
         response = await self._request("HEAD", path, _pull(repository))
         _raise_for_status(response, path)
-        return int(response.headers.get("content-length") or 0)
+        size = response.headers.get("content-length", "")
+        if not (size.isascii() and size.isdigit()):
+            # Not zero: a client told so would take the blob for empty.
+            raise UpstreamInvalid(f"{path}: no Content-Length")
+        return int(size)
 
     @asynccontextmanager
     async def open_blob(
