@@ -589,3 +589,22 @@ def test_proxy_head_of_a_blob_the_upstream_gives_no_length_is_not_size_zero(
         head = client.head(f"/v2/{project}/team/a/blobs/{digest}")
 
     assert head.headers.get("content-length") != "0"
+
+
+def test_proxy_range_the_upstream_answers_with_other_bytes_is_not_relayed(
+    client, server
+):
+    data = secrets.token_bytes(1000)
+    digest = _digest(data)
+    other_range = Answer(
+        206, {"content-range": "bytes 0-9/1000", "content-length": "10"}, data[:10]
+    )
+
+    with HostileRegistry({f"/v2/team/a/blobs/{digest}": other_range}) as hostile:
+        project, _ = create_proxy_project(server, hostile.host)
+        ranged = client.get(
+            f"/v2/{project}/team/a/blobs/{digest}", headers={"range": "bytes=100-109"}
+        )
+
+    assert ranged.status_code == 503
+    assert ranged.json()["errors"][0]["code"] == "UNAVAILABLE"
