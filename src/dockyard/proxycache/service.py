@@ -643,6 +643,15 @@ def _range_of(stream: BlobStream, byte_range: str) -> tuple[int, int, int]:
     served = parse_content_range(stream.content_range)
     if served is None or served[1] - served[0] + 1 != stream.size:
         raise UpstreamInvalid(f"bad Content-Range {stream.content_range[:80]!r}")
+    try:
+        wanted = parse_range(byte_range, served[2])
+    except RangeNotSatisfiable as exc:
+        raise UpstreamInvalid("the upstream served a range beyond the blob") from exc
+    if wanted != served[:2]:
+        # Relayed, they would reach the client as the bytes it asked for.
+        raise UpstreamInvalid(
+            f"asked {byte_range!r}, the upstream served {stream.content_range[:80]!r}"
+        )
     return served
 
 
