@@ -4,8 +4,8 @@ shape, endless manifests and token lifetimes, redirects to another host.
 
 The hostile registry is `HostileRegistry` (tests/e2e/hostile.py), a
 stand-in: no real registry misbehaves on purpose. Dockyard is a real server
-of this module's own, so that a run stuck on a hostile upstream cannot hold
-up the server other tests share.
+of this module's own (the proxy-fault suite's fixture), so that a run stuck
+on a hostile upstream cannot hold up the server other tests share.
 """
 
 import hashlib
@@ -13,40 +13,28 @@ import json
 import re
 import secrets
 import threading
-import time
 
 import httpx
 import pytest
 
-from tests.conftest import DockyardServer
 from tests.e2e.conftest import create_proxy_project
 from tests.e2e.hostile import Answer, HostileRegistry, Seen
+
+# The proxy-fault suite's server (3 s upstream timeout) and its client.
+from tests.e2e.test_proxy_faults import client, server  # noqa: F401
+from tests.e2e.test_replication_adapters import (
+    _created_id,
+    _repositories,
+    _run,
+    _task_logs,
+)
 from tests.e2e.test_replicas import kill_tree
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
-_WAIT_SECONDS = 120
 _MANIFEST_PATH = re.compile(r"/v2/(?P<name>.+)/manifests/(?P<reference>[^/]+)")
 _BLOB_PATH = re.compile(r"/v2/(?P<name>.+)/blobs/(?P<digest>[^/]+)")
 _TAGS_PATH = re.compile(r"/v2/(?P<name>.+)/tags/list")
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory, storage_env):
-    env = {**storage_env(), "DOCKYARD_PROXY_TIMEOUT_SECONDS": "5"}
-    started = DockyardServer(tmp_path_factory.mktemp("dockyard"), env).start()
-    try:
-        yield started
-    finally:
-        started.stop()
-
-
-@pytest.fixture
-def client(server):
-    with httpx.Client(
-        base_url=server.url, auth=("admin", server.admin_password), timeout=60
-    ) as http:
-        yield http
 
 
 @pytest.fixture
@@ -117,13 +105,9 @@ def _json(body: object, headers: dict[str, str] | None = None) -> Answer:
     )
 
 
-def _created_id(response) -> int:
-    assert response.status_code == 201, response.text
-    return int(response.headers["location"].rsplit("/", 1)[1])
-
-
-def _pull_policy(api, url: str, project: str, **fields) -> int:
-    registry_id = _created_id(
+def _registry(api, url: str) -> int:
+    """A `docker-registry` endpoint at `url`; its id."""
+    return _created_id(
         api.post(
             "/registries",
             json={
@@ -133,41 +117,17 @@ def _pull_policy(api, url: str, project: str, **fields) -> int:
             },
         )
     )
+
+
+def _pull_policy(api, url: str, project: str, **fields) -> int:
     policy = {
         "name": f"pull-{secrets.token_hex(4)}",
-        "src_registry": {"id": registry_id},
+        "src_registry": {"id": _registry(api, url)},
         "dest_namespace": project,
         "dest_namespace_replace_count": 1,
         **fields,
     }
     return _created_id(api.post("/replication/policies", json=policy))
-
-
-def _run(api, policy_id: int) -> dict:
-    execution_id = _created_id(
-        api.post("/replication/executions", json={"policy_id": policy_id})
-    )
-    deadline = time.monotonic() + _WAIT_SECONDS
-    while time.monotonic() < deadline:
-        execution = api.get(f"/replication/executions/{execution_id}").json()
-        if execution["status"] != "InProgress":
-            return execution
-        time.sleep(0.5)
-    api.put(f"/replication/executions/{execution_id}")  # stop it
-    raise AssertionError(f"execution {execution_id} still running")
-
-
-def _task_logs(api, execution: dict) -> str:
-    base = f"/replication/executions/{execution['id']}/tasks"
-    return "\n".join(
-        api.get(f"{base}/{task['id']}/log").text for task in api.get(base).json()
-    )
-
-
-def _repositories(api, project: str) -> set[str]:
-    found = api.get(f"/projects/{project}/repositories", params={"page_size": 100})
-    assert found.status_code == 200, found.text
-    return {r["name"] for r in found.json()}
 
 
 # Pull-based replication ----------------------------------------------------
@@ -229,16 +189,7 @@ def test_pull_skips_catalog_names_no_registry_may_hold(api, server):
 
 def test_policy_whose_dest_namespace_is_no_name_is_refused(api):
     with HostileRegistry() as hostile:
-        registry_id = _created_id(
-            api.post(
-                "/registries",
-                json={
-                    "name": f"ns-{secrets.token_hex(4)}",
-                    "url": hostile.url,
-                    "type": "docker-registry",
-                },
-            )
-        )
+        registry_id = _registry(api, hostile.url)
 
     refused = [
         api.post(
@@ -481,19 +432,9 @@ def test_pull_of_a_manifest_naming_an_invalid_digest_fails_saying_so(api, server
 
 
 def _push_policy(api, url: str, repository: str) -> int:
-    registry_id = _created_id(
-        api.post(
-            "/registries",
-            json={
-                "name": f"hostile-{secrets.token_hex(4)}",
-                "url": url,
-                "type": "docker-registry",
-            },
-        )
-    )
     policy = {
         "name": f"push-{secrets.token_hex(4)}",
-        "dest_registry": {"id": registry_id},
+        "dest_registry": {"id": _registry(api, url)},
         "filters": [{"type": "name", "value": repository}],
     }
     return _created_id(api.post("/replication/policies", json=policy))
