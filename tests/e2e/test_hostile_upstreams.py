@@ -549,3 +549,56 @@ def test_proxy_range_the_upstream_answers_with_other_bytes_is_not_relayed(
 
     assert ranged.status_code == 503
     assert ranged.json()["errors"][0]["code"] == "UNAVAILABLE"
+
+
+class EndlessReferrers(Image):
+    """An image whose every manifest has a referrer of its own, made up
+    when asked for: a chain with no end."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.made: dict[str, bytes] = {}
+        empty = b"{}"
+        self.blobs[_digest(empty)] = empty
+        self.empty = _descriptor("application/vnd.oci.empty.v1+json", empty)
+
+    def answer(self, seen: Seen) -> Answer:
+        path = seen.target.split("?", 1)[0]
+        name, _, rest = path.rpartition("/referrers/")
+        if name:
+            return _json(self._referrers(rest))
+        found = _MANIFEST_PATH.fullmatch(path)
+        if found and found["reference"] in self.made:
+            content = self.made[found["reference"]]
+            return Answer(200, {"content-type": OCI_MANIFEST}, content)
+        return super().answer(seen)
+
+    def _referrers(self, subject: str) -> dict:
+        referrer = json.dumps(
+            {
+                "schemaVersion": 2,
+                "mediaType": OCI_MANIFEST,
+                "artifactType": "application/vnd.example.sig",
+                "config": self.empty,
+                "layers": [self.empty],
+                "subject": {"mediaType": OCI_MANIFEST, "digest": subject, "size": 1},
+            }
+        ).encode()
+        self.made[_digest(referrer)] = referrer
+        return {
+            "schemaVersion": 2,
+            "mediaType": OCI_INDEX,
+            "manifests": [_descriptor(OCI_MANIFEST, referrer)],
+        }
+
+
+def test_pull_of_an_endless_referrer_chain_stops_at_a_depth(api, server):
+    project = server.new_project("chain")
+    image = EndlessReferrers()
+
+    with HostileRegistry(fallback=image.answer) as hostile:
+        filters = [{"type": "name", "value": "team/a"}]
+        execution = _run(api, _pull_policy(api, hostile.url, project, filters=filters))
+
+    assert execution["status"] == "Succeed", _task_logs(api, execution)[-3000:]
+    assert len(image.made) < 100
