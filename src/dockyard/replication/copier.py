@@ -43,6 +43,10 @@ _STOP_CHECK_SECONDS = 1.0
 # Mounts tried for one blob before it is sent: each refused one costs a
 # round trip (and the upload it opened, cancelled).
 MOUNT_ATTEMPTS = 3
+# Manifests in indexes and referrers of referrers are followed this deep at
+# most: real ones nest two or three levels, and a source that makes up a
+# new referrer for every manifest must not make a copy recurse without end.
+MAX_DEPTH = 16
 
 Log = Callable[[str], None]
 StopCheck = Callable[[], Awaitable[None]]
@@ -121,10 +125,11 @@ class ArtifactCopy:
         return gone
 
     async def _copy_tree(
-        self, src: str, dst: str, manifest: Manifest, seen: set[str]
+        self, src: str, dst: str, manifest: Manifest, seen: set[str], depth: int = 0
     ) -> bool | None:
-        """Copy the tree; whether the destination indexed the manifest as a
-        referrer (None: it was there already, nothing was pushed)."""
+        """Copy the tree (`depth` levels below the tagged manifest); whether
+        the destination indexed the manifest as a referrer (None: it was
+        there already, nothing was pushed)."""
         if manifest.digest in seen:
             return None
         seen.add(manifest.digest)
@@ -132,7 +137,7 @@ class ArtifactCopy:
         document = _document(manifest)
         if manifest.media_type in mediatypes.INDEXES:
             for digest in _digests(manifest, document.get("manifests")):
-                await self._copy_child(src, dst, digest, seen)
+                await self._copy_child(src, dst, digest, seen, depth + 1)
         else:
             named = [document.get("config"), *(document.get("layers") or [])]
             for digest in _digests(manifest, named):
@@ -150,20 +155,27 @@ class ArtifactCopy:
                 await self._update_fallback(
                     dst, str(subject["digest"]), [_descriptor_of(manifest, document)]
                 )
-        await self._copy_referrers(src, dst, manifest.digest, seen)
+        await self._copy_referrers(src, dst, manifest.digest, seen, depth)
         return indexed
 
     async def _copy_child(
-        self, src: str, dst: str, digest: str, seen: set[str]
+        self, src: str, dst: str, digest: str, seen: set[str], depth: int
     ) -> None:
+        if depth > MAX_DEPTH:
+            # An index cannot be pushed without its children.
+            raise CopyFailed(f"{src}@{digest}: nested deeper than {MAX_DEPTH}")
         child = await self.source.get_manifest(src, digest)
         if child is None:
             raise CopyFailed(f"{src}@{digest}: a child manifest is missing")
-        await self._copy_tree(src, dst, child, seen)
+        await self._copy_tree(src, dst, child, seen, depth)
 
     async def _copy_referrers(
-        self, src: str, dst: str, digest: str, seen: set[str]
+        self, src: str, dst: str, digest: str, seen: set[str], depth: int
     ) -> None:
+        if depth >= MAX_DEPTH:
+            # The artifact is whole without them: skipped, saying so.
+            self.log(f"referrers of {digest} not copied: deeper than {MAX_DEPTH}")
+            return
         descriptors = await self.source.referrers(src, digest)
         indexed = True
         for descriptor in descriptors:
@@ -172,7 +184,7 @@ class ArtifactCopy:
                 continue
             if referrer.digest in seen:
                 continue
-            pushed = await self._copy_tree(src, dst, referrer, seen)
+            pushed = await self._copy_tree(src, dst, referrer, seen, depth + 1)
             if pushed is None:
                 # It was there already: pushed again (idempotent) to read
                 # whether the destination indexes it (`OCI-Subject`).
