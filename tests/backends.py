@@ -53,6 +53,8 @@ PRODUCTION_TESTS = (
     # copied blobs in S3.
     "tests/e2e/test_replication.py",
     "tests/e2e/test_replication_adapters.py",
+    # Hostile upstreams: proxy fills killed midway, fsck on the stores.
+    "tests/e2e/test_hostile_upstreams.py",
 )
 # Tests that run once, in the embedded pass: those that bring their own
 # databases of both kinds, those that bring their own shared stores

@@ -212,6 +212,17 @@ class DockyardServer:
             )
         return result
 
+    def fsck(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """Run `dockyard fsck --data-dir DATA ARGS...` on this server's stores
+        (whatever its exit code)."""
+        return subprocess.run(
+            [*DOCKYARD, "fsck", "--data-dir", str(self.data_dir), *args],
+            text=True,
+            capture_output=True,
+            env=self._env,
+            timeout=300,
+        )
+
     def create_user(self, name: str, password: str, *extra: str) -> None:
         """`extra`: more options of `user create`, e.g. "--admin"."""
         self.cli(

@@ -5,6 +5,7 @@ for a Bearer token like Harbor does, so a healthy ping proves the token
 challenge was met with the stored credential.
 """
 
+import base64
 import secrets
 
 import httpx
@@ -15,6 +16,7 @@ from sqlalchemy import select
 from dockyard.db.schema import registries
 from tests.api.conftest import error_code
 from tests.conftest import free_port
+from tests.e2e.hostile import Answer, HostileRegistry
 
 
 def _body(dockyard, password=None, **extra):
@@ -333,3 +335,68 @@ def test_registry_info_offers_source_triggers(api, endpoint):
     info = api.get(f"/api/v2.0/registries/{endpoint['id']}/info").json()
 
     assert info["supported_triggers"] == ["manual", "scheduled"]
+
+
+
+def _asking_for_basic(seen):
+    return Answer(401, {"www-authenticate": 'Basic realm="x"'})
+
+
+@pytest.fixture
+def guarded(api):
+    """An endpoint with a stored secret at a registry that asks for Basic;
+    the id and the secret."""
+    secret = secrets.token_hex(8)
+    with HostileRegistry(fallback=_asking_for_basic) as registry:
+        response = api.post(
+            "/api/v2.0/registries",
+            json={
+                "name": f"guarded-{secrets.token_hex(4)}",
+                "url": registry.url,
+                "type": "docker-registry",
+                "credential": {
+                    "type": "basic",
+                    "access_key": "user",
+                    "access_secret": secret,
+                },
+            },
+        )
+    assert response.status_code == 201, response.text
+    yield int(response.headers["location"].rsplit("/", 1)[1]), secret
+
+
+def _secrets_sent(registry, secret) -> list[str]:
+    encoded = base64.b64encode(f"user:{secret}".encode()).decode()
+    return [
+        r.target
+        for r in registry.requests
+        if r.headers.get("authorization") == f"Basic {encoded}"
+    ]
+
+
+def test_ping_of_a_stored_endpoint_at_another_url_does_not_send_its_secret(
+    api, guarded
+):
+    # Else any administrator could read a stored secret by pinging the
+    # endpoint at a server of their own: secrets are never given back.
+    registry_id, secret = guarded
+
+    with HostileRegistry(fallback=_asking_for_basic) as elsewhere:
+        api.post(
+            "/api/v2.0/registries/ping", json={"id": registry_id, "url": elsewhere.url}
+        )
+
+    assert elsewhere.requests
+    assert _secrets_sent(elsewhere, secret) == []
+
+
+def test_update_moving_an_endpoint_to_another_url_does_not_send_its_secret(
+    api, guarded
+):
+    registry_id, secret = guarded
+
+    with HostileRegistry(fallback=_asking_for_basic) as elsewhere:
+        api.put(f"/api/v2.0/registries/{registry_id}", json={"url": elsewhere.url})
+
+    assert elsewhere.requests
+    assert _secrets_sent(elsewhere, secret) == []

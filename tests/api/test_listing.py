@@ -93,3 +93,21 @@ def test_tag_list_page_that_ends_the_list_has_no_link(registry):
 
     assert response.json()["tags"] == ["a", "b"]
     assert "link" not in response.headers
+
+
+def test_tag_list_with_an_endless_page_size_is_capped_not_a_500(registry):
+    registry.put_manifest("a", registry.image_manifest())
+
+    response = registry.client.get(registry.url("tags/list?n=" + "9" * 5000))
+
+    assert response.status_code == 200, response.text
+    assert response.json()["tags"] == ["a"]
+
+
+def test_catalog_with_a_page_size_in_other_digits_is_pagination_invalid(
+    admin_client,
+):
+    response = admin_client.get("/v2/_catalog?n=²")
+
+    assert response.status_code == 400
+    assert response.json()["errors"][0]["code"] == "PAGINATION_NUMBER_INVALID"

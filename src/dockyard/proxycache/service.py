@@ -69,7 +69,7 @@ from dockyard.registry.errors import (
     Unavailable,
 )
 from dockyard.registry.manifests import ManifestService, StoredManifest
-from dockyard.registry.ranges import parse_content_range, parse_range
+from dockyard.registry.ranges import parse_content_range, parse_range, parse_size
 from dockyard.registry.reference import project_of
 from dockyard.registry.repositories import ensure_repository, repository_id
 from dockyard.replication.client import (
@@ -643,13 +643,24 @@ def _range_of(stream: BlobStream, byte_range: str) -> tuple[int, int, int]:
     served = parse_content_range(stream.content_range)
     if served is None or served[1] - served[0] + 1 != stream.size:
         raise UpstreamInvalid(f"bad Content-Range {stream.content_range[:80]!r}")
+    try:
+        wanted = parse_range(byte_range, served[2])
+    except RangeNotSatisfiable as exc:
+        raise UpstreamInvalid("the upstream served a range beyond the blob") from exc
+    if wanted != served[:2]:
+        # Relayed, they would reach the client as the bytes it asked for.
+        raise UpstreamInvalid(
+            f"asked {byte_range!r}, the upstream served {stream.content_range[:80]!r}"
+        )
     return served
 
 
 def _unsatisfied_size(content_range: str | None) -> int | None:
     """The size in a 416's `Content-Range: bytes */<size>`, if given."""
     prefix, _, size = (content_range or "").strip().partition("*/")
-    return int(size) if prefix.strip() == "bytes" and size.isdigit() else None
+    if prefix.strip() != "bytes" or not size.isdigit():
+        return None
+    return parse_size(size)
 
 
 def _is_digest(text: str) -> bool:

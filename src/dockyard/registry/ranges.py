@@ -12,6 +12,10 @@ from dockyard.registry.errors import RangeNotSatisfiable
 
 _RANGE_RE = re.compile(r"bytes=(\d*)-(\d*)")
 _CONTENT_RANGE_RE = re.compile(r"bytes (\d+)-(\d+)/(\d+)")
+# Past 18 digits a position exceeds any blob (and past 4300 Python refuses
+# to convert it at all): such numbers are read as this one.
+_HUGE_DIGITS = 18
+_HUGE = 10**_HUGE_DIGITS
 
 
 def single_range(header: str | None) -> str | None:
@@ -34,12 +38,25 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
         return None
     first, last = _RANGE_RE.fullmatch(wanted).groups()  # type: ignore[union-attr]
     if first == "":
-        start, end = max(size - int(last), 0), size - 1
+        start, end = max(size - _number(last), 0), size - 1
     else:
-        start, end = int(first), min(int(last), size - 1) if last else size - 1
+        start = _number(first)
+        end = min(_number(last), size - 1) if last else size - 1
     if start >= size or start > end:
         raise RangeNotSatisfiable(size=size)
     return start, end
+
+
+def _number(digits: str) -> int:
+    """The value of a byte position or length given in decimal digits;
+    `_HUGE` (more than any blob) for one too long to be a real size."""
+    return int(digits) if len(digits) <= _HUGE_DIGITS else _HUGE
+
+
+def parse_size(digits: str) -> int | None:
+    """A blob size in decimal digits; None for one too long to be real."""
+    found = _number(digits)
+    return None if found >= _HUGE else found
 
 
 def parse_content_range(header: str | None) -> tuple[int, int, int] | None:
@@ -48,7 +65,9 @@ def parse_content_range(header: str | None) -> tuple[int, int, int] | None:
     match = _CONTENT_RANGE_RE.fullmatch(header.strip()) if header else None
     if match is None:
         return None
-    first, last, size = (int(value) for value in match.groups())
+    first, last, size = (_number(value) for value in match.groups())
+    if size >= _HUGE:
+        return None
     if first > last or last >= size:
         return None
     return first, last, size

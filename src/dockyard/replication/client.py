@@ -26,6 +26,7 @@ import base64
 import email.utils
 import hashlib
 import logging
+import math
 import re
 import ssl
 import time
@@ -47,8 +48,10 @@ _TIMEOUT = httpx.Timeout(30.0, connect=10.0)
 _TOKEN_MARGIN_SECONDS = 10
 _DEFAULT_TOKEN_SECONDS = 60
 _MAX_MANIFEST_BYTES = 4 * 1024 * 1024
-# Listings are bounded: a server that keeps answering "next" is broken.
+# Pages of a tag list or catalog followed at most (a million names).
 _MAX_PAGES = 1000
+# Longest token lifetime believed: a day (an endless one is a broken answer).
+_MAX_TOKEN_SECONDS = 86400
 _CHALLENGE_PARAM_RE = re.compile(r'(\w+)\s*=\s*(?:"([^"]*)"|([^,\s]*))')
 _MANIFEST_ACCEPT = ", ".join(sorted(mediatypes.MANIFEST_MEDIA_TYPES))
 
@@ -206,12 +209,13 @@ class RegistryClient:
         digest) or the one the upstream announced (by tag)."""
         path = f"/v2/{repository}/manifests/{reference}"
         response = await self._request(
-            "GET", path, _pull(repository), {"accept": _MANIFEST_ACCEPT}
+            "GET", path, _pull(repository), {"accept": _MANIFEST_ACCEPT}, stream=True
         )
-        _raise_for_status(response, path)
-        content = response.content
-        if len(content) > _MAX_MANIFEST_BYTES:
-            raise UpstreamInvalid(f"{path}: manifest larger than the limit")
+        try:
+            _raise_for_status(response, path)
+            content = await _bounded_body(response, _MAX_MANIFEST_BYTES, path)
+        finally:
+            await response.aclose()
         expected = reference if is_digest(reference) else None
         expected = expected or response.headers.get("docker-content-digest")
         digest = _verified_digest(content, expected, path)
@@ -221,7 +225,11 @@ class RegistryClient:
         path = f"/v2/{repository}/blobs/{digest}"
         response = await self._request("HEAD", path, _pull(repository))
         _raise_for_status(response, path)
-        return int(response.headers.get("content-length") or 0)
+        size = response.headers.get("content-length", "")
+        if not (size.isascii() and size.isdigit()):
+            # Not zero: a client told so would take the blob for empty.
+            raise UpstreamInvalid(f"{path}: no Content-Length")
+        return int(size)
 
     @asynccontextmanager
     async def open_blob(
@@ -263,11 +271,11 @@ class RegistryClient:
         _raise_for_status(response, path)
         try:
             descriptors = response.json().get("manifests", [])
-        except ValueError as exc:
+        except (ValueError, AttributeError) as exc:
             raise UpstreamInvalid(f"{path}: not a JSON index") from exc
         if not isinstance(descriptors, list):
             raise UpstreamInvalid(f"{path}: manifests is not a list")
-        return [d for d in descriptors if isinstance(d, dict)]
+        return with_digests(descriptors)
 
     async def list_tags(self, repository: str) -> list[str]:
         """Every tag of `repository`, following `Link` pages."""
@@ -281,24 +289,27 @@ class RegistryClient:
             "/v2/_catalog?n=1000", "registry:catalog:*", "repositories"
         )
 
-    async def _listing(self, path: str, scope: str, key: str) -> list[str]:
-        """The names under `key` of every page, from `path` on; bounded,
-        for a server that keeps naming a next page is broken."""
+    async def _listing(self, first: str, scope: str, field: str) -> list[str]:
+        """The strings of `field` on every page from `first` on. A registry
+        whose pages come back to one seen before, or never end, is broken:
+        `UpstreamInvalid` rather than a loop that fills memory."""
+        path: str | None = first
+        seen: set[str] = set()
         found: list[str] = []
-        target: str | None = path
-        for _ in range(_MAX_PAGES):
-            if target is None:
-                return found
+        while path is not None:
+            if path in seen or len(seen) >= _MAX_PAGES:
+                raise UpstreamInvalid(
+                    f"{first.split('?', 1)[0]}: its pages loop or pass "
+                    f"{_MAX_PAGES}"
+                )
+            seen.add(path)
             response = await self._request(
-                "GET", target, scope, {"accept": "application/json"}
+                "GET", path, scope, {"accept": "application/json"}
             )
-            _raise_for_status(response, target)
-            try:
-                found.extend(str(name) for name in response.json().get(key) or [])
-            except (ValueError, AttributeError) as exc:
-                raise UpstreamInvalid(f"{target}: no list of {key}") from exc
-            target = next_page(response.headers.get("link"))
-        raise UpstreamInvalid(f"{path}: more than {_MAX_PAGES} pages")
+            _raise_for_status(response, path)
+            found.extend(_strings(response, field, path))
+            path = next_page(response.headers.get("link"))
+        return found
 
     async def has_blob(self, repository: str, digest: str) -> bool:
         """Whether `repository` can serve the blob (HEAD)."""
@@ -434,11 +445,7 @@ class RegistryClient:
         """A Location as a path under our base URL (registries send either)."""
         if location.startswith(self.base):
             return location[len(self.base) :]
-        if location.startswith(("http://", "https://")):
-            parts = httpx.URL(location)
-            query = f"?{parts.query.decode()}" if parts.query else ""
-            return parts.path + query
-        return location
+        return local_path(location)
 
     async def _request(
         self,
@@ -478,9 +485,13 @@ class RegistryClient:
         authorization = authorization or self._remembered(scope)
         if authorization:
             headers["authorization"] = authorization
-        request = self._http.build_request(
-            method, self.base + path, headers=headers, content=content
-        )
+        try:
+            request = self._http.build_request(
+                method, self.base + path, headers=headers, content=content
+            )
+        except httpx.InvalidURL as exc:
+            # A Location or page link of the registry's that is no URL.
+            raise UpstreamInvalid(f"{method} {path[:200]}: not a valid URL") from exc
         try:
             response = await self._http.send(request, stream=stream)
         except httpx.HTTPError as exc:
@@ -524,14 +535,16 @@ class RegistryClient:
             query["account"] = self.endpoint.access_key or ""
         try:
             response = await self._http.get(params["realm"], params=query, auth=auth)
+        except httpx.InvalidURL as exc:
+            raise UpstreamInvalid("token service: realm is not a valid URL") from exc
         except httpx.HTTPError as exc:
             raise UpstreamUnavailable(f"token service: {type(exc).__name__}") from exc
         _raise_for_status(response, "token service")
         try:
             body = response.json()
             token = body.get("token") or body.get("access_token")
-            lifetime = int(body.get("expires_in") or _DEFAULT_TOKEN_SECONDS)
-        except (ValueError, AttributeError, TypeError) as exc:
+            lifetime = _token_seconds(body.get("expires_in"))
+        except (ValueError, AttributeError) as exc:
             raise UpstreamInvalid("token service: not a token answer") from exc
         if not isinstance(token, str) or not token:
             raise UpstreamInvalid("token service: no token in the answer")
@@ -539,6 +552,33 @@ class RegistryClient:
         expiry = time.monotonic() + max(lifetime - _TOKEN_MARGIN_SECONDS, 1)
         self._auth[scope] = (value, expiry)
         return value
+
+
+def _token_seconds(value: object) -> float:
+    """How long a token lives, from the `expires_in` its service gave: the
+    default when it gave none that is a finite number of seconds (JSON
+    parsers take `Infinity` and `1e999`), and never past a day."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return _DEFAULT_TOKEN_SECONDS
+    try:
+        seconds = float(value)
+    except ValueError:
+        return _DEFAULT_TOKEN_SECONDS
+    if not math.isfinite(seconds) or seconds <= 0:
+        return _DEFAULT_TOKEN_SECONDS
+    return min(seconds, _MAX_TOKEN_SECONDS)
+
+
+def with_digests(descriptors: list[Any]) -> list[dict[str, Any]]:
+    """The descriptors that name a valid digest. Others are dropped: a
+    digest such as `../x` would be asked for as a path of its own."""
+    return [
+        d
+        for d in descriptors
+        if isinstance(d, dict)
+        and isinstance(d.get("digest"), str)
+        and _is_valid_digest(d["digest"])
+    ]
 
 
 def _challenge_params(challenge: str) -> tuple[str, dict[str, str]]:
@@ -578,7 +618,10 @@ def local_path(target: str) -> str:
     """A URL as path and query only. Pages are fetched from our own base
     URL whatever host a server names, so a token never follows a link."""
     if target.startswith(("http://", "https://")):
-        parts = httpx.URL(target)
+        try:
+            parts = httpx.URL(target)
+        except httpx.InvalidURL as exc:
+            raise UpstreamInvalid(f"{target[:200]}: not a valid URL") from exc
         return parts.path + (f"?{parts.query.decode()}" if parts.query else "")
     return target
 
@@ -678,6 +721,17 @@ def _is_http_date(text: str) -> bool:
         return False
 
 
+def _strings(response: httpx.Response, field: str, what: str) -> list[str]:
+    """`field` of a JSON object answer, a list of strings."""
+    try:
+        values = response.json().get(field) or []
+    except (ValueError, AttributeError) as exc:
+        raise UpstreamInvalid(f"{what}: not a JSON object") from exc
+    if not isinstance(values, list):
+        raise UpstreamInvalid(f"{what}: {field} is not a list")
+    return [str(value) for value in values]
+
+
 def _media_type(response: httpx.Response) -> str:
     return response.headers.get("content-type", "").split(";", 1)[0].strip()
 
@@ -701,6 +755,23 @@ def _verified_digest(content: bytes, expected: str | None, what: str) -> str:
     if actual != expected:
         raise UpstreamInvalid(f"{what}: content does not match {expected}")
     return actual
+
+
+async def _bounded_body(response: httpx.Response, limit: int, what: str) -> bytes:
+    """The body of a streamed answer; `UpstreamInvalid` as soon as it is
+    (or says it will be) longer than `limit`: nothing past it is read."""
+    declared = response.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise UpstreamInvalid(f"{what}: manifest larger than the limit")
+    body = bytearray()
+    try:
+        async for piece in response.aiter_bytes():
+            body.extend(piece)
+            if len(body) > limit:
+                raise UpstreamInvalid(f"{what}: manifest larger than the limit")
+    except httpx.HTTPError as exc:
+        raise UpstreamUnavailable(f"{what}: transfer broke off: {exc}") from exc
+    return bytes(body)
 
 
 async def _chunks(response: httpx.Response, path: str) -> AsyncIterator[bytes]:

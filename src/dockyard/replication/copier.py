@@ -28,6 +28,7 @@ from typing import Any
 
 from dockyard.registry import mediatypes
 from dockyard.registry.digest import compute_digest
+from dockyard.replication.client import with_digests
 from dockyard.replication.sides import (
     CopyFailed,
     Manifest,
@@ -42,6 +43,10 @@ _STOP_CHECK_SECONDS = 1.0
 # Mounts tried for one blob before it is sent: each refused one costs a
 # round trip (and the upload it opened, cancelled).
 MOUNT_ATTEMPTS = 3
+# Manifests in indexes and referrers of referrers are followed this deep at
+# most: real ones nest two or three levels, and a source that makes up a
+# new referrer for every manifest must not make a copy recurse without end.
+MAX_DEPTH = 16
 
 Log = Callable[[str], None]
 StopCheck = Callable[[], Awaitable[None]]
@@ -120,22 +125,23 @@ class ArtifactCopy:
         return gone
 
     async def _copy_tree(
-        self, src: str, dst: str, manifest: Manifest, seen: set[str]
+        self, src: str, dst: str, manifest: Manifest, seen: set[str], depth: int = 0
     ) -> bool | None:
-        """Copy the tree; whether the destination indexed the manifest as a
-        referrer (None: it was there already, nothing was pushed)."""
+        """Copy the tree (`depth` levels below the tagged manifest); whether
+        the destination indexed the manifest as a referrer (None: it was
+        there already, nothing was pushed)."""
         if manifest.digest in seen:
             return None
         seen.add(manifest.digest)
         await self.check_stop()
         document = _document(manifest)
         if manifest.media_type in mediatypes.INDEXES:
-            for child in _descriptors(document, "manifests"):
-                await self._copy_child(src, dst, child["digest"], seen)
+            for digest in _digests(manifest, document.get("manifests")):
+                await self._copy_child(src, dst, digest, seen, depth + 1)
         else:
-            for blob in [document.get("config"), *_descriptors(document, "layers")]:
-                if isinstance(blob, dict) and isinstance(blob.get("digest"), str):
-                    await self._copy_blob(src, dst, blob["digest"])
+            named = [document.get("config"), *(document.get("layers") or [])]
+            for digest in _digests(manifest, named):
+                await self._copy_blob(src, dst, digest)
         indexed = None
         if await self.destination.get_manifest(dst, manifest.digest) is None:
             indexed = await self.destination.put_manifest(
@@ -149,20 +155,27 @@ class ArtifactCopy:
                 await self._update_fallback(
                     dst, str(subject["digest"]), [_descriptor_of(manifest, document)]
                 )
-        await self._copy_referrers(src, dst, manifest.digest, seen)
+        await self._copy_referrers(src, dst, manifest.digest, seen, depth)
         return indexed
 
     async def _copy_child(
-        self, src: str, dst: str, digest: str, seen: set[str]
+        self, src: str, dst: str, digest: str, seen: set[str], depth: int
     ) -> None:
+        if depth > MAX_DEPTH:
+            # An index cannot be pushed without its children.
+            raise CopyFailed(f"{src}@{digest}: nested deeper than {MAX_DEPTH}")
         child = await self.source.get_manifest(src, digest)
         if child is None:
             raise CopyFailed(f"{src}@{digest}: a child manifest is missing")
-        await self._copy_tree(src, dst, child, seen)
+        await self._copy_tree(src, dst, child, seen, depth)
 
     async def _copy_referrers(
-        self, src: str, dst: str, digest: str, seen: set[str]
+        self, src: str, dst: str, digest: str, seen: set[str], depth: int
     ) -> None:
+        if depth >= MAX_DEPTH:
+            # The artifact is whole without them: skipped, saying so.
+            self.log(f"referrers of {digest} not copied: deeper than {MAX_DEPTH}")
+            return
         descriptors = await self.source.referrers(src, digest)
         indexed = True
         for descriptor in descriptors:
@@ -171,7 +184,7 @@ class ArtifactCopy:
                 continue
             if referrer.digest in seen:
                 continue
-            pushed = await self._copy_tree(src, dst, referrer, seen)
+            pushed = await self._copy_tree(src, dst, referrer, seen, depth + 1)
             if pushed is None:
                 # It was there already: pushed again (idempotent) to read
                 # whether the destination indexes it (`OCI-Subject`).
@@ -280,11 +293,17 @@ def _document(manifest: Manifest) -> dict[str, Any]:
     return document
 
 
-def _descriptors(document: dict[str, Any], field: str) -> list[dict[str, Any]]:
-    found = document.get(field) or []
-    return [
-        d for d in found if isinstance(d, dict) and isinstance(d.get("digest"), str)
-    ]
+def _digests(manifest: Manifest, descriptors: Any) -> list[str]:
+    """The digests `descriptors` (a manifest's list of them) name;
+    `CopyFailed` for one that is no digest: asked for, `../x` would be
+    another path at the source, and no registry would take the manifest."""
+    if not isinstance(descriptors, list):
+        return []
+    found = [d for d in descriptors if isinstance(d, dict) and "digest" in d]
+    valid = with_digests(found)
+    if len(valid) != len(found):
+        raise CopyFailed(f"{manifest.digest} names an invalid digest")
+    return [d["digest"] for d in valid]
 
 
 def _descriptor_of(manifest: Manifest, document: dict[str, Any]) -> dict[str, Any]:

@@ -40,6 +40,7 @@ from dockyard.db.schema import (
 )
 from dockyard.jobs.schedules import check_cron
 from dockyard.labels import NAME_MAX as LABEL_NAME_MAX
+from dockyard.registry.reference import is_valid_name
 from dockyard.replication.adapters import AdapterError, adapter_for
 from dockyard.replication.patterns import PatternInvalid, check_pattern, matches
 
@@ -203,6 +204,13 @@ def check_fields(fields: PolicyFields) -> PolicyFields:
         raise PolicyInvalid("an event_based trigger needs a push-based policy")
     if fields.dest_namespace_replace_count < -1:
         raise PolicyInvalid("dest_namespace_replace_count must be -1 or more")
+    if fields.dest_namespace and not is_valid_name(fields.dest_namespace):
+        # It starts every destination name: one that is no repository
+        # name (`..`, upper case, spaces) would make every copy fail.
+        raise PolicyInvalid(
+            "dest_namespace must be a repository name path (lower case "
+            "letters, digits, separators)"
+        )
     if fields.speed < -1 or fields.speed == 0:
         raise PolicyInvalid("speed is -1 (unlimited) or a positive KB/s")
     for item in fields.filters:

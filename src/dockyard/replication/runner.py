@@ -51,6 +51,7 @@ from dockyard.projects import ProjectService
 from dockyard.registry.blobs import BlobService
 from dockyard.registry.digest import is_digest
 from dockyard.registry.manifests import ManifestService
+from dockyard.registry.reference import is_valid_name
 from dockyard.replication.adapters.harbor import HarborApi
 from dockyard.replication.client import (
     RegistryClient,
@@ -337,6 +338,8 @@ class Replication:
             for repository in found:
                 if not policy.selects_repository(repository):
                     continue
+                if not _nameable(context, policy, repository):
+                    continue
                 labels = await _remote_labels(harbor, repository)
                 for tag in await _source_tags(context, client, repository):
                     carried = labels.get(tag, frozenset())
@@ -454,6 +457,21 @@ async def _source_tags(
     except UpstreamNotFound:
         context.log(f"{repository}: not found at the source")
         return []
+
+
+def _nameable(context: TaskContext, policy: Policy, repository: str) -> bool:
+    """Whether a repository the source listed, and its name here, are
+    repository names. Others are skipped, saying so: no registry may hold
+    them, and one with `..` or `?` would address other paths there."""
+    try:
+        valid = is_valid_name(repository) and is_valid_name(
+            policy.destination_name(repository)
+        )
+    except PolicyInvalid:
+        return True  # the flattening's own error is raised when planned
+    if not valid:
+        context.log(f"skipped {repository[:300]!r}: not a valid repository name")
+    return valid
 
 
 def _not_retried_because(exc: Exception) -> str | None:

@@ -17,7 +17,12 @@ from typing import Any, Protocol
 
 from sqlalchemy import case, select
 
-from dockyard.db.schema import manifest_references, repositories
+from dockyard.db.schema import (
+    manifest_references,
+    projects,
+    proxy_projects,
+    repositories,
+)
 from dockyard.db.schema import manifests as manifest_rows
 from dockyard.registry import mediatypes
 from dockyard.registry.blobs import BlobService, link_blob
@@ -32,6 +37,7 @@ from dockyard.replication.client import (
     UpstreamDenied,
     UpstreamInvalid,
     UpstreamNotFound,
+    with_digests,
 )
 
 ACTOR = "replication"
@@ -144,6 +150,7 @@ class LocalSide:
     async def mount_blob(self, repository: str, source: str, digest: str) -> bool:
         # Any stored blob can be linked: the storage is shared by every
         # repository of this Dockyard.
+        await self._refuse_proxy_cache(repository)
         size = await self.blobs.storage.blob_size(digest)
         if size is None:
             return False
@@ -161,6 +168,7 @@ class LocalSide:
         self, repository: str, digest: str, size: int, chunks: AsyncIterator[bytes]
     ) -> None:
         """Store the stream as blob `digest`, checked before it is visible."""
+        await self._refuse_proxy_cache(repository)
         storage = self.blobs.storage
         upload_id = f"replication-{uuid.uuid4()}"
         hasher = hashlib.new(parse_digest(digest).algorithm)
@@ -179,6 +187,21 @@ class LocalSide:
                 await storage.delete_upload(upload_id)
         await self._link(repository, digest, size)
 
+    async def _refuse_proxy_cache(self, repository: str) -> None:
+        """`CopyFailed` for a repository of a proxy-cache project: what it
+        serves must come from its upstream, as for pushes (DENIED there)."""
+        project = project_of(repository)
+        query = (
+            select(proxy_projects.c.project_id)
+            .join(projects, projects.c.id == proxy_projects.c.project_id)
+            .where(projects.c.name == project)
+        )
+        async with self.blobs.db.read() as conn:
+            if await conn.scalar(query) is not None:
+                raise CopyFailed(
+                    f"{project} is a proxy-cache project: it takes no copies"
+                )
+
     async def _link(self, repository: str, digest: str, size: int) -> None:
         try:
             async with self.blobs.db.write() as conn:
@@ -191,6 +214,7 @@ class LocalSide:
     async def put_manifest(
         self, repository: str, reference: str, manifest: Manifest
     ) -> bool:
+        await self._refuse_proxy_cache(repository)
         try:
             await self.manifests.put_manifest(
                 repository, reference, manifest.media_type, manifest.content, ACTOR
@@ -324,4 +348,4 @@ def index_descriptors(content: bytes) -> list[dict[str, Any]]:
     except ValueError as exc:
         raise UpstreamInvalid("a referrers fallback tag is not a JSON index") from exc
     manifests = document.get("manifests") if isinstance(document, dict) else None
-    return [d for d in manifests or [] if isinstance(d, dict) and "digest" in d]
+    return with_digests(manifests) if isinstance(manifests, list) else []

@@ -46,6 +46,7 @@ from dockyard.registry.artifacts import (
     tag_named,
 )
 from dockyard.registry.digest import is_digest
+from dockyard.registry.errors import Denied
 from dockyard.registry.reference import is_valid_name, is_valid_tag
 from dockyard.replication.facts import ArtifactFacts
 from dockyard.services import Services
@@ -141,6 +142,7 @@ async def copy_artifact(
 ) -> Response:
     source, reference = _parse_from(source_ref)
     await require_in_repository(services, caller, source, "repository", "pull")
+    await _refuse_proxy_cache(services, name)
 
     digest = await services.artifacts.copy_artifact(
         source, reference, name, caller.username
@@ -254,6 +256,8 @@ async def create_tag(
     services: ServicesDep,
     caller: CallerDep,
 ) -> Response:
+    await _refuse_proxy_cache(services, name)
+
     await services.artifacts.add_tag(name, reference, body.name, caller.username)
     services.replication.on_tag_added(name, body.name)
     return Response(status_code=201)
@@ -271,6 +275,16 @@ async def delete_tag(
     await services.artifacts.delete_tag(name, reference, tag_name, caller.username)
     services.replication.on_tag_deleted(name, tag_name, artifact)
     return Response(status_code=200)
+
+
+async def _refuse_proxy_cache(services: Services, name: str) -> None:
+    """403 for a repository of a proxy-cache project: what it serves must
+    come from its upstream, and a copied artifact or added tag would be
+    served as the upstream's (from cache while the upstream is down)."""
+    try:
+        await services.proxycache.refuse_push(name)
+    except Denied as exc:
+        raise Forbidden(exc.message) from exc
 
 
 def _parse_from(text: str | None) -> tuple[str, str]:

@@ -8,6 +8,7 @@ update or ping that sends `*****` (or nothing) keeps the stored secret.
 from __future__ import annotations
 
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, Field, StrictBool, model_validator
@@ -262,7 +263,9 @@ def _merged(
 ) -> RegistryFields:
     """The stored settings with what `body` sets laid over them. A secret
     of `*****` or none keeps the stored secret (None); a new access key or
-    credential type without a secret clears it."""
+    credential type, or a URL on another origin, without a secret clears
+    it: the stored secret never goes anywhere but where it was given for
+    (else pinging it at one's own server would read it)."""
     secret = body.access_secret
     if secret == MASKED_SECRET:
         secret = None
@@ -272,6 +275,7 @@ def _merged(
         and (
             (body.access_key is not None and body.access_key != stored.access_key)
             or (body.credential_type is not None and not body.credential_type)
+            or (body.url is not None and _origin(body.url) != _origin(stored.url))
         )
     )
     if stored is None or changes_identity:
@@ -292,6 +296,12 @@ def _merged(
             body.ca_certificate, stored.ca_certificate if stored else None
         ),
     )
+
+
+def _origin(url: str) -> tuple[str, str]:
+    """Scheme and host:port of `url`, as compared for the secret."""
+    parts = urlsplit(url.strip())
+    return parts.scheme.lower(), parts.netloc.lower()
 
 
 def _pick(value: T | None, default: T) -> T:

@@ -36,8 +36,13 @@ def page_params(request: Request, default: int | None) -> tuple[int | None, str 
     last = request.query_params.get("last") or None
     if text is None or text == "":
         return default, last
-    if not text.isdigit():
+    # `isdigit` alone takes other scripts' digits, which `int` refuses.
+    if not (text.isascii() and text.isdigit()):
         raise PaginationInvalid("n must be a non-negative integer", n=text[:32])
+    # More digits than the cap has cannot be less than it (and past 4300
+    # Python refuses to convert them).
+    if len(text.lstrip("0")) > len(str(MAX_PAGE)):
+        return MAX_PAGE, last
     return min(int(text), MAX_PAGE), last
 
 
