@@ -24,7 +24,7 @@ from pydantic import BaseModel
 from sqlalchemy import ColumnElement, Select, select
 
 from dockyard.api.deps import CallerDep, PageDep, ServicesDep, paginated
-from dockyard.api.errors import BadRequest, NotFound
+from dockyard.api.errors import BadRequest, Forbidden, NotFound
 from dockyard.api.query import Condition, Match, QueryError, apply_query, parse_q
 from dockyard.api.routes.labels import label_resp
 from dockyard.api.routes.repositories import (
