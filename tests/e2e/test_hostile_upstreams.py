@@ -4,8 +4,9 @@ shape, endless manifests and token lifetimes, redirects to another host.
 
 The hostile registry is `HostileRegistry` (tests/e2e/hostile.py), a
 stand-in: no real registry misbehaves on purpose. Dockyard is a real server
-of this module's own (the proxy-fault suite's fixture), so that a run stuck
-on a hostile upstream cannot hold up the server other tests share.
+of this module's own (`server` in tests/e2e/conftest.py, which waits 3 s for
+an upstream), so that a run stuck on a hostile upstream cannot hold up the
+server other tests share.
 """
 
 import hashlib
@@ -17,18 +18,15 @@ import threading
 import httpx
 import pytest
 
+from tests.conftest import kill_tree
 from tests.e2e.conftest import create_proxy_project
 from tests.e2e.hostile import Answer, HostileRegistry, Seen
-
-# The proxy-fault suite's server (3 s upstream timeout) and its client.
-from tests.e2e.test_proxy_faults import client, server  # noqa: F401
 from tests.e2e.test_replication_adapters import (
     _created_id,
     _repositories,
     _run,
     _task_logs,
 )
-from tests.e2e.test_replicas import kill_tree
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
