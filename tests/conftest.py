@@ -305,6 +305,16 @@ class DockyardServer:
             stop_process(process)
 
 
+def kill_tree(server: DockyardServer) -> None:
+    """SIGKILL the server and every process it started: a crash."""
+    assert server.pid is not None
+    for pid in [server.pid, *descendants(server.pid)]:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
 _backend: Backend | None = None
 
 

@@ -4,27 +4,14 @@ These tests change system-wide settings of the shared server; each puts the
 setting back before it ends.
 """
 
-import contextlib
 import secrets
 
 import httpx
 
+from tests.api.configurations import configured
 from tests.api.conftest import Registry
 
 API = "/api/v2.0"
-
-
-@contextlib.contextmanager
-def configured(api, **values):
-    before = {
-        key: item["value"]
-        for key, item in api.get(f"{API}/configurations").json().items()
-    }
-    assert api.put(f"{API}/configurations", json=values).status_code == 200
-    try:
-        yield
-    finally:
-        api.put(f"{API}/configurations", json={key: before[key] for key in values})
 
 
 def test_configurations_list_known_keys(api):

@@ -8,30 +8,17 @@ before they end.
 
 from __future__ import annotations
 
-import contextlib
 import secrets
 
 import httpx
 import pytest
 
+from tests.api.configurations import configured
 from tests.api.conftest import Registry, error_code
 
 API = "/api/v2.0"
 PASSWORD = "Hostile-pass1"
 BEYOND_INT64 = 2**63
-
-
-@contextlib.contextmanager
-def configured(api, **values):
-    before = {
-        key: item["value"]
-        for key, item in api.get(f"{API}/configurations").json().items()
-    }
-    assert api.put(f"{API}/configurations", json=values).status_code == 200
-    try:
-        yield
-    finally:
-        api.put(f"{API}/configurations", json={key: before[key] for key in values})
 
 
 def new_user(api):

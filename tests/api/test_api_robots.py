@@ -11,45 +11,13 @@ from sqlalchemy import update
 
 from dockyard.db.schema import robots
 from tests.api.conftest import Registry, error_code
+from tests.api.robots import create_robot, project_robot, robot_creds, system_robot
 
 API = "/api/v2.0"
 PULL = {"resource": "repository", "action": "pull"}
 PUSH = {"resource": "repository", "action": "push"}
 ROBOT_CREATE = {"resource": "robot", "action": "create"}
 DAY = 86_400
-
-
-def robot_name() -> str:
-    return f"bot-{secrets.token_hex(4)}"
-
-
-def project_robot(project, access, **extra):
-    return {
-        "name": robot_name(),
-        "level": "project",
-        "duration": -1,
-        "permissions": [{"kind": "project", "namespace": project, "access": access}],
-        **extra,
-    }
-
-
-def system_robot(permissions, **extra):
-    return {
-        "name": robot_name(),
-        "level": "system",
-        "permissions": permissions,
-        **extra,
-    }
-
-
-def create(client, body):
-    response = client.post(f"{API}/robots", json=body)
-    assert response.status_code == 201, response.text
-    return response.json()
-
-
-def creds(created):
-    return (created["name"], created["secret"])
 
 
 def token(dockyard, auth, scope):
@@ -93,7 +61,7 @@ def project(dockyard):
 def test_system_robot_name_gets_prefix(api):
     body = system_robot([{"kind": "project", "namespace": "*", "access": [PULL]}])
 
-    created = create(api, body)
+    created = create_robot(api, body)
 
     assert created["name"] == f"robot${body['name']}"
     assert len(created["secret"]) >= 8
@@ -102,7 +70,7 @@ def test_system_robot_name_gets_prefix(api):
 def test_project_robot_name_joins_project_and_name(api, project):
     body = project_robot(project, [PULL])
 
-    created = create(api, body)
+    created = create_robot(api, body)
 
     assert created["name"] == f"robot${project}+{body['name']}"
 
@@ -115,7 +83,7 @@ def test_create_robot_answers_location_of_robot(api, project):
 
 
 def test_get_robot_never_shows_secret(api, project):
-    created = create(api, project_robot(project, [PULL, PUSH]))
+    created = create_robot(api, project_robot(project, [PULL, PUSH]))
 
     body = api.get(f"{API}/robots/{created['id']}").json()
 
@@ -134,7 +102,7 @@ def test_get_robot_never_shows_secret(api, project):
 
 def test_robot_project_resource_is_listed_as_harbor_names_it(api, project):
     read = {"resource": "project", "action": "read"}
-    created = create(api, project_robot(project, [read, PULL]))
+    created = create_robot(api, project_robot(project, [read, PULL]))
 
     body = api.get(f"{API}/robots/{created['id']}").json()
 
@@ -146,17 +114,21 @@ def test_robot_project_resource_is_listed_as_harbor_names_it(api, project):
 
 def test_robot_with_project_read_reads_its_project(dockyard, api, project):
     read = {"resource": "project", "action": "read"}
-    created = create(api, project_robot(project, [read]))
+    created = create_robot(api, project_robot(project, [read]))
 
-    response = httpx.get(f"{dockyard.url}{API}/projects/{project}", auth=creds(created))
+    response = httpx.get(
+        f"{dockyard.url}{API}/projects/{project}", auth=robot_creds(created)
+    )
 
     assert response.status_code == 200, response.text
 
 
 def test_robot_without_project_read_cannot_read_its_project(dockyard, api, project):
-    created = create(api, project_robot(project, [PULL]))
+    created = create_robot(api, project_robot(project, [PULL]))
 
-    response = httpx.get(f"{dockyard.url}{API}/projects/{project}", auth=creds(created))
+    response = httpx.get(
+        f"{dockyard.url}{API}/projects/{project}", auth=robot_creds(created)
+    )
 
     assert response.status_code == 403
 
@@ -170,7 +142,7 @@ def test_permission_catalogue_names_the_project_itself_project(api):
 
 def test_create_robot_with_duplicate_name_returns_409(api, project):
     body = project_robot(project, [PULL])
-    create(api, body)
+    create_robot(api, body)
 
     response = api.post(f"{API}/robots", json=body)
 
@@ -225,13 +197,13 @@ def test_create_robot_anonymously_returns_401(dockyard, project):
 def test_robot_expires_duration_days_after_creation(api, project):
     before = int(time.time())
 
-    created = create(api, project_robot(project, [PULL], duration=3))
+    created = create_robot(api, project_robot(project, [PULL], duration=3))
 
     assert before + 3 * DAY <= created["expires_at"] <= int(time.time()) + 3 * DAY
 
 
 def test_robot_with_duration_minus_one_never_expires(api, project):
-    created = create(api, project_robot(project, [PULL], duration=-1))
+    created = create_robot(api, project_robot(project, [PULL], duration=-1))
 
     body = api.get(f"{API}/robots/{created['id']}").json()
 
@@ -243,7 +215,7 @@ def test_robot_without_duration_uses_configured_default(api, project):
     body = project_robot(project, [PULL])
     del body["duration"]
 
-    created = create(api, body)
+    created = create_robot(api, body)
 
     robot = api.get(f"{API}/robots/{created['id']}").json()
     assert robot["duration"] == 30
@@ -259,7 +231,7 @@ def test_create_robot_with_negative_duration_returns_400(api, project):
 
 
 def test_expired_robot_cannot_log_in(dockyard, api, project):
-    created = create(api, project_robot(project, [PULL], duration=1))
+    created = create_robot(api, project_robot(project, [PULL], duration=1))
     # No API makes a robot expire sooner than a day: move its deadline back
     # in the server's own database.
     dockyard.execute(
@@ -268,7 +240,7 @@ def test_expired_robot_cannot_log_in(dockyard, api, project):
         .values(expires_at=int(time.time()) - 60)
     )
 
-    response = httpx.get(f"{dockyard.url}/v2/", auth=creds(created))
+    response = httpx.get(f"{dockyard.url}/v2/", auth=robot_creds(created))
 
     assert response.status_code == 401
 
@@ -277,8 +249,8 @@ def test_expired_robot_cannot_log_in(dockyard, api, project):
 
 
 def test_robot_pushes_and_pulls_with_token(dockyard, api, project):
-    created = create(api, project_robot(project, [PULL, PUSH]))
-    registry = bearer_registry(dockyard, creds(created), f"{project}/app")
+    created = create_robot(api, project_robot(project, [PULL, PUSH]))
+    registry = bearer_registry(dockyard, robot_creds(created), f"{project}/app")
 
     pushed = registry.put_manifest("1.0", registry.image_manifest())
     pulled = registry.client.get(registry.url("manifests/1.0"))
@@ -288,8 +260,8 @@ def test_robot_pushes_and_pulls_with_token(dockyard, api, project):
 
 
 def test_pull_only_robot_push_gets_insufficient_scope(dockyard, api, project):
-    created = create(api, project_robot(project, [PULL]))
-    registry = bearer_registry(dockyard, creds(created), f"{project}/app")
+    created = create_robot(api, project_robot(project, [PULL]))
+    registry = bearer_registry(dockyard, robot_creds(created), f"{project}/app")
 
     response = registry.client.post(registry.url("blobs/uploads/"))
 
@@ -298,26 +270,26 @@ def test_pull_only_robot_push_gets_insufficient_scope(dockyard, api, project):
 
 
 def test_pull_only_robot_basic_push_is_denied(dockyard, api, project):
-    created = create(api, project_robot(project, [PULL]))
+    created = create_robot(api, project_robot(project, [PULL]))
 
     response = httpx.post(
-        f"{dockyard.url}/v2/{project}/app/blobs/uploads/", auth=creds(created)
+        f"{dockyard.url}/v2/{project}/app/blobs/uploads/", auth=robot_creds(created)
     )
 
     assert response.status_code == 403
 
 
 def test_robot_token_covers_only_its_project(dockyard, api, project):
-    created = create(api, project_robot(project, [PULL, PUSH]))
+    created = create_robot(api, project_robot(project, [PULL, PUSH]))
     other = dockyard.new_project("other", private=True)
 
-    granted = token(dockyard, creds(created), f"repository:{other}/app:pull")
+    granted = token(dockyard, robot_creds(created), f"repository:{other}/app:pull")
 
     assert _access(granted) == []
 
 
 def test_robot_with_wrong_secret_is_refused_by_token_service(dockyard, api, project):
-    created = create(api, project_robot(project, [PULL]))
+    created = create_robot(api, project_robot(project, [PULL]))
 
     response = httpx.get(
         f"{dockyard.url}/service/token", auth=(created["name"], "Wrong-secret-1")
@@ -327,7 +299,7 @@ def test_robot_with_wrong_secret_is_refused_by_token_service(dockyard, api, proj
 
 
 def test_robot_logs_in_with_oauth_password_grant(dockyard, api, project):
-    created = create(api, project_robot(project, [PULL]))
+    created = create_robot(api, project_robot(project, [PULL]))
 
     response = httpx.post(
         f"{dockyard.url}/service/token",
@@ -345,21 +317,23 @@ def test_robot_logs_in_with_oauth_password_grant(dockyard, api, project):
 
 
 def test_robot_sees_its_project_in_management_api(dockyard, api, project):
-    created = create(api, project_robot(project, [PULL]))
+    created = create_robot(api, project_robot(project, [PULL]))
 
     response = httpx.get(
-        f"{dockyard.url}{API}/projects", params={"name": project}, auth=creds(created)
+        f"{dockyard.url}{API}/projects",
+        params={"name": project},
+        auth=robot_creds(created),
     )
 
     assert [p["name"] for p in response.json()] == [project]
 
 
 def test_new_secret_retires_robot_refresh_token(dockyard, api, project):
-    created = create(api, project_robot(project, [PULL]))
+    created = create_robot(api, project_robot(project, [PULL]))
     offline = httpx.get(
         f"{dockyard.url}/service/token",
         params={"offline_token": "true", "service": "dockyard"},
-        auth=creds(created),
+        auth=robot_creds(created),
     ).json()
     api.patch(f"{API}/robots/{created['id']}", json={})
 
@@ -372,16 +346,16 @@ def test_new_secret_retires_robot_refresh_token(dockyard, api, project):
 
 
 def test_disabled_robot_cannot_log_in(dockyard, api, project):
-    created = create(api, project_robot(project, [PULL], disable=True))
+    created = create_robot(api, project_robot(project, [PULL], disable=True))
 
-    response = httpx.get(f"{dockyard.url}/service/token", auth=creds(created))
+    response = httpx.get(f"{dockyard.url}/service/token", auth=robot_creds(created))
 
     assert response.status_code == 401
 
 
 def test_disabling_robot_ends_its_tokens(dockyard, api, project):
-    created = create(api, project_robot(project, [PULL]))
-    granted = token(dockyard, creds(created), f"repository:{project}/app:pull")
+    created = create_robot(api, project_robot(project, [PULL]))
+    granted = token(dockyard, robot_creds(created), f"repository:{project}/app:pull")
     robot = api.get(f"{API}/robots/{created['id']}").json()
 
     api.put(f"{API}/robots/{created['id']}", json={**robot, "disable": True})
@@ -395,25 +369,25 @@ def test_disabling_robot_ends_its_tokens(dockyard, api, project):
 
 
 def test_refreshed_secret_replaces_old_secret(dockyard, api, project):
-    created = create(api, project_robot(project, [PULL]))
+    created = create_robot(api, project_robot(project, [PULL]))
 
     refreshed = api.patch(f"{API}/robots/{created['id']}", json={})
 
     new = refreshed.json()["secret"]
     assert new != created["secret"]
-    old_login = httpx.get(f"{dockyard.url}/v2/", auth=creds(created))
+    old_login = httpx.get(f"{dockyard.url}/v2/", auth=robot_creds(created))
     new_login = httpx.get(f"{dockyard.url}/v2/", auth=(created["name"], new))
     assert (old_login.status_code, new_login.status_code) == (401, 200)
 
 
 def test_robot_sets_its_own_chosen_secret(dockyard, api, project):
-    created = create(api, project_robot(project, [PULL]))
+    created = create_robot(api, project_robot(project, [PULL]))
     chosen = "Chosen-secret-42"
 
     response = httpx.patch(
         f"{dockyard.url}{API}/robots/{created['id']}",
         json={"secret": chosen},
-        auth=creds(created),
+        auth=robot_creds(created),
     )
 
     assert response.status_code == 200
@@ -422,7 +396,7 @@ def test_robot_sets_its_own_chosen_secret(dockyard, api, project):
 
 
 def test_weak_chosen_secret_returns_400(api, project):
-    created = create(api, project_robot(project, [PULL]))
+    created = create_robot(api, project_robot(project, [PULL]))
 
     response = api.patch(f"{API}/robots/{created['id']}", json={"secret": "weak"})
 
@@ -448,8 +422,8 @@ def tags_with(dockyard, project, granted):
 
 
 def test_disabling_robot_ends_its_tokens_after_prefix_change(dockyard, api, project):
-    created = create(api, project_robot(project, [PULL]))
-    granted = token(dockyard, creds(created), f"repository:{project}/app:pull")
+    created = create_robot(api, project_robot(project, [PULL]))
+    granted = token(dockyard, robot_creds(created), f"repository:{project}/app:pull")
     robot = api.get(f"{API}/robots/{created['id']}").json()
 
     with robot_prefix(api, "automaton-"):
@@ -461,8 +435,8 @@ def test_disabling_robot_ends_its_tokens_after_prefix_change(dockyard, api, proj
 
 
 def test_deleting_robot_ends_its_tokens_after_prefix_change(dockyard, api, project):
-    created = create(api, project_robot(project, [PULL]))
-    granted = token(dockyard, creds(created), f"repository:{project}/app:pull")
+    created = create_robot(api, project_robot(project, [PULL]))
+    granted = token(dockyard, robot_creds(created), f"repository:{project}/app:pull")
 
     with robot_prefix(api, "automaton-"):
         api.delete(f"{API}/robots/{created['id']}")
@@ -473,8 +447,8 @@ def test_deleting_robot_ends_its_tokens_after_prefix_change(dockyard, api, proje
 
 
 def test_robot_token_still_works_after_prefix_change(dockyard, api, project):
-    created = create(api, project_robot(project, [PULL]))
-    granted = token(dockyard, creds(created), f"repository:{project}/app:pull")
+    created = create_robot(api, project_robot(project, [PULL]))
+    granted = token(dockyard, robot_creds(created), f"repository:{project}/app:pull")
 
     with robot_prefix(api, "automaton-"):
         response = tags_with(dockyard, project, granted)
@@ -483,12 +457,12 @@ def test_robot_token_still_works_after_prefix_change(dockyard, api, project):
 
 
 def test_deleted_robot_cannot_log_in(dockyard, api, project):
-    created = create(api, project_robot(project, [PULL]))
+    created = create_robot(api, project_robot(project, [PULL]))
 
     deleted = api.delete(f"{API}/robots/{created['id']}")
 
     assert deleted.status_code == 200
-    login = httpx.get(f"{dockyard.url}/v2/", auth=creds(created))
+    login = httpx.get(f"{dockyard.url}/v2/", auth=robot_creds(created))
     assert login.status_code == 401
 
 
@@ -531,12 +505,12 @@ def test_project_admin_cannot_create_system_robot(dockyard, project):
 
 
 def test_robot_creates_robot_with_subset_of_its_permissions(dockyard, api, project):
-    creator = create(api, project_robot(project, [PULL, PUSH, ROBOT_CREATE]))
+    creator = create_robot(api, project_robot(project, [PULL, PUSH, ROBOT_CREATE]))
 
     response = httpx.post(
         f"{dockyard.url}{API}/robots",
         json=project_robot(project, [PULL]),
-        auth=creds(creator),
+        auth=robot_creds(creator),
     )
 
     assert response.status_code == 201
@@ -545,24 +519,24 @@ def test_robot_creates_robot_with_subset_of_its_permissions(dockyard, api, proje
 def test_robot_creating_robot_with_more_permissions_is_forbidden(
     dockyard, api, project
 ):
-    creator = create(api, project_robot(project, [PULL, ROBOT_CREATE]))
+    creator = create_robot(api, project_robot(project, [PULL, ROBOT_CREATE]))
 
     response = httpx.post(
         f"{dockyard.url}{API}/robots",
         json=project_robot(project, [PULL, PUSH]),
-        auth=creds(creator),
+        auth=robot_creds(creator),
     )
 
     assert response.status_code == 403
 
 
 def test_robot_without_robot_create_cannot_create_robots(dockyard, api, project):
-    creator = create(api, project_robot(project, [PULL, PUSH]))
+    creator = create_robot(api, project_robot(project, [PULL, PUSH]))
 
     response = httpx.post(
         f"{dockyard.url}{API}/robots",
         json=project_robot(project, [PULL]),
-        auth=creds(creator),
+        auth=robot_creds(creator),
     )
 
     assert response.status_code == 403
@@ -570,14 +544,14 @@ def test_robot_without_robot_create_cannot_create_robots(dockyard, api, project)
 
 def test_robot_cannot_widen_its_own_permissions(dockyard, api, project):
     update = {"resource": "robot", "action": "update"}
-    created = create(api, project_robot(project, [PULL, update]))
+    created = create_robot(api, project_robot(project, [PULL, update]))
     robot = api.get(f"{API}/robots/{created['id']}").json()
     wider = project_robot(project, [PULL, PUSH, update])["permissions"]
 
     response = httpx.put(
         f"{dockyard.url}{API}/robots/{created['id']}",
         json={**robot, "permissions": wider},
-        auth=creds(created),
+        auth=robot_creds(created),
     )
 
     assert response.status_code == 403
@@ -594,7 +568,7 @@ def test_read_only_mode_refuses_robot_creation(api, project):
 
 
 def test_update_robot_changes_description_and_permissions(api, project):
-    created = create(api, project_robot(project, [PULL]))
+    created = create_robot(api, project_robot(project, [PULL]))
     robot = api.get(f"{API}/robots/{created['id']}").json()
     wider = project_robot(project, [PULL, PUSH])["permissions"]
 
@@ -609,7 +583,7 @@ def test_update_robot_changes_description_and_permissions(api, project):
 
 
 def test_update_robot_duration_counts_from_creation(api, project):
-    created = create(api, project_robot(project, [PULL], duration=-1))
+    created = create_robot(api, project_robot(project, [PULL], duration=-1))
     robot = api.get(f"{API}/robots/{created['id']}").json()
 
     api.put(f"{API}/robots/{created['id']}", json={**robot, "duration": 2})
@@ -620,7 +594,7 @@ def test_update_robot_duration_counts_from_creation(api, project):
 
 
 def test_update_robot_name_returns_400(api, project):
-    created = create(api, project_robot(project, [PULL]))
+    created = create_robot(api, project_robot(project, [PULL]))
     robot = api.get(f"{API}/robots/{created['id']}").json()
 
     response = api.put(
@@ -640,8 +614,8 @@ def test_get_unknown_robot_returns_404(api):
 
 
 def test_list_project_robots_by_project_id(api, project):
-    first = create(api, project_robot(project, [PULL]))
-    second = create(api, project_robot(project, [PULL]))
+    first = create_robot(api, project_robot(project, [PULL]))
+    second = create_robot(api, project_robot(project, [PULL]))
     project_id = api.get(f"{API}/projects/{project}").json()["project_id"]
 
     response = api.get(
@@ -653,8 +627,8 @@ def test_list_project_robots_by_project_id(api, project):
 
 
 def test_list_robots_without_query_shows_system_robots(api, project):
-    mine = create(api, project_robot(project, [PULL]))
-    system = create(
+    mine = create_robot(api, project_robot(project, [PULL]))
+    system = create_robot(
         api, system_robot([{"kind": "project", "namespace": "*", "access": [PULL]}])
     )
 
@@ -667,7 +641,7 @@ def test_list_robots_without_query_shows_system_robots(api, project):
 
 def test_list_robots_by_name_without_prefix(api, project):
     body = project_robot(project, [PULL])
-    created = create(api, body)
+    created = create_robot(api, body)
     project_id = api.get(f"{API}/projects/{project}").json()["project_id"]
     q = f"Level=project,ProjectID={project_id},name={project}+{body['name']}"
 
@@ -677,7 +651,7 @@ def test_list_robots_by_name_without_prefix(api, project):
 
 
 def test_developer_lists_robots_of_own_project(dockyard, api, project):
-    create(api, project_robot(project, [PULL]))
+    create_robot(api, project_robot(project, [PULL]))
     developer = dockyard.new_user("dev", project, "developer")
     project_id = api.get(f"{API}/projects/{project}").json()["project_id"]
 
@@ -706,7 +680,7 @@ def test_list_project_robots_without_project_id_returns_400(api):
 
 
 def test_legacy_project_robot_listing(api, project):
-    created = create(api, project_robot(project, [PULL]))
+    created = create_robot(api, project_robot(project, [PULL]))
 
     response = api.get(f"{API}/projects/{project}/robots")
 
@@ -717,7 +691,7 @@ def test_legacy_project_robot_listing(api, project):
 
 
 def test_robot_changes_are_audited(api, project):
-    created = create(api, project_robot(project, [PULL]))
+    created = create_robot(api, project_robot(project, [PULL]))
     robot = api.get(f"{API}/robots/{created['id']}").json()
     api.put(f"{API}/robots/{created['id']}", json={**robot, "description": "x"})
     api.patch(f"{API}/robots/{created['id']}", json={})

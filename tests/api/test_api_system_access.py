@@ -8,8 +8,8 @@ import secrets
 import httpx
 import pytest
 
-from tests.api.test_api_configurations import configured
-from tests.api.test_api_robots import create, creds, project_robot, system_robot
+from tests.api.configurations import configured
+from tests.api.robots import create_robot, project_robot, robot_creds, system_robot
 
 API = "/api/v2.0"
 PASSWORD = "Str0ng-pass"
@@ -22,8 +22,8 @@ def robot_with(api, dockyard, *access):
         "namespace": "/",
         "access": [{"resource": r, "action": a} for r, a in access],
     }
-    robot = create(api, {**system_robot([permission]), "duration": -1})
-    return httpx.Client(base_url=dockyard.url, auth=creds(robot), timeout=60)
+    robot = create_robot(api, {**system_robot([permission]), "duration": -1})
+    return httpx.Client(base_url=dockyard.url, auth=robot_creds(robot), timeout=60)
 
 
 @pytest.fixture
@@ -162,9 +162,9 @@ def test_project_create_by_project_robot_returns_403(api, dockyard):
     name = f"p{secrets.token_hex(4)}"
     assert new_project(api, name).status_code == 201
     body = project_robot(name, [{"resource": "repository", "action": "pull"}])
-    robot = create(api, body)
+    robot = create_robot(api, body)
 
-    response = new_project(httpx.Client(base_url=dockyard.url, auth=creds(robot)))
+    response = new_project(httpx.Client(base_url=dockyard.url, auth=robot_creds(robot)))
 
     assert response.status_code == 403
 

@@ -29,7 +29,7 @@ from tests.backends import (
     run_postgres,
 )
 from tests.conftest import DOCKYARD, DockyardServer, clean_environment
-from tests.unit.db.test_migrations import current_revision, head_revision, on_connection
+from tests.migrations import current_revision, head_revision, on_connection
 
 API = "/api/v2.0"
 

@@ -22,6 +22,7 @@ from tests.conftest import (
     stop_process,
 )
 from tests.e2e.faulty_proxy import FaultyProxy
+from tests.e2e.replication_api import admin_api
 
 pytestmark = pytest.mark.e2e
 
@@ -240,11 +241,7 @@ def create_proxy_project(
 ) -> tuple[str, int]:
     """A proxy-cache project on `server` bound to a new registry endpoint
     for `upstream_host`: (project name, registry id)."""
-    with httpx.Client(
-        base_url=f"{server.url}/api/v2.0",
-        auth=("admin", server.admin_password),
-        timeout=60,
-    ) as api:
+    with admin_api(server) as api:
         created = api.post(
             "/registries",
             json={
@@ -280,6 +277,40 @@ def faulty_upstream(upstream):
         yield proxy
     finally:
         proxy.stop()
+
+
+# The shared Dockyard's API as its admin (replication suites).
+
+
+@pytest.fixture
+def api(dockyard):
+    with admin_api(dockyard) as client:
+        yield client
+
+
+# A Dockyard of each module's own that waits 3 s for an upstream (proxy
+# faults, hostile upstreams): a hanging upstream costs little, and a run
+# stuck on one cannot hold up the server other modules share.
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, storage_env):
+    """A Dockyard started once per module, with a 3 s upstream timeout."""
+    env = {**storage_env(), "DOCKYARD_PROXY_TIMEOUT_SECONDS": "3"}
+    started = DockyardServer(tmp_path_factory.mktemp("dockyard"), env).start()
+    try:
+        yield started
+    finally:
+        started.stop()
+
+
+@pytest.fixture
+def client(server):
+    """A client of `server`'s root as its admin."""
+    with httpx.Client(
+        base_url=server.url, auth=("admin", server.admin_password), timeout=60
+    ) as http:
+        yield http
 
 
 # containerd with its own daemon (proxy cache and containerd tests).

@@ -4,8 +4,9 @@ shape, endless manifests and token lifetimes, redirects to another host.
 
 The hostile registry is `HostileRegistry` (tests/e2e/hostile.py), a
 stand-in: no real registry misbehaves on purpose. Dockyard is a real server
-of this module's own (the proxy-fault suite's fixture), so that a run stuck
-on a hostile upstream cannot hold up the server other tests share.
+of this module's own (`server` in tests/e2e/conftest.py, which waits 3 s for
+an upstream), so that a run stuck on a hostile upstream cannot hold up the
+server other tests share.
 """
 
 import hashlib
@@ -17,18 +18,17 @@ import threading
 import httpx
 import pytest
 
+from tests.conftest import kill_tree
 from tests.e2e.conftest import create_proxy_project
 from tests.e2e.hostile import Answer, HostileRegistry, Seen
-
-# The proxy-fault suite's server (3 s upstream timeout) and its client.
-from tests.e2e.test_proxy_faults import client, server  # noqa: F401
-from tests.e2e.test_replication_adapters import (
-    _created_id,
-    _repositories,
-    _run,
-    _task_logs,
+from tests.e2e.replication_api import (
+    admin_api,
+    create_endpoint,
+    create_policy,
+    project_repositories,
+    run_policy,
+    task_logs,
 )
-from tests.e2e.test_replicas import kill_tree
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -39,11 +39,8 @@ _TAGS_PATH = re.compile(r"/v2/(?P<name>.+)/tags/list")
 
 @pytest.fixture
 def api(server):
-    with httpx.Client(
-        base_url=f"{server.url}/api/v2.0",
-        auth=("admin", server.admin_password),
-        timeout=60,
-    ) as http:
+    """This module's own Dockyard's API, not the shared one's."""
+    with admin_api(server) as http:
         yield http
 
 
@@ -105,29 +102,15 @@ def _json(body: object, headers: dict[str, str] | None = None) -> Answer:
     )
 
 
-def _registry(api, url: str) -> int:
-    """A `docker-registry` endpoint at `url`; its id."""
-    return _created_id(
-        api.post(
-            "/registries",
-            json={
-                "name": f"hostile-{secrets.token_hex(4)}",
-                "url": url,
-                "type": "docker-registry",
-            },
-        )
-    )
-
-
 def _pull_policy(api, url: str, project: str, **fields) -> int:
-    policy = {
-        "name": f"pull-{secrets.token_hex(4)}",
-        "src_registry": {"id": _registry(api, url)},
-        "dest_namespace": project,
-        "dest_namespace_replace_count": 1,
+    """A pull-based policy from a `docker-registry` endpoint at `url`."""
+    return create_policy(
+        api,
+        src_registry={"id": create_endpoint(api, url)},
+        dest_namespace=project,
+        dest_namespace_replace_count=1,
         **fields,
-    }
-    return _created_id(api.post("/replication/policies", json=policy))
+    )
 
 
 # Pull-based replication ----------------------------------------------------
@@ -144,10 +127,10 @@ def test_pull_from_a_catalog_whose_next_page_is_itself_fails_the_plan(
 
     with HostileRegistry({"/v2/_catalog": looping}) as hostile:
         policy_id = _pull_policy(api, hostile.url, project)
-        execution = _run(api, policy_id)
+        execution = run_policy(api, policy_id)
 
     assert execution["status"] == "Failed"
-    assert "pages" in _task_logs(api, execution)
+    assert "pages" in task_logs(api, execution)
 
 
 def test_pull_from_a_tag_list_whose_next_page_is_itself_fails_the_plan(
@@ -162,10 +145,10 @@ def test_pull_from_a_tag_list_whose_next_page_is_itself_fails_the_plan(
     with HostileRegistry({"/v2/team/a/tags/list": looping}) as hostile:
         filters = [{"type": "name", "value": "team/a"}]
         policy_id = _pull_policy(api, hostile.url, project, filters=filters)
-        execution = _run(api, policy_id)
+        execution = run_policy(api, policy_id)
 
     assert execution["status"] == "Failed"
-    assert "pages" in _task_logs(api, execution)
+    assert "pages" in task_logs(api, execution)
 
 
 def test_pull_skips_catalog_names_no_registry_may_hold(api, server):
@@ -175,10 +158,10 @@ def test_pull_skips_catalog_names_no_registry_may_hold(api, server):
     catalog = _json({"repositories": names})
 
     with HostileRegistry({"/v2/_catalog": catalog}, image.answer) as hostile:
-        execution = _run(api, _pull_policy(api, hostile.url, project))
+        execution = run_policy(api, _pull_policy(api, hostile.url, project))
 
-    assert execution["status"] == "Succeed", _task_logs(api, execution)
-    assert _repositories(api, project) == {f"{project}/ok"}
+    assert execution["status"] == "Succeed", task_logs(api, execution)
+    assert project_repositories(api, project) == {f"{project}/ok"}
     asked = {
         r.target.split("/")[3]
         for r in hostile.requests
@@ -189,7 +172,7 @@ def test_pull_skips_catalog_names_no_registry_may_hold(api, server):
 
 def test_policy_whose_dest_namespace_is_no_name_is_refused(api):
     with HostileRegistry() as hostile:
-        registry_id = _registry(api, hostile.url)
+        registry_id = create_endpoint(api, hostile.url)
 
     refused = [
         api.post(
@@ -404,10 +387,10 @@ def test_pull_ignores_referrer_descriptors_without_a_digest(api, server):
     ) as hostile:
         filters = [{"type": "name", "value": "team/a"}]
         policy_id = _pull_policy(api, hostile.url, project, filters=filters)
-        execution = _run(api, policy_id)
+        execution = run_policy(api, policy_id)
 
-    assert execution["status"] == "Succeed", _task_logs(api, execution)
-    assert _repositories(api, project) == {f"{project}/a"}
+    assert execution["status"] == "Succeed", task_logs(api, execution)
+    assert project_repositories(api, project) == {f"{project}/a"}
 
 
 def test_pull_of_a_manifest_naming_an_invalid_digest_fails_saying_so(api, server):
@@ -420,11 +403,11 @@ def test_pull_of_a_manifest_naming_an_invalid_digest_fails_saying_so(api, server
     with HostileRegistry(fallback=image.answer) as hostile:
         filters = [{"type": "name", "value": "team/a"}]
         policy_id = _pull_policy(api, hostile.url, project, filters=filters)
-        execution = _run(api, policy_id)
+        execution = run_policy(api, policy_id)
         asked = [r.target for r in hostile.requests]
 
     assert execution["status"] == "Failed"
-    assert "invalid digest" in _task_logs(api, execution)
+    assert "invalid digest" in task_logs(api, execution)
     assert not [t for t in asked if "_catalog" in t]
 
 
@@ -432,12 +415,11 @@ def test_pull_of_a_manifest_naming_an_invalid_digest_fails_saying_so(api, server
 
 
 def _push_policy(api, url: str, repository: str) -> int:
-    policy = {
-        "name": f"push-{secrets.token_hex(4)}",
-        "dest_registry": {"id": _registry(api, url)},
-        "filters": [{"type": "name", "value": repository}],
-    }
-    return _created_id(api.post("/replication/policies", json=policy))
+    return create_policy(
+        api,
+        dest_registry={"id": create_endpoint(api, url)},
+        filters=[{"type": "name", "value": repository}],
+    )
 
 
 def _upload_at(location: str):
@@ -461,10 +443,10 @@ def test_push_to_an_upload_location_that_is_no_url_fails_saying_so(
 
     with HostileRegistry(fallback=_upload_at("uploads/x")) as hostile:
         policy_id = _push_policy(api, hostile.url, f"{project}/app")
-        execution = _run(api, policy_id)
+        execution = run_policy(api, policy_id)
 
     assert execution["status"] == "Failed"
-    assert "not a valid URL" in _task_logs(api, execution)
+    assert "not a valid URL" in task_logs(api, execution)
 
 
 # A crash in the middle of a fill --------------------------------------------
@@ -512,10 +494,10 @@ def test_pull_into_a_proxy_project_fails_and_stores_nothing_there(api, server):
         proxy, _ = create_proxy_project(server, hostile.host)
         filters = [{"type": "name", "value": "team/a"}]
         policy_id = _pull_policy(api, hostile.url, proxy, filters=filters)
-        execution = _run(api, policy_id)
+        execution = run_policy(api, policy_id)
 
     assert execution["status"] == "Failed"
-    assert _repositories(api, proxy) == set()
+    assert project_repositories(api, proxy) == set()
 
 
 def test_proxy_head_of_a_blob_the_upstream_gives_no_length_is_not_size_zero(
@@ -598,7 +580,8 @@ def test_pull_of_an_endless_referrer_chain_stops_at_a_depth(api, server):
 
     with HostileRegistry(fallback=image.answer) as hostile:
         filters = [{"type": "name", "value": "team/a"}]
-        execution = _run(api, _pull_policy(api, hostile.url, project, filters=filters))
+        policy_id = _pull_policy(api, hostile.url, project, filters=filters)
+        execution = run_policy(api, policy_id)
 
-    assert execution["status"] == "Succeed", _task_logs(api, execution)[-3000:]
+    assert execution["status"] == "Succeed", task_logs(api, execution)[-3000:]
     assert len(image.made) < 100

@@ -7,8 +7,9 @@ that forwards faithfully until a test switches a fault on: 429 with
 Retry-After, 500/502/503, a hang, a reset connection, a transfer cut or
 stalled mid-stream, an ignored Range header.
 
-The Dockyard here waits 3 s for an upstream (DOCKYARD_PROXY_TIMEOUT_SECONDS)
-so that a hanging upstream costs little; projects revalidate tags on every
+The Dockyard here, the `server` fixture (tests/e2e/conftest.py), is this
+module's own and waits 3 s for an upstream (DOCKYARD_PROXY_TIMEOUT_SECONDS) so
+that a hanging upstream costs little; projects revalidate tags on every
 pull (`proxy_revalidate_seconds` 0), so each pull really asks the upstream.
 """
 
@@ -18,7 +19,7 @@ import threading
 import httpx
 import pytest
 
-from tests.conftest import TEST_STORAGE, DockyardServer
+from tests.conftest import TEST_STORAGE
 from tests.e2e.conftest import create_proxy_project, push_blob, skopeo
 from tests.e2e.faulty_proxy import Fault, rate_limited
 
@@ -39,24 +40,6 @@ FAULTS = {
     "hang": (lambda: Fault("hang"), 503, "UNAVAILABLE"),
     "reset": (lambda: Fault("reset"), 503, "UNAVAILABLE"),
 }
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory, storage_env):
-    env = {**storage_env(), "DOCKYARD_PROXY_TIMEOUT_SECONDS": "3"}
-    started = DockyardServer(tmp_path_factory.mktemp("dockyard"), env).start()
-    try:
-        yield started
-    finally:
-        started.stop()
-
-
-@pytest.fixture
-def client(server):
-    with httpx.Client(
-        base_url=server.url, auth=("admin", server.admin_password), timeout=60
-    ) as http:
-        yield http
 
 
 def _proxy_of(server, faulty_upstream):

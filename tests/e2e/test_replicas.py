@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import secrets
-import signal
 import subprocess
 import threading
 from collections.abc import Iterator
@@ -29,7 +27,7 @@ from tests.conftest import (
     DockyardServer,
     Images,
     clean_environment,
-    descendants,
+    kill_tree,
     object_storage_env,
 )
 from tests.e2e.conftest import skopeo
@@ -123,16 +121,6 @@ def pull(cluster: Cluster, target: str, layout: Path) -> None:
         f"docker://{cluster.host}/{target}",
         f"oci:{layout}:pulled",
     )
-
-
-def kill_tree(server: DockyardServer) -> None:
-    """SIGKILL the replica and every process it started: a crash."""
-    assert server.pid is not None
-    for pid in [server.pid, *descendants(server.pid)]:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
 
 
 def requests_seen(server: DockyardServer, method: str, fragment: str) -> int:

@@ -8,7 +8,6 @@ and plain HTTP at the destination.
 
 import json
 import secrets
-import time
 
 import httpx
 import pytest
@@ -16,62 +15,20 @@ import pytest
 from tests.balancer import Balancer
 from tests.conftest import free_port
 from tests.e2e.conftest import push_image, skopeo
+from tests.e2e.replication_api import (
+    admin_api,
+    create_endpoint,
+    create_policy,
+    created_id,
+    run_policy,
+    task_logs,
+    wait_until,
+)
 
-_WAIT_SECONDS = 120
 _ACCEPT = (
     "application/vnd.oci.image.index.v1+json, "
     "application/vnd.oci.image.manifest.v1+json"
 )
-
-
-@pytest.fixture
-def api(dockyard):
-    with httpx.Client(
-        base_url=f"{dockyard.url}/api/v2.0",
-        auth=("admin", dockyard.admin_password),
-        timeout=60,
-    ) as client:
-        yield client
-
-
-def _created_id(response) -> int:
-    assert response.status_code == 201, response.text
-    return int(response.headers["location"].rsplit("/", 1)[1])
-
-
-def _endpoint(api, url, kind="docker-registry", credential=None) -> int:
-    body = {"name": f"peer-{secrets.token_hex(4)}", "url": url, "type": kind}
-    if credential:
-        body["credential"] = {"type": "basic", **credential}
-    return _created_id(api.post("/registries", json=body))
-
-
-def _policy(api, **fields) -> int:
-    body = {"name": f"policy-{secrets.token_hex(4)}", **fields}
-    return _created_id(api.post("/replication/policies", json=body))
-
-
-def _run(api, policy_id) -> dict:
-    """Start the policy by hand and wait for its execution to end."""
-    execution_id = _created_id(
-        api.post("/replication/executions", json={"policy_id": policy_id})
-    )
-    return _wait(lambda: _ended(api.get(f"/replication/executions/{execution_id}")))
-
-
-def _ended(response):
-    execution = response.json()
-    return execution if execution["status"] != "InProgress" else None
-
-
-def _wait(probe, seconds=_WAIT_SECONDS):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        found = probe()
-        if found:
-            return found
-        time.sleep(0.5)
-    raise AssertionError(f"nothing after {seconds}s")
 
 
 def _executions(api, policy_id, **params) -> list[dict]:
@@ -128,8 +85,8 @@ def test_push_replication_to_go_registry_copies_index_and_sbom_fallback(
     images,
     tmp_path,
 ):
-    registry_id = _endpoint(api, f"http://{upstream.host}")
-    policy_id = _policy(
+    registry_id = create_endpoint(api, f"http://{upstream.host}")
+    policy_id = create_policy(
         api,
         dest_registry={"id": registry_id},
         dest_namespace="mirror",
@@ -137,7 +94,7 @@ def test_push_replication_to_go_registry_copies_index_and_sbom_fallback(
         filters=[{"type": "name", "value": f"{source}/**"}],
     )
 
-    execution = _run(api, policy_id)
+    execution = run_policy(api, policy_id)
 
     assert execution["status"] == "Succeed", execution
     assert _copied_whole(
@@ -157,13 +114,13 @@ def test_push_replication_to_second_dockyard_keeps_sbom_discoverable(
 ):
     peer = start_dockyard()
     peer.create_project("mirror")
-    registry_id = _endpoint(
+    registry_id = create_endpoint(
         api,
         peer.url,
         "harbor",
         {"access_key": "admin", "access_secret": peer.admin_password},
     )
-    policy_id = _policy(
+    policy_id = create_policy(
         api,
         dest_registry={"id": registry_id},
         dest_namespace="mirror",
@@ -171,7 +128,7 @@ def test_push_replication_to_second_dockyard_keeps_sbom_discoverable(
         filters=[{"type": "name", "value": f"{source}/busybox"}],
     )
 
-    execution = _run(api, policy_id)
+    execution = run_policy(api, policy_id)
 
     assert execution["status"] == "Succeed", execution
     creds = f"admin:{peer.admin_password}"
@@ -195,8 +152,8 @@ def test_pull_replication_from_go_registry_includes_one_tag_excludes_another(
     upstream.push(images, "busybox:1.36", "library/busybox:1.36")
     upstream.push(images, "busybox:1.36-arm64", "library/busybox:1.36-arm64")
     project = dockyard.new_project("pulled")
-    registry_id = _endpoint(api, f"http://{upstream.host}")
-    policy_id = _policy(
+    registry_id = create_endpoint(api, f"http://{upstream.host}")
+    policy_id = create_policy(
         api,
         src_registry={"id": registry_id},
         dest_namespace=project,
@@ -208,7 +165,7 @@ def test_pull_replication_from_go_registry_includes_one_tag_excludes_another(
         ],
     )
 
-    execution = _run(api, policy_id)
+    execution = run_policy(api, policy_id)
 
     assert execution["status"] == "Succeed", execution
     creds = f"admin:{dockyard.admin_password}"
@@ -233,8 +190,8 @@ def test_event_based_push_reaches_destination_and_delete_follows(
     images,
 ):
     project = dockyard.new_project("events")
-    registry_id = _endpoint(api, f"http://{upstream.host}")
-    policy_id = _policy(
+    registry_id = create_endpoint(api, f"http://{upstream.host}")
+    policy_id = create_policy(
         api,
         dest_registry={"id": registry_id},
         filters=[{"type": "name", "value": f"{project}/**"}],
@@ -245,7 +202,7 @@ def test_event_based_push_reaches_destination_and_delete_follows(
     at_destination = f"http://{upstream.host}/v2/{project}/busybox/manifests/{digest}"
 
     push_image(dockyard, images, "busybox:1.36", f"{project}/busybox:1.36")
-    pushed = _wait(lambda: _ended_executions(api, policy_id, 1))
+    pushed = wait_until(lambda: _ended_executions(api, policy_id, 1))
     arrived = httpx.head(at_destination, headers={"accept": _ACCEPT}).status_code
     skopeo(
         "delete",
@@ -254,7 +211,7 @@ def test_event_based_push_reaches_destination_and_delete_follows(
         f"admin:{dockyard.admin_password}",
         f"docker://{dockyard.host}/{project}/busybox@{digest}",
     )
-    deleted = _wait(lambda: _ended_executions(api, policy_id, 2))
+    deleted = wait_until(lambda: _ended_executions(api, policy_id, 2))
 
     assert [e["status"] for e in pushed] == ["Succeed"]
     assert pushed[0]["trigger"] == "event_based"
@@ -269,8 +226,8 @@ def _policy_to_nowhere(api, dockyard, images, prefix) -> int:
     endpoint where nothing listens (a port just freed)."""
     project = dockyard.new_project(prefix)
     push_image(dockyard, images, "busybox:1.36", f"{project}/busybox:1.36")
-    registry_id = _endpoint(api, f"http://127.0.0.1:{free_port()}")
-    return _policy(
+    registry_id = create_endpoint(api, f"http://127.0.0.1:{free_port()}")
+    return create_policy(
         api,
         dest_registry={"id": registry_id},
         filters=[{"type": "name", "value": f"{project}/**"}],
@@ -282,7 +239,7 @@ def test_unreachable_destination_fails_with_reason_after_bounded_retries(
 ):
     policy_id = _policy_to_nowhere(api, dockyard, images, "lost")
 
-    execution = _run(api, policy_id)
+    execution = run_policy(api, policy_id)
 
     assert execution["status"] == "Failed"
     tasks = api.get(f"/replication/executions/{execution['id']}/tasks").json()
@@ -300,9 +257,9 @@ def test_expected_failure_logs_one_line_and_a_warning_without_traceback(
     policy_id = _policy_to_nowhere(api, dockyard, images, "quiet")
     mark = dockyard.log_size()
 
-    execution = _run(api, policy_id)
+    execution = run_policy(api, policy_id)
 
-    task_log = _task_logs(api, execution)
+    task_log = task_logs(api, execution)
     assert "Traceback" not in task_log
     last = task_log.splitlines()[-1]
     assert " failed: CopyFailed: failed after 3 attempts: UpstreamUnavailable" in last
@@ -322,15 +279,15 @@ def test_scheduled_policy_runs_on_its_cron_without_a_manual_start(
 ):
     project = dockyard.new_project("cron")
     push_image(dockyard, images, "busybox:1.36", f"{project}/busybox:1.36")
-    registry_id = _endpoint(api, f"http://{upstream.host}")
+    registry_id = create_endpoint(api, f"http://{upstream.host}")
     body = {
         "dest_registry": {"id": registry_id},
         "filters": [{"type": "name", "value": f"{project}/**"}],
         "trigger": {"type": "scheduled", "trigger_settings": {"cron": "*/2 * * * * *"}},
     }
-    policy_id = _policy(api, **body)
+    policy_id = create_policy(api, **body)
 
-    ran = _wait(lambda: _ended_executions(api, policy_id, 1))
+    ran = wait_until(lambda: _ended_executions(api, policy_id, 1))
     api.put(
         f"/replication/policies/{policy_id}",
         json={
@@ -354,26 +311,28 @@ def test_stopped_execution_ends_stopped_mid_blob(
 ):
     project = dockyard.new_project("stop")
     push_image(dockyard, images, "busybox:1.36", f"{project}/busybox:1.36")
-    registry_id = _endpoint(api, f"http://{upstream.host}")
+    registry_id = create_endpoint(api, f"http://{upstream.host}")
     # At 1 KB/s the megabyte layer takes far longer than the test waits.
-    policy_id = _policy(
+    policy_id = create_policy(
         api,
         dest_registry={"id": registry_id},
         filters=[{"type": "name", "value": f"{project}/**"}],
         speed=1,
     )
-    execution_id = _created_id(
+    execution_id = created_id(
         api.post("/replication/executions", json={"policy_id": policy_id})
     )
     tasks_url = f"/replication/executions/{execution_id}/tasks"
-    _wait(lambda: [t for t in api.get(tasks_url).json() if t["status"] == "InProgress"])
+    wait_until(
+        lambda: [t for t in api.get(tasks_url).json() if t["status"] == "InProgress"]
+    )
 
     stopped = api.put(f"/replication/executions/{execution_id}")
 
     assert stopped.status_code == 200
     execution = api.get(f"/replication/executions/{execution_id}").json()
     assert execution["status"] == "Stopped"
-    ended = _wait(
+    ended = wait_until(
         lambda: [t for t in api.get(tasks_url).json() if t["status"] == "Stopped"]
     )
     assert len(ended) == 1
@@ -387,21 +346,23 @@ def test_run_started_while_the_previous_is_active_says_it_skipped(
 ):
     project = dockyard.new_project("skip")
     push_image(dockyard, images, "busybox:1.36", f"{project}/busybox:1.36")
-    registry_id = _endpoint(api, f"http://{upstream.host}")
+    registry_id = create_endpoint(api, f"http://{upstream.host}")
     # At 1 KB/s the first run is still copying when the second starts.
-    policy_id = _policy(
+    policy_id = create_policy(
         api,
         dest_registry={"id": registry_id},
         filters=[{"type": "name", "value": f"{project}/**"}],
         speed=1,
     )
-    first = _created_id(
+    first = created_id(
         api.post("/replication/executions", json={"policy_id": policy_id})
     )
     tasks_url = f"/replication/executions/{first}/tasks"
-    _wait(lambda: [t for t in api.get(tasks_url).json() if t["status"] == "InProgress"])
+    wait_until(
+        lambda: [t for t in api.get(tasks_url).json() if t["status"] == "InProgress"]
+    )
 
-    second = _run(api, policy_id)
+    second = run_policy(api, policy_id)
 
     api.put(f"/replication/executions/{first}")
     assert (second["status"], second["total"]) == ("Succeed", 0)
@@ -417,15 +378,15 @@ def test_override_off_skips_a_tag_the_destination_has_with_another_digest(
     project = dockyard.new_project("keep")
     push_image(dockyard, images, "busybox:1.36", f"{project}/busybox:1.36")
     upstream.push(images, "busybox:1.36-arm64", f"{project}/busybox:1.36")
-    registry_id = _endpoint(api, f"http://{upstream.host}")
-    policy_id = _policy(
+    registry_id = create_endpoint(api, f"http://{upstream.host}")
+    policy_id = create_policy(
         api,
         dest_registry={"id": registry_id},
         filters=[{"type": "name", "value": f"{project}/**"}],
         override=False,
     )
 
-    execution = _run(api, policy_id)
+    execution = run_policy(api, policy_id)
 
     assert execution["status"] == "Succeed"
     kept = _raw(f"docker://{upstream.host}/{project}/busybox:1.36")
@@ -441,15 +402,15 @@ def test_copy_by_chunk_sends_blobs_the_destination_verifies(
 ):
     project = dockyard.new_project("chunk")
     push_image(dockyard, images, "busybox:1.36", f"{project}/busybox:1.36")
-    registry_id = _endpoint(api, f"http://{upstream.host}")
-    policy_id = _policy(
+    registry_id = create_endpoint(api, f"http://{upstream.host}")
+    policy_id = create_policy(
         api,
         dest_registry={"id": registry_id},
         filters=[{"type": "name", "value": f"{project}/**"}],
         copy_by_chunk=True,
     )
 
-    execution = _run(api, policy_id)
+    execution = run_policy(api, policy_id)
 
     assert execution["status"] == "Succeed", execution
     skopeo(
@@ -467,15 +428,15 @@ def test_unreachable_source_fails_the_plan_with_reason_after_bounded_retries(
     api, dockyard
 ):
     project = dockyard.new_project("nosource")
-    registry_id = _endpoint(api, f"http://127.0.0.1:{free_port()}")
-    policy_id = _policy(
+    registry_id = create_endpoint(api, f"http://127.0.0.1:{free_port()}")
+    policy_id = create_policy(
         api,
         src_registry={"id": registry_id},
         dest_namespace=project,
         filters=[{"type": "name", "value": "library/busybox"}],
     )
 
-    execution = _run(api, policy_id)
+    execution = run_policy(api, policy_id)
 
     assert execution["status"] == "Failed"
     tasks = api.get(f"/replication/executions/{execution['id']}/tasks").json()
@@ -495,7 +456,7 @@ def _label(api, project_id=None) -> tuple[int, str]:
     body = {"name": name, "scope": "g"}
     if project_id is not None:
         body = {"name": name, "scope": "p", "project_id": project_id}
-    return _created_id(api.post("/labels", json=body)), name
+    return created_id(api.post("/labels", json=body)), name
 
 
 def _attach(api, repository, reference, label_id):
@@ -539,8 +500,8 @@ def test_push_replication_with_label_filter_copies_by_label(
 ):
     label_id, label = _label(api)
     _attach(api, f"{two_images}/busybox", "1.36", label_id)
-    registry_id = _endpoint(api, f"http://{upstream.host}")
-    policy_id = _policy(
+    registry_id = create_endpoint(api, f"http://{upstream.host}")
+    policy_id = create_policy(
         api,
         dest_registry={"id": registry_id},
         filters=[
@@ -549,7 +510,7 @@ def test_push_replication_with_label_filter_copies_by_label(
         ],
     )
 
-    execution = _run(api, policy_id)
+    execution = run_policy(api, policy_id)
 
     assert execution["status"] == "Succeed", execution
     assert _go_tags(upstream, f"{two_images}/busybox") == arrived
@@ -562,20 +523,18 @@ def test_pull_replication_from_second_dockyard_selects_by_label(
     peer.create_project("shelf")
     push_image(peer, images, "busybox:1.36", "shelf/busybox:1.36")
     push_image(peer, images, "busybox:1.36-arm64", "shelf/busybox:arm64")
-    with httpx.Client(
-        base_url=f"{peer.url}/api/v2.0", auth=("admin", peer.admin_password)
-    ) as peer_api:
+    with admin_api(peer) as peer_api:
         shelf_id = peer_api.get("/projects/shelf").json()["project_id"]
         label_id, label = _label(peer_api, shelf_id)
         _attach(peer_api, "shelf/busybox", "arm64", label_id)
     project = dockyard.new_project("fromlabels")
-    registry_id = _endpoint(
+    registry_id = create_endpoint(
         api,
         peer.url,
         "harbor",
         {"access_key": "admin", "access_secret": peer.admin_password},
     )
-    policy_id = _policy(
+    policy_id = create_policy(
         api,
         src_registry={"id": registry_id},
         dest_namespace=project,
@@ -586,7 +545,7 @@ def test_pull_replication_from_second_dockyard_selects_by_label(
         ],
     )
 
-    execution = _run(api, policy_id)
+    execution = run_policy(api, policy_id)
 
     assert execution["status"] == "Succeed", execution
     listed = api.get(
@@ -599,7 +558,7 @@ def test_pull_replication_from_second_dockyard_selects_by_label(
 
 
 def test_pull_policy_with_label_filter_from_go_registry_is_refused(api, upstream):
-    registry_id = _endpoint(api, f"http://{upstream.host}")
+    registry_id = create_endpoint(api, f"http://{upstream.host}")
 
     response = api.post(
         "/replication/policies",
@@ -623,25 +582,25 @@ def test_tag_deletion_reaches_second_dockyard_and_spares_the_other_tag(
     _add_tag(api, repository, "1.36", "keep")
     peer = start_dockyard()
     peer.create_project(project)
-    registry_id = _endpoint(
+    registry_id = create_endpoint(
         api,
         peer.url,
         "harbor",
         {"access_key": "admin", "access_secret": peer.admin_password},
     )
-    policy_id = _policy(
+    policy_id = create_policy(
         api,
         dest_registry={"id": registry_id},
         filters=[{"type": "name", "value": f"{project}/**"}],
         trigger={"type": "event_based"},
         replicate_deletion=True,
     )
-    assert _run(api, policy_id)["status"] == "Succeed"
+    assert run_policy(api, policy_id)["status"] == "Succeed"
 
     deleted = api.delete(
         f"/projects/{project}/repositories/busybox/artifacts/1.36/tags/1.36"
     )
-    ended = _wait(lambda: _ended_executions(api, policy_id, 2))
+    ended = wait_until(lambda: _ended_executions(api, policy_id, 2))
 
     assert deleted.status_code == 200
     assert [e["status"] for e in ended] == ["Succeed", "Succeed"]
@@ -662,14 +621,14 @@ def _mirrored_for_deletions(api, dockyard, images, peer, prefix, *tags):
     push_image(dockyard, images, "busybox:1.36", f"{repository}:1.36")
     for tag in tags:
         _add_tag(api, repository, "1.36", tag)
-    policy_id = _policy(
+    policy_id = create_policy(
         api,
-        dest_registry={"id": _endpoint(api, f"http://{peer.host}")},
+        dest_registry={"id": create_endpoint(api, f"http://{peer.host}")},
         filters=[{"type": "name", "value": f"{project}/**"}],
         trigger={"type": "event_based"},
         replicate_deletion=True,
     )
-    assert _run(api, policy_id)["status"] == "Succeed"
+    assert run_policy(api, policy_id)["status"] == "Succeed"
     return repository, policy_id
 
 
@@ -681,10 +640,10 @@ def _deleted_at_source(api, dockyard, repository, reference, policy_id) -> str:
         auth=("admin", dockyard.admin_password),
     )
     assert deleted.status_code == 202
-    ended = _wait(lambda: _ended_executions(api, policy_id, 2))
+    ended = wait_until(lambda: _ended_executions(api, policy_id, 2))
     failed = [e for e in ended if e["trigger"] == "event_based"]
     assert [e["status"] for e in failed] == ["Failed"]
-    return _task_logs(api, failed[0])
+    return task_logs(api, failed[0])
 
 
 def test_tag_deletion_refused_by_go_registry_fails_and_keeps_the_manifest(
@@ -725,8 +684,8 @@ def test_tag_added_through_api_fires_an_event_copy(api, dockyard, upstream, imag
     project = dockyard.new_project("tagadd")
     repository = f"{project}/busybox"
     push_image(dockyard, images, "busybox:1.36", f"{repository}:1.36")
-    registry_id = _endpoint(api, f"http://{upstream.host}")
-    policy_id = _policy(
+    registry_id = create_endpoint(api, f"http://{upstream.host}")
+    policy_id = create_policy(
         api,
         dest_registry={"id": registry_id},
         filters=[{"type": "name", "value": f"{project}/**"}],
@@ -734,7 +693,7 @@ def test_tag_added_through_api_fires_an_event_copy(api, dockyard, upstream, imag
     )
 
     _add_tag(api, repository, "1.36", "stable")
-    ended = _wait(lambda: _ended_executions(api, policy_id, 1))
+    ended = wait_until(lambda: _ended_executions(api, policy_id, 1))
 
     assert [(e["trigger"], e["status"]) for e in ended] == [("event_based", "Succeed")]
     assert _go_tags(upstream, repository) == ["stable"]
@@ -746,8 +705,8 @@ def test_artifact_copied_through_api_fires_an_event_copy(
     project = dockyard.new_project("copyin")
     source = f"{dockyard.new_project('copyfrom')}/busybox"
     push_image(dockyard, images, "busybox:1.36", f"{source}:1.36")
-    registry_id = _endpoint(api, f"http://{upstream.host}")
-    policy_id = _policy(
+    registry_id = create_endpoint(api, f"http://{upstream.host}")
+    policy_id = create_policy(
         api,
         dest_registry={"id": registry_id},
         filters=[{"type": "name", "value": f"{project}/**"}],
@@ -758,7 +717,7 @@ def test_artifact_copied_through_api_fires_an_event_copy(
         f"/projects/{project}/repositories/busybox/artifacts",
         params={"from": f"{source}:1.36"},
     )
-    ended = _wait(lambda: _ended_executions(api, policy_id, 1))
+    ended = wait_until(lambda: _ended_executions(api, policy_id, 1))
 
     assert copied.status_code == 201, copied.text
     assert [e["status"] for e in ended] == ["Succeed"]
@@ -768,18 +727,18 @@ def test_artifact_copied_through_api_fires_an_event_copy(
 def test_repository_deleted_through_api_deletes_its_artifacts_at_destination(
     api, two_images, upstream, images
 ):
-    registry_id = _endpoint(api, f"http://{upstream.host}")
-    policy_id = _policy(
+    registry_id = create_endpoint(api, f"http://{upstream.host}")
+    policy_id = create_policy(
         api,
         dest_registry={"id": registry_id},
         filters=[{"type": "name", "value": f"{two_images}/**"}],
         trigger={"type": "event_based"},
         replicate_deletion=True,
     )
-    assert _run(api, policy_id)["status"] == "Succeed"
+    assert run_policy(api, policy_id)["status"] == "Succeed"
 
     deleted = api.delete(f"/projects/{two_images}/repositories/busybox")
-    ended = _wait(lambda: _ended_executions(api, policy_id, 2))
+    ended = wait_until(lambda: _ended_executions(api, policy_id, 2))
 
     assert deleted.status_code == 200
     assert [e["status"] for e in ended] == ["Succeed", "Succeed"]
@@ -794,23 +753,8 @@ def test_repository_deleted_through_api_deletes_its_artifacts_at_destination(
 # Destination projects, mounts across tasks, failures a retry cannot mend.
 
 
-def _task_logs(api, execution) -> str:
-    """Every task log of `execution`, one after the other."""
-    tasks = api.get(f"/replication/executions/{execution['id']}/tasks").json()
-    return "".join(
-        api.get(f"/replication/executions/{execution['id']}/tasks/{t['id']}/log").text
-        for t in tasks
-    )
-
-
-def _peer_api(peer):
-    return httpx.Client(
-        base_url=f"{peer.url}/api/v2.0", auth=("admin", peer.admin_password)
-    )
-
-
 def _harbor_endpoint(api, peer, user="admin", password=None) -> int:
-    return _endpoint(
+    return create_endpoint(
         api,
         peer.url,
         "harbor",
@@ -833,16 +777,16 @@ def test_push_to_dockyard_creates_missing_projects_carrying_public_flag(
     push_image(dockyard, images, "busybox:1.36", f"{shown}/busybox:1.36")
     push_image(dockyard, images, "busybox:1.36", f"{hidden}/busybox:1.36")
     peer = start_dockyard()
-    policy_id = _policy(
+    policy_id = create_policy(
         api,
         dest_registry={"id": _harbor_endpoint(api, peer)},
         filters=[{"type": "name", "value": "{" + f"{shown},{hidden}" + "}/**"}],
     )
 
-    execution = _run(api, policy_id)
+    execution = run_policy(api, policy_id)
 
-    assert execution["status"] == "Succeed", _task_logs(api, execution)
-    with _peer_api(peer) as there:
+    assert execution["status"] == "Succeed", task_logs(api, execution)
+    with admin_api(peer) as there:
         public = {
             name: there.get(f"/projects/{name}").json()["metadata"]["public"]
             for name in (shown, hidden)
@@ -860,21 +804,21 @@ def test_push_with_credentials_that_may_not_create_projects_fails_saying_so(
     push_image(dockyard, images, "busybox:1.36", f"{project}/busybox:1.36")
     peer = start_dockyard()
     user = peer.new_user("pusher")
-    with _peer_api(peer) as there:
+    with admin_api(peer) as there:
         restricted = there.put(
             "/configurations", json={"project_creation_restriction": "adminonly"}
         )
     assert restricted.status_code == 200, restricted.text
-    policy_id = _policy(
+    policy_id = create_policy(
         api,
         dest_registry={"id": _harbor_endpoint(api, peer, user.name, user.password)},
         filters=[{"type": "name", "value": f"{project}/**"}],
     )
 
-    execution = _run(api, policy_id)
+    execution = run_policy(api, policy_id)
 
     assert execution["status"] == "Failed"
-    log = _task_logs(api, execution)
+    log = task_logs(api, execution)
     assert f"creating project {project} at the destination: it answered 403" in log
     assert "not retried" in log
     assert "attempt 2/3" not in log
@@ -888,19 +832,19 @@ def test_push_with_bad_password_fails_without_retrying(
     peer = start_dockyard()
     peer.create_project(project)
     # A docker-registry endpoint: no project step, the refusal comes on /v2.
-    registry_id = _endpoint(
+    registry_id = create_endpoint(
         api, peer.url, credential={"access_key": "admin", "access_secret": "wrong"}
     )
-    policy_id = _policy(
+    policy_id = create_policy(
         api,
         dest_registry={"id": registry_id},
         filters=[{"type": "name", "value": f"{project}/**"}],
     )
 
-    execution = _run(api, policy_id)
+    execution = run_policy(api, policy_id)
 
     assert execution["status"] == "Failed"
-    log = _task_logs(api, execution)
+    log = task_logs(api, execution)
     assert "attempt 1/3 failed: UpstreamDenied" in log
     assert "not retried: the registry refused these credentials" in log
     assert "attempt 2/3" not in log
@@ -912,16 +856,16 @@ def test_push_to_harbor_endpoint_with_bad_password_fails_at_the_project_step(
     project = dockyard.new_project("badpwapi")
     push_image(dockyard, images, "busybox:1.36", f"{project}/busybox:1.36")
     peer = start_dockyard()
-    policy_id = _policy(
+    policy_id = create_policy(
         api,
         dest_registry={"id": _harbor_endpoint(api, peer, password="wrong")},
         filters=[{"type": "name", "value": f"{project}/**"}],
     )
 
-    execution = _run(api, policy_id)
+    execution = run_policy(api, policy_id)
 
     assert execution["status"] == "Failed"
-    log = _task_logs(api, execution)
+    log = task_logs(api, execution)
     assert f"looking up project {project} at the destination: it answered 401" in log
     assert "attempt 2/3" not in log
 
@@ -931,16 +875,16 @@ def test_pull_into_missing_project_creates_it_private_audited_as_replication(
 ):
     upstream.push(images, "busybox:1.36", "library/busybox:1.36")
     project = f"made-{secrets.token_hex(4)}"
-    policy_id = _policy(
+    policy_id = create_policy(
         api,
-        src_registry={"id": _endpoint(api, f"http://{upstream.host}")},
+        src_registry={"id": create_endpoint(api, f"http://{upstream.host}")},
         dest_namespace=project,
         filters=[{"type": "name", "value": "library/busybox"}],
     )
 
-    execution = _run(api, policy_id)
+    execution = run_policy(api, policy_id)
 
-    assert execution["status"] == "Succeed", _task_logs(api, execution)
+    assert execution["status"] == "Succeed", task_logs(api, execution)
     made = api.get(f"/projects/{project}").json()
     assert made["metadata"]["public"] == "false"
     audit = api.get(
@@ -958,15 +902,15 @@ def test_pull_from_dockyard_creates_project_public_like_its_source(
     project = f"open-{secrets.token_hex(4)}"
     peer.create_project(project)
     push_image(peer, images, "busybox:1.36", f"{project}/busybox:1.36")
-    policy_id = _policy(
+    policy_id = create_policy(
         api,
         src_registry={"id": _harbor_endpoint(api, peer)},
         filters=[{"type": "name", "value": f"{project}/busybox"}],
     )
 
-    execution = _run(api, policy_id)
+    execution = run_policy(api, policy_id)
 
-    assert execution["status"] == "Succeed", _task_logs(api, execution)
+    assert execution["status"] == "Succeed", task_logs(api, execution)
     assert api.get(f"/projects/{project}").json()["metadata"]["public"] == "true"
 
 
@@ -975,19 +919,19 @@ def test_push_mounts_a_layer_an_earlier_run_sent_to_go_registry(
 ):
     project = dockyard.new_project("mount")
     push_image(dockyard, images, "busybox:1.36", f"{project}/busybox:1.36")
-    policy_id = _policy(
+    policy_id = create_policy(
         api,
-        dest_registry={"id": _endpoint(api, f"http://{upstream.host}")},
+        dest_registry={"id": create_endpoint(api, f"http://{upstream.host}")},
         filters=[{"type": "name", "value": f"{project}/**"}],
     )
-    first = _run(api, policy_id)
+    first = run_policy(api, policy_id)
     push_image(dockyard, images, "debian-pkgs:1", f"{project}/debian:1")
 
-    second = _run(api, policy_id)
+    second = run_policy(api, policy_id)
 
     assert (first["status"], second["status"]) == ("Succeed", "Succeed")
     layer = _shared_layer(images)
-    log = _task_logs(api, second)
+    log = task_logs(api, second)
     assert f"blob {layer} mounted from {project}/busybox" in log
     # Its hex is only in the digest parameter of the upload that sent it.
     assert upstream.requests("PUT", layer.partition(":")[2]) == 1
@@ -1008,17 +952,17 @@ def test_push_cancels_the_upload_of_a_refused_mount_and_sends_the_blob(
     # the mount from `hidden` at the destination is refused (202).
     push_image(dockyard, images, "busybox:1.36", f"{project}/hidden:1.36")
     push_image(dockyard, images, "busybox:1.36", f"{project}/shown:1.36")
-    policy_id = _policy(
+    policy_id = create_policy(
         api,
-        dest_registry={"id": _endpoint(api, f"http://{upstream.host}")},
+        dest_registry={"id": create_endpoint(api, f"http://{upstream.host}")},
         filters=[{"type": "name", "value": f"{project}/shown"}],
     )
 
-    execution = _run(api, policy_id)
+    execution = run_policy(api, policy_id)
 
-    assert execution["status"] == "Succeed", _task_logs(api, execution)
+    assert execution["status"] == "Succeed", task_logs(api, execution)
     layer = _shared_layer(images)
-    assert f"blob {layer} sent" in _task_logs(api, execution)
+    assert f"blob {layer} sent" in task_logs(api, execution)
     assert upstream.requests("POST", f"mount={layer}&from={project}/hidden") == 1
     # Other tests' repositories here hold the blobs too: their mounts are
     # tried (and refused) as well. Every refused mount's upload is cancelled.
@@ -1041,20 +985,20 @@ def test_push_mounts_a_layer_an_earlier_run_sent_to_second_dockyard(
     project = dockyard.new_project("mountdy")
     push_image(dockyard, images, "busybox:1.36", f"{project}/busybox:1.36")
     peer = start_dockyard()
-    policy_id = _policy(
+    policy_id = create_policy(
         api,
         dest_registry={"id": _harbor_endpoint(api, peer)},
         filters=[{"type": "name", "value": f"{project}/**"}],
     )
-    first = _run(api, policy_id)
+    first = run_policy(api, policy_id)
     push_image(dockyard, images, "debian-pkgs:1", f"{project}/debian:1")
     mark = peer.log_size()
 
-    second = _run(api, policy_id)
+    second = run_policy(api, policy_id)
 
     assert (first["status"], second["status"]) == ("Succeed", "Succeed")
     layer = _shared_layer(images)
-    assert f"blob {layer} mounted from {project}/busybox" in _task_logs(api, second)
+    assert f"blob {layer} mounted from {project}/busybox" in task_logs(api, second)
     # debian-pkgs:1 has three blobs: its config and own layer were sent.
     uploads = f"method=PUT path=/v2/{project}/debian/blobs/uploads/"
     sent = [line for line in peer.log_since(mark).splitlines() if uploads in line]
@@ -1076,10 +1020,10 @@ def test_pull_links_a_layer_stored_here_without_fetching_it(
     project = dockyard.new_project("linked")
     upstream.push(images, "busybox:1.36", "library/busybox:1.36")
     upstream.push(images, "debian-pkgs:1", "library/debian:1")
-    registry_id = _endpoint(api, f"http://{upstream.host}")
-    first = _run(
+    registry_id = create_endpoint(api, f"http://{upstream.host}")
+    first = run_policy(
         api,
-        _policy(
+        create_policy(
             api,
             src_registry={"id": registry_id},
             dest_namespace=project,
@@ -1089,9 +1033,9 @@ def test_pull_links_a_layer_stored_here_without_fetching_it(
     layer = _shared_layer(images)
     fetched = upstream.requests("GET", f"/blobs/{layer}")
 
-    second = _run(
+    second = run_policy(
         api,
-        _policy(
+        create_policy(
             api,
             src_registry={"id": registry_id},
             dest_namespace=project,
@@ -1100,7 +1044,7 @@ def test_pull_links_a_layer_stored_here_without_fetching_it(
     )
 
     assert (first["status"], second["status"]) == ("Succeed", "Succeed")
-    assert f"blob {layer} mounted from {project}/busybox" in _task_logs(api, second)
+    assert f"blob {layer} mounted from {project}/busybox" in task_logs(api, second)
     assert upstream.requests("GET", f"/blobs/{layer}") == fetched
     assert _raw(
         f"docker://{dockyard.host}/{project}/debian:1",
@@ -1118,16 +1062,16 @@ def test_destination_answering_5xx_on_upload_fails_after_bounded_retries(
     uploads = upstream.storage / "docker/registry/v2/repositories" / project
     (uploads / "busybox").mkdir(parents=True)
     (uploads / "busybox" / "_uploads").write_text("in the way")
-    policy_id = _policy(
+    policy_id = create_policy(
         api,
-        dest_registry={"id": _endpoint(api, f"http://{upstream.host}")},
+        dest_registry={"id": create_endpoint(api, f"http://{upstream.host}")},
         filters=[{"type": "name", "value": f"{project}/**"}],
     )
 
-    execution = _run(api, policy_id)
+    execution = run_policy(api, policy_id)
 
     assert execution["status"] == "Failed"
-    log = _task_logs(api, execution)
+    log = task_logs(api, execution)
     assert "attempt 3/3 failed: UpstreamUnavailable" in log
     assert "upstream answered 500" in log
     assert "attempt 4" not in log
@@ -1142,18 +1086,18 @@ def test_destination_answering_413_fails_without_retrying(
     # config passes, the megabyte layer is answered 413.
     balancer = Balancer(tmp_path / "nginx", [upstream.host], "64k").start()
     try:
-        policy_id = _policy(
+        policy_id = create_policy(
             api,
-            dest_registry={"id": _endpoint(api, balancer.url)},
+            dest_registry={"id": create_endpoint(api, balancer.url)},
             filters=[{"type": "name", "value": f"{project}/**"}],
         )
 
-        execution = _run(api, policy_id)
+        execution = run_policy(api, policy_id)
     finally:
         balancer.stop()
 
     assert execution["status"] == "Failed"
-    log = _task_logs(api, execution)
+    log = task_logs(api, execution)
     assert "upstream answered 413" in log
     assert "not retried: the registry refuses something this large" in log
     assert "attempt 2/3" not in log

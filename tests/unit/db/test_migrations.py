@@ -4,27 +4,24 @@ Each test runs on both databases, whichever backend the suite runs on: a
 fresh SQLite file, and a fresh PostgreSQL database (dropped afterwards).
 """
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime
-from typing import Any
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, create_engine, select
-from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy import Connection, select
 
 from dockyard.config import normalise_database_url
-from dockyard.db.migrate import alembic_config, upgrade_database
+from dockyard.db.migrate import upgrade_database
 from dockyard.db.schema import members, metadata, projects, roles, users
 from tests.backends import (
     create_database,
     drop_database,
     ensure_postgres_running,
     postgres_url,
-    run_coroutine,
 )
+from tests.migrations import current_revision, head_revision, on_connection
 
 FIRST = "0001"
 
@@ -41,35 +38,6 @@ def database_url(request, tmp_path) -> Iterator[str]:
         yield normalise_database_url(postgres_url(name))
     finally:
         drop_database(name)
-
-
-def on_connection(url: str, work: Callable[[Connection], Any]) -> Any:
-    """`work(connection)` in a committed transaction on the database at `url`."""
-    if url.startswith("sqlite"):
-        engine = create_engine(url)
-        try:
-            with engine.begin() as connection:
-                return work(connection)
-        finally:
-            engine.dispose()
-
-    async def run() -> Any:
-        engine = create_async_engine(url)
-        try:
-            async with engine.begin() as connection:
-                return await connection.run_sync(work)
-        finally:
-            await engine.dispose()
-
-    return run_coroutine(run)
-
-
-def head_revision() -> str:
-    return ScriptDirectory.from_config(alembic_config(None)).get_current_head()
-
-
-def current_revision(connection: Connection) -> str | None:
-    return MigrationContext.configure(connection).get_current_revision()
 
 
 def fill_first_schema(connection: Connection) -> None:
