@@ -21,10 +21,10 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Select, func, insert, select
+from sqlalchemy import Select, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from dockyard.db.database import Database
+from dockyard.db.database import Database, count_rows
 from dockyard.db.schema import audit_logs, configurations
 
 log = logging.getLogger(__name__)
@@ -227,9 +227,7 @@ class AuditLog:
     ) -> tuple[list[dict[str, Any]], int]:
         """A page of the entries `query` (over `audit_logs`) finds, newest first."""
         async with self.db.read() as conn:
-            total = await conn.scalar(
-                select(func.count()).select_from(query.order_by(None).subquery())
-            )
+            total = await count_rows(conn, query)
             rows = (
                 (
                     await conn.execute(
@@ -243,4 +241,4 @@ class AuditLog:
                 .mappings()
                 .all()
             )
-        return [dict(row) for row in rows], int(total or 0)
+        return [dict(row) for row in rows], total

@@ -11,11 +11,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Select, delete, func, insert, select, update
+from sqlalchemy import Select, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from dockyard.audit import CLI_ACTOR, record_change
-from dockyard.db.database import Database, insert_or_ignore
+from dockyard.db.database import Database, count_rows, insert_or_ignore
 from dockyard.db.schema import user_group_users, user_groups, users
 
 LDAP_GROUP, HTTP_GROUP, OIDC_GROUP = 1, 2, 3
@@ -56,10 +56,7 @@ class GroupService:
 
     async def count(self, query: Select) -> int:
         async with self.db.read() as conn:
-            total = await conn.scalar(
-                select(func.count()).select_from(query.order_by(None).subquery())
-            )
-        return int(total or 0)
+            return await count_rows(conn, query)
 
     async def get_group(self, group_id: int) -> Group:
         async with self.db.read() as conn:

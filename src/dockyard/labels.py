@@ -13,12 +13,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Select, delete, func, insert, select, update
+from sqlalchemy import Select, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from dockyard.audit import record_change
-from dockyard.db.database import Database
+from dockyard.db.database import Database, count_rows
 from dockyard.db.schema import artifact_labels, labels, manifests
 
 GLOBAL = "g"
@@ -99,11 +99,9 @@ class LabelService:
     ) -> tuple[list[Label], int]:
         """A page of `query` (over `labels`) and the total it finds."""
         async with self.db.read() as conn:
-            total = await conn.scalar(
-                select(func.count()).select_from(query.order_by(None).subquery())
-            )
+            total = await count_rows(conn, query)
             rows = (await conn.execute(query.offset(offset).limit(limit))).all()
-        return [_label(row) for row in rows], int(total or 0)
+        return [_label(row) for row in rows], total
 
     async def get_label(self, label_id: int) -> Label:
         """The label; `LabelNotFound` if there is none with that id."""

@@ -32,7 +32,7 @@ from dockyard.allowlists import AllowlistContent, write_allowlist
 from dockyard.audit import CLI_ACTOR, record_change
 from dockyard.auth.principals import Principal
 from dockyard.auth.roles import Role
-from dockyard.db.database import Database, insert_or_update
+from dockyard.db.database import Database, count_rows, insert_or_update
 from dockyard.db.schema import (
     members,
     project_metadata,
@@ -222,10 +222,7 @@ class ProjectService:
 
     async def count(self, query: Select) -> int:
         async with self.db.read() as conn:
-            total = await conn.scalar(
-                select(func.count()).select_from(query.order_by(None).subquery())
-            )
-        return int(total or 0)
+            return await count_rows(conn, query)
 
     async def set_public(self, project_id: int, public: bool, actor: str) -> None:
         async with self.db.write() as conn:

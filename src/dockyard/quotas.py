@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from dockyard.audit import record_change
 from dockyard.configurations import KEYS
-from dockyard.db.database import Database
+from dockyard.db.database import Database, count_rows
 from dockyard.db.schema import (
     blobs,
     configurations,
@@ -161,11 +161,9 @@ class QuotaService:
         """A page of `query` (from `quota_query`) and the total it finds."""
         await self.ensure_quotas()
         async with self.db.read() as conn:
-            total = await conn.scalar(
-                select(func.count()).select_from(query.order_by(None).subquery())
-            )
+            total = await count_rows(conn, query)
             rows = (await conn.execute(query.offset(offset).limit(limit))).all()
-        return [_quota(row) for row in rows], int(total or 0)
+        return [_quota(row) for row in rows], total
 
     async def get_quota(self, quota_id: int) -> Quota:
         """The quota; `QuotaNotFound` if there is none with that id."""

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Select, delete, func, insert, select, update
+from sqlalchemy import Select, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -39,7 +39,7 @@ from dockyard.auth.passwords import hash_password
 from dockyard.auth.principals import Principal
 from dockyard.auth.rbac import PROJECT_PERMISSIONS, SYSTEM_PERMISSIONS, Permission
 from dockyard.configurations import ConfigurationService
-from dockyard.db.database import Database, storable_text
+from dockyard.db.database import Database, count_rows, storable_text
 from dockyard.db.schema import projects, robot_permissions, robots
 from dockyard.projects import Project, ProjectService
 
@@ -274,15 +274,13 @@ class RobotService:
     ) -> tuple[list[Robot], int]:
         """A page of the robots `query` (over `robots`) finds, and their count."""
         async with self.db.read() as conn:
-            total = await conn.scalar(
-                select(func.count()).select_from(query.order_by(None).subquery())
-            )
+            total = await count_rows(conn, query)
             rows = (
                 (await conn.execute(query.offset(offset).limit(limit))).mappings().all()
             )
             held = await _permissions_of(conn, [row["id"] for row in rows])
         found = [_robot(row, held.get(row["id"], frozenset())) for row in rows]
-        return found, int(total or 0)
+        return found, total
 
     async def update_robot(
         self, robot: Robot, changes: RobotChanges, actor: str

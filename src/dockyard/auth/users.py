@@ -29,7 +29,7 @@ from dockyard.auth.passwords import (
 )
 from dockyard.auth.principals import Principal
 from dockyard.auth.throttle import FailedLogins, MemoryFailedLogins
-from dockyard.db.database import Database, storable_text
+from dockyard.db.database import Database, count_rows, storable_text
 from dockyard.db.schema import projects, sessions, users
 from dockyard.state.expiring import ExpiringKeys, MemoryExpiringKeys
 
@@ -170,9 +170,7 @@ class UserService:
     ) -> tuple[list[dict], int]:
         """A page of the users `query` (over `users`) finds, and their count."""
         async with self.db.read() as conn:
-            total = await conn.scalar(
-                select(func.count()).select_from(query.order_by(None).subquery())
-            )
+            total = await count_rows(conn, query)
             rows = (
                 (
                     await conn.execute(
@@ -182,7 +180,7 @@ class UserService:
                 .mappings()
                 .all()
             )
-        return [dict(row) for row in rows], int(total or 0)
+        return [dict(row) for row in rows], total
 
     async def update_profile(
         self, user_id: int, actor: str, **fields: str | None

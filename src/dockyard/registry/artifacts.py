@@ -41,6 +41,7 @@ from dockyard.audit import record_change
 from dockyard.db.database import (
     Database,
     contains_text,
+    count_rows,
     insert_or_ignore,
     insert_or_update,
 )
@@ -166,7 +167,7 @@ class ArtifactService:
             .scalar_subquery()
         )
         async with self.db.read() as conn:
-            total = await _count(conn, query)
+            total = await count_rows(conn, query)
             rows = await conn.execute(
                 query.add_columns(count.label("artifact_count"))
                 .offset(offset)
@@ -216,7 +217,7 @@ class ArtifactService:
                 manifests.c.created_at.desc(), manifests.c.id.desc()
             )
             if keep is None:
-                total = await _count(conn, query)
+                total = await count_rows(conn, query)
                 result = await conn.execute(query.offset(offset).limit(limit))
                 rows = list(result.mappings().all())
             else:
@@ -270,7 +271,7 @@ class ArtifactService:
             repo = await _repository(conn, repository)
             row = await _find(conn, repo.id, reference)
             query = query.where(tags.c.manifest_id == row["id"]).order_by(tags.c.id)
-            total = await _count(conn, query)
+            total = await count_rows(conn, query)
             result = await conn.execute(query.offset(offset).limit(limit))
             found = [_tag(t) for t in result.mappings().all()]
         return _artifact(repo, row), found, total
@@ -675,13 +676,6 @@ async def _accessories_deep(
                 found[manifest_id] = accessory
                 pending.append(accessory)
     return list(found.items())
-
-
-async def _count(conn: AsyncConnection, query: Select) -> int:
-    total = await conn.scalar(
-        select(func.count()).select_from(query.order_by(None).subquery())
-    )
-    return int(total or 0)
 
 
 def _artifact(repo: _Repository, row: Any) -> Artifact:

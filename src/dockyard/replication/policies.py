@@ -31,7 +31,7 @@ from sqlalchemy import Select, delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from dockyard.audit import record_change
-from dockyard.db.database import Database
+from dockyard.db.database import Database, count_rows
 from dockyard.db.schema import (
     job_executions,
     job_tasks,
@@ -258,11 +258,9 @@ class PolicyService:
     ) -> tuple[list[Policy], int]:
         """One page of `query` over `replication_policies`, and the total."""
         async with self.db.read() as conn:
-            total = await conn.scalar(
-                select(func.count()).select_from(query.order_by(None).subquery())
-            )
+            total = await count_rows(conn, query)
             rows = (await conn.execute(query.offset(offset).limit(limit))).all()
-        return [_policy(row) for row in rows], int(total or 0)
+        return [_policy(row) for row in rows], total
 
     async def get_policy(self, policy_id: int) -> Policy:
         async with self.db.read() as conn:

@@ -16,11 +16,11 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
-from sqlalchemy import Select, delete, func, insert, select, update
+from sqlalchemy import Select, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from dockyard.audit import record_change
-from dockyard.db.database import Database
+from dockyard.db.database import Database, count_rows
 from dockyard.db.schema import (
     projects,
     proxy_projects,
@@ -159,11 +159,9 @@ class RegistryService:
     ) -> tuple[list[Registry], int]:
         """A page of `query` (over `registries`) and how many rows it has."""
         async with self.db.read() as conn:
-            total = await conn.scalar(
-                select(func.count()).select_from(query.order_by(None).subquery())
-            )
+            total = await count_rows(conn, query)
             rows = (await conn.execute(query.offset(offset).limit(limit))).all()
-        return [_registry(row) for row in rows], int(total or 0)
+        return [_registry(row) for row in rows], total
 
     async def get_registry(self, registry_id: int) -> Registry:
         async with self.db.read() as conn:
