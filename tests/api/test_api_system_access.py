@@ -1,7 +1,8 @@
 """System resources (global labels, quotas, the whole audit trail, project
-creation, the `/v2/_catalog`) as Harbor guards them: a system admin, or a system robot holding the
-system permission, and nobody else. These are the answers Harbor's own
-`tests/apitests/python/test_system_permission.py` expects."""
+creation, the `/v2/_catalog`) as Harbor guards them: a system admin, or a
+system robot holding the system permission, and nobody else. These are the
+answers Harbor's own `tests/apitests/python/test_system_permission.py`
+expects."""
 
 import secrets
 

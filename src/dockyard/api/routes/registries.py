@@ -18,6 +18,7 @@ from dockyard.api.deps import AdminDep, PageDep, ServicesDep, paginated
 from dockyard.api.errors import BadRequest
 from dockyard.api.query import apply_query
 from dockyard.api.routes.users import harbor_time
+from dockyard.db.database import contains_text
 from dockyard.db.schema import registries
 from dockyard.replication.adapters import ADAPTERS, AdapterInfo, adapter_for
 from dockyard.replication.client import UpstreamError
@@ -120,7 +121,7 @@ async def list_registries(
 ) -> Response:
     query = select(registries)
     if name:
-        query = query.where(registries.c.name.contains(name, autoescape=True))
+        query = query.where(contains_text(registries.c.name, name))
     query = apply_query(query, q, sort, _QUERY_COLUMNS, [registries.c.id])
     found, total = await services.registries.list_registries(
         query, page.offset, page.size

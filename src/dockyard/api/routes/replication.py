@@ -16,6 +16,7 @@ from dockyard.api.deps import AdminDep, PageDep, ServicesDep, paginated
 from dockyard.api.errors import BadRequest, NotFound, PreconditionFailed
 from dockyard.api.query import apply_query
 from dockyard.api.routes.registries import registry_resp
+from dockyard.db.database import contains_text
 from dockyard.db.schema import replication_policies
 from dockyard.replication.executions import (
     EXECUTION_STATUS,
@@ -96,9 +97,7 @@ async def list_policies(
 ) -> Response:
     query = select(replication_policies)
     if name:
-        query = query.where(
-            replication_policies.c.name.contains(name, autoescape=True)
-        )
+        query = query.where(contains_text(replication_policies.c.name, name))
     query = apply_query(
         query, q, sort, _POLICY_COLUMNS, [replication_policies.c.id]
     )
