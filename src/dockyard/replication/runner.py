@@ -166,12 +166,24 @@ class Replication:
 
     async def snapshot(self, repository: str, reference: str) -> ArtifactFacts | None:
         """What the filters ask of the artifact `reference` names; take it
-        before deleting the artifact or a tag of it."""
+        before deleting the artifact or a tag of it. None when no policy
+        replicates deletions (nothing will ask)."""
+        if not await self._replicates_deletions():
+            return None
         return await artifact_facts(self.db, repository, reference)
 
     async def snapshot_repository(self, repository: str) -> list[ArtifactFacts]:
-        """The same for every artifact of a repository about to be deleted."""
+        """The same for every artifact of a repository about to be deleted
+        (none when no policy replicates deletions)."""
+        if not await self._replicates_deletions():
+            return []
         return await repository_facts(self.db, repository)
+
+    async def _replicates_deletions(self) -> bool:
+        # One read on the delete path instead of the facts' several, in the
+        # common case of no such policy.
+        policies = await self.policies.enabled_policies(EVENT_BASED)
+        return any(p.fields.replicate_deletion for p in policies)
 
     def on_deleted(self, repository: str, artifact: ArtifactFacts) -> None:
         """Enqueue the deletions an artifact deletion calls for."""
